@@ -1,0 +1,74 @@
+"""One error tree for cachemux: every message names the bad value and the valid choices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "CacheMuxError",
+    "ConfigError",
+    "InvariantError",
+    "MissingCostError",
+    "StoreError",
+    "UnknownNameError",
+    "check_cost",
+    "check_positive",
+]
+
+
+class CacheMuxError(Exception):
+    """Base of every error raised by cachemux."""
+
+
+class ConfigError(CacheMuxError, ValueError):
+    """A bad argument or configuration value."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name (policy, selector, store, suite...) that is not registered."""
+
+    def __init__(self, kind: str, name: object, choices: Iterable[str]) -> None:
+        self.kind, self.name, self.choices = kind, name, sorted(choices)
+        super().__init__(f"unknown {kind} {name!r}; valid choices: {', '.join(self.choices)}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return str(self.args[0])
+
+
+class MissingCostError(ConfigError):
+    """A cost-aware policy or selector was given a request without a cost."""
+
+
+class InvariantError(CacheMuxError, AssertionError):
+    """An internal invariant does not hold (raised by ``check_invariants``)."""
+
+
+class StoreError(CacheMuxError):
+    """A storage backend failed; callers degrade it to a cache miss."""
+
+
+def check_positive(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise ConfigError."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}") from None
+    if not (v > 0.0) or v == float("inf"):
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def check_cost(key: object, cost: object) -> float:
+    """Validate one request's cost: a finite number >= 0 (NaN, negatives and None are errors)."""
+    if cost is None:
+        raise MissingCostError(
+            f"request for key {key!r} has no cost, but this policy is cost-aware; "
+            "pass cost=... or use a cost-oblivious policy (lru, fifo, lfu)"
+        )
+    try:
+        c = float(cost)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"cost for key {key!r} must be a number, got {cost!r}") from None
+    if not (c >= 0.0) or c == float("inf"):  # catches NaN too
+        raise ConfigError(f"cost for key {key!r} must be a finite number >= 0, got {cost!r}")
+    return c

@@ -1,0 +1,183 @@
+"""The bounded-cache template every policy shares: hit? -> admit? -> evict until it fits -> insert."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any, ClassVar
+
+from cachemux.errors import ConfigError, InvariantError, check_cost, check_positive
+
+__all__ = ["Policy"]
+
+
+class Policy(ABC):
+    """A bounded cache of keys (values live elsewhere: in a store, or nowhere in simulation).
+
+    Capacity is in size units; with the default ``size=1`` per entry it counts entries, with
+    token or byte sizes it bounds the total. Subclasses implement four hooks and never the loop:
+
+    * ``_on_hit(key, cost)``: a cached key was requested.
+    * ``_on_miss(key, cost)``: an uncached key was requested (history-keeping policies count it).
+    * ``_should_admit(key, cost, size)``: may decline (LEC, Belady); classic policies always admit.
+    * ``_insert(key, cost, size)`` / ``_pop_victim()`` / ``_forget(key)``: their own structure.
+
+    Use ``access`` for a simulated request (lookup + admission in one call), or ``lookup`` then
+    ``admit`` when the answer is produced in between (the engine: the cost is known only after
+    generation). ``admit`` returns the evicted keys so a store can delete their values.
+    """
+
+    name: ClassVar[str] = "policy"
+    cost_aware: ClassVar[bool] = False  # needs a cost with every admitted request
+
+    def __init__(self, capacity: float) -> None:
+        self.capacity = check_positive("capacity", capacity)
+        self.used: float = 0
+        self._sizes: dict[Hashable, float] = {}
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    # ---- public surface -------------------------------------------------------------------
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._sizes
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(list(self._sizes))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(capacity={self.capacity:g}, used={self.used:g}, entries={len(self)})"
+
+    def access(self, key: Hashable, cost: float | None = None, size: float = 1) -> bool:
+        """Serve one request; return True on a hit. On a miss the entry is offered for admission."""
+        if key in self._sizes:
+            self.hits += 1
+            self._on_hit(key, cost)
+            return True
+        self.misses += 1
+        self._on_miss(key, cost)
+        self._admit(key, cost, size)
+        return False
+
+    def lookup(self, key: Hashable, cost: float | None = None) -> bool:
+        """Record a request and return whether it hits, without admitting anything."""
+        if key in self._sizes:
+            self.hits += 1
+            self._on_hit(key, cost)
+            return True
+        self.misses += 1
+        self._on_miss(key, cost)
+        return False
+
+    def admit(self, key: Hashable, cost: float | None = None, size: float = 1) -> list[Hashable]:
+        """Offer an entry after a miss; return the keys evicted to make room (maybe none).
+
+        Whether it was admitted is ``key in policy`` afterwards. Offering a key that is already
+        cached updates its cost and size.
+        """
+        if key in self._sizes:
+            self.remove(key)
+        return self._admit(key, cost, size)
+
+    def remove(self, key: Hashable) -> bool:
+        """Drop a key (invalidation, or a store that lost the value); True if it was cached."""
+        size = self._sizes.pop(key, None)
+        if size is None:
+            return False
+        self.used -= size
+        self._forget(key)
+        return True
+
+    def replay(self, keys: Iterable[Hashable], costs: Iterable[float] | None = None,
+               sizes: Iterable[float] | None = None) -> int:
+        """Serve a whole trace; return the number of hits."""
+        access = self.access
+        hits = 0
+        if costs is None and sizes is None:
+            for k in keys:
+                hits += access(k)
+        elif sizes is None:
+            for k, c in zip(keys, costs):  # type: ignore[arg-type]
+                hits += access(k, c)
+        else:
+            cs = costs if costs is not None else itertools.repeat(None)
+            for k, c, s in zip(keys, cs, sizes):
+                hits += access(k, c, s)
+        return hits
+
+    def stats(self) -> dict[str, Any]:
+        total = self.hits + self.misses
+        return {"policy": self.name, "hits": self.hits, "misses": self.misses,
+                "evictions": self.evictions, "hit_ratio": self.hits / total if total else 0.0,
+                "entries": len(self), "used": self.used, "capacity": self.capacity}
+
+    def check_invariants(self) -> None:
+        """Raise InvariantError unless size <= capacity, the accounting adds up and structures agree."""
+        total = math.fsum(self._sizes.values())
+        if not math.isclose(total, self.used, rel_tol=1e-9, abs_tol=1e-9):
+            raise InvariantError(f"{self.name}: used={self.used} but entry sizes sum to {total}")
+        if self.used > self.capacity * (1 + 1e-12):
+            raise InvariantError(f"{self.name}: used={self.used} exceeds capacity={self.capacity}")
+        try:
+            self._check()
+        except AssertionError as exc:
+            raise InvariantError(f"{self.name}: {exc}") from None
+
+    # ---- the eviction loop, written once -------------------------------------------------
+    def _admit(self, key: Hashable, cost: float | None, size: float) -> list[Hashable]:
+        if self.cost_aware:
+            cost = check_cost(key, cost)
+        if size != 1:
+            size = _check_size(key, size)
+        if size > self.capacity or not self._should_admit(key, cost, size):
+            return []
+        evicted: list[Hashable] = []
+        sizes = self._sizes
+        while self.used + size > self.capacity:
+            victim = self._pop_victim()
+            self.used -= sizes.pop(victim)
+            self.evictions += 1
+            evicted.append(victim)
+        sizes[key] = size
+        self.used += size
+        self._insert(key, cost, size)
+        return evicted
+
+    # ---- hooks ----------------------------------------------------------------------------
+    def _on_hit(self, key: Hashable, cost: float | None) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def _on_miss(self, key: Hashable, cost: float | None) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def _should_admit(self, key: Hashable, cost: float | None, size: float) -> bool:
+        return True
+
+    @abstractmethod
+    def _insert(self, key: Hashable, cost: float | None, size: float) -> None: ...
+
+    @abstractmethod
+    def _pop_victim(self) -> Hashable:
+        """Remove the next victim from the policy's own structure and return its key."""
+
+    @abstractmethod
+    def _forget(self, key: Hashable) -> None:
+        """Remove ``key`` from the policy's own structure (it was already dropped from sizes)."""
+
+    def _check(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+def _check_size(key: Hashable, size: object) -> float:
+    try:
+        s = float(size)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"size for key {key!r} must be a number, got {size!r}") from None
+    if not (s > 0) or s == math.inf:
+        raise ConfigError(f"size for key {key!r} must be a finite number > 0, got {size!r}")
+    return s
