@@ -1,0 +1,15 @@
+"""The model multiplexer: selectors that route each query to the cheapest adequate model(s)."""
+
+from __future__ import annotations
+
+from cachemux.multiplexer.routes import FAIL_PENALTY, Route, make_route, route_cost
+from cachemux.multiplexer.selectors import (
+    NoisyOracleSelector,
+    OnlineSelector,
+    OracleSelector,
+    Selector,
+    StaticSelector,
+)
+
+__all__ = ["FAIL_PENALTY", "NoisyOracleSelector", "OnlineSelector", "OracleSelector", "Route",
+           "Selector", "StaticSelector", "make_route", "route_cost"]

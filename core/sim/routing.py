@@ -1,0 +1,111 @@
+"""Real-data workloads from RouteLLM's MMLU evaluation (Mixtral-8x7B small, GPT-4 large)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cachemux.errors import ConfigError
+from cachemux.sim.workload import Workload, power_probs, sample_requests
+
+__all__ = ["PRICES_PER_MTOK", "RoutingQuery", "default_data_dir", "load_mmlu", "routing_workload",
+           "token_count"]
+
+SMALL_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+LARGE_MODEL = "gpt-4-1106-preview"
+# $ per million tokens, blended input/output: the prices RouteLLM (Ong et al. 2024) uses for this
+# very pair. Cost of a request = tokens * price; reported in micro-dollars (1e-6 $).
+PRICES_PER_MTOK = {"small": 0.24, "large": 24.7}
+ANSWER_TOKENS = 1  # MMLU is answered with one letter
+
+
+@dataclass(frozen=True)
+class RoutingQuery:
+    prompt: str
+    subject: str
+    small_correct: bool
+    large_correct: bool
+
+    @property
+    def tokens(self) -> int:
+        return token_count(self.prompt) + ANSWER_TOKENS
+
+
+def token_count(text: str) -> int:
+    """Tokens by OpenAI's rule of thumb (about 4 characters per token of English)."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+def default_data_dir() -> Path:
+    """``$CACHEMUX_DATA`` or the ``shared/data`` folder beside the checkout."""
+    env = os.environ.get("CACHEMUX_DATA")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        for cand in (parent / "shared" / "data", parent.parent / "shared" / "data"):
+            if (cand / "routing").is_dir():
+                return cand
+    raise ConfigError("cannot find the shared data folder; set CACHEMUX_DATA=/path/to/shared/data")
+
+
+def load_mmlu(data_dir: Path | None = None, split: str | None = None) -> list[RoutingQuery]:
+    """MMLU prompts with per-model correctness; ``split`` = "train" / "test" subjects (SPLITS.json)
+    or None for all 57 subjects."""
+    root = (data_dir or default_data_dir()) / "routing"
+    subjects = sorted(p.stem.removeprefix("mmlu_") for p in (root / "mmlu").glob("mmlu_*.csv"))
+    if not subjects:
+        raise ConfigError(f"no MMLU files under {root / 'mmlu'}")
+    if split is not None:
+        splits = json.loads((root / "SPLITS.json").read_text())
+        if split not in ("train", "test"):
+            raise ConfigError(f"split must be 'train', 'test' or None, got {split!r}")
+        subjects = [s for s in subjects if s in set(splits[split])]
+    out = []
+    for subject in subjects:
+        with open(root / "mmlu" / f"mmlu_{subject}.csv", newline="") as f:
+            for row in csv.DictReader(f):
+                out.append(RoutingQuery(row["prompt"], subject, row[SMALL_MODEL] == "True",
+                                        row[LARGE_MODEL] == "True"))
+    return out
+
+
+def routing_workload(queries: list[RoutingQuery], seed: int, *, alpha: float, num_queries: int | None = 100,
+                     num_requests: int = 10_000, balanced: bool = True) -> Workload:
+    """The paper's real-data protocol: ``num_queries`` queries (half small-correct, half not, when
+    ``balanced``; all of ``queries`` when None), shuffled, power(alpha) popularity, deterministic
+    per-query costs. The cascade succeeds when the small model answered correctly; the large
+    model's answer is accepted as is (its own errors are not priced, as in the paper)."""
+    rng = np.random.default_rng(seed)
+    if num_queries is None:
+        idx = rng.permutation(len(queries))
+    elif balanced:
+        good = [i for i, q in enumerate(queries) if q.small_correct]
+        bad = [i for i, q in enumerate(queries) if not q.small_correct]
+        half = num_queries // 2
+        if half > len(good) or num_queries - half > len(bad):
+            raise ConfigError(f"not enough queries for a balanced set of {num_queries}")
+        idx = np.concatenate([rng.choice(good, half, replace=False),
+                              rng.choice(bad, num_queries - half, replace=False)])
+        rng.shuffle(idx)
+    else:
+        idx = rng.choice(len(queries), num_queries, replace=False)
+    chosen = [queries[i] for i in idx]
+    tokens = np.array([q.tokens for q in chosen], dtype=float)
+    mean = {m: tokens * PRICES_PER_MTOK[m] for m in ("small", "large")}  # micro-dollars
+    success = {"small": np.array([q.small_correct for q in chosen]),
+               "large": np.ones(len(chosen), dtype=bool)}
+    n = len(chosen)
+    requests = sample_requests(rng, n, alpha, num_requests)
+    return Workload(name="routing", probs=power_probs(n, alpha), mean_cost=mean, success=success,
+                    requests=requests, cost={m: c[requests] for m, c in mean.items()},
+                    coins=rng.random(num_requests), seed=seed,
+                    meta={"alpha": alpha, "num_queries": n, "unit": "micro-dollars",
+                          "small_accuracy": float(success["small"].mean()),
+                          "large_accuracy": float(np.mean([q.large_correct for q in chosen]))})
