@@ -1,0 +1,117 @@
+"""The store contract: entries plus their eviction state, shared by every process that opens it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cachemux.errors import ConfigError, StoreError
+
+__all__ = ["Entry", "PutResult", "Store"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached answer. ``value`` is text the adapter produced (LangChain ``dumps``, JSON...);
+    the store never unpickles anything. ``cost`` is what a miss would cost again (latency in
+    seconds, tokens, $...), ``size`` what it occupies (1, or tokens/bytes). ``partition`` keeps
+    model configurations and tenants apart: semantic matches never cross it."""
+
+    value: str
+    cost: float
+    size: float = 1.0
+    partition: str = ""
+    prompt: str = ""
+    embedding: np.ndarray | None = None
+    created: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, str):
+            raise ConfigError(f"entry value must be str (serialise it first), got {type(self.value).__name__}")
+        for name in ("cost", "size"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or math.isnan(v) or math.isinf(v) or v < 0 or (name == "size" and v <= 0):
+                raise ConfigError(f"entry {name} must be a finite number {'> 0' if name == 'size' else '>= 0'}, got {v!r}")
+
+    def to_json(self) -> str:
+        d = {"value": self.value, "cost": self.cost, "size": self.size, "partition": self.partition,
+             "prompt": self.prompt, "created": self.created, "meta": self.meta,
+             "embedding": None if self.embedding is None else
+             base64.b64encode(np.asarray(self.embedding, dtype="<f4").tobytes()).decode("ascii")}
+        return json.dumps(d, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Entry:
+        try:
+            d = json.loads(text)
+            emb = d.get("embedding")
+            vec = None if emb is None else np.frombuffer(base64.b64decode(emb), dtype="<f4").copy()
+            return cls(value=d["value"], cost=float(d["cost"]), size=float(d["size"]),
+                       partition=d.get("partition", ""), prompt=d.get("prompt", ""), embedding=vec,
+                       created=float(d.get("created", 0.0)), meta=d.get("meta") or {})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"corrupt cache entry: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class PutResult:
+    admitted: bool
+    evicted: tuple[str, ...] = ()
+
+
+class Store(ABC):
+    """Entries keyed by string, bounded by ``capacity`` (size units) under an eviction policy.
+
+    Every method is atomic with respect to other users of the same store (threads, processes,
+    hosts for Redis). ``get`` counts a request for the key (a hit updates its priority; a miss
+    feeds history-keeping policies such as LEC). ``put`` runs admission and eviction. Backend
+    failures raise ``StoreError``; the cache layer turns them into misses.
+    """
+
+    @abstractmethod
+    def get(self, key: str) -> Entry | None: ...
+
+    @abstractmethod
+    def put(self, key: str, entry: Entry) -> PutResult: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def clear(self) -> None: ...
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def keys(self) -> Iterator[str]: ...
+
+    @abstractmethod
+    def peek(self, key: str) -> Entry | None:
+        """Read an entry without counting a request (index rebuilds, inspection)."""
+
+    @abstractmethod
+    def check_invariants(self) -> None: ...
+
+    def changes(self, since: int) -> tuple[int, list[tuple[str, str]]]:
+        """``(cursor, [(op, key), ...])`` of admissions ("add") and removals ("del") after
+        ``since``, so each process can keep its semantic index in step with a shared store.
+        Single-process stores may return ``(since, [])`` and rely on their own callbacks."""
+        return since, []
+
+    def close(self) -> None:  # noqa: B027 - optional
+        pass
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
