@@ -18,7 +18,6 @@ class MemoryStore(Store):
         self.policy = make_policy(policy, capacity, **policy_options) if isinstance(policy, str) else policy
         self._entries: dict[str, Entry] = {}
         self._lock = threading.RLock()
-        self._log: list[tuple[str, str]] = []
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
@@ -35,10 +34,8 @@ class MemoryStore(Store):
             evicted = self.policy.admit(key, entry.cost, entry.size)
             for k in evicted:
                 self._entries.pop(k, None)
-                self._log.append(("del", k))
             if key in self.policy:
                 self._entries[key] = entry
-                self._log.append(("add", key))
                 return PutResult(True, tuple(evicted))
             self._entries.pop(key, None)
             return PutResult(False, tuple(evicted))
@@ -46,10 +43,7 @@ class MemoryStore(Store):
     def delete(self, key: str) -> bool:
         with self._lock:
             self._entries.pop(key, None)
-            if self.policy.remove(key):
-                self._log.append(("del", key))
-                return True
-            return False
+            return self.policy.remove(key)
 
     def clear(self) -> None:
         with self._lock:
@@ -62,10 +56,6 @@ class MemoryStore(Store):
     def keys(self) -> Iterator[str]:
         with self._lock:
             return iter(list(self._entries))
-
-    def changes(self, since: int) -> tuple[int, list[tuple[str, str]]]:
-        with self._lock:
-            return len(self._log), self._log[since:]
 
     def check_invariants(self) -> None:
         with self._lock:
