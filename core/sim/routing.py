@@ -20,7 +20,8 @@ __all__ = ["PRICES_PER_MTOK", "RoutingQuery", "default_data_dir", "load_mmlu", "
 SMALL_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 LARGE_MODEL = "gpt-4-1106-preview"
 # $ per million tokens, blended input/output: the prices RouteLLM (Ong et al. 2024) uses for this
-# very pair. Cost of a request = tokens * price; reported in micro-dollars (1e-6 $).
+# very pair. Cost of a request = tokens * price, in milli-dollars (1e-3 $), so the suites'
+# total cost / 1000 is in dollars.
 PRICES_PER_MTOK = {"small": 0.24, "large": 24.7}
 ANSWER_TOKENS = 1  # MMLU is answered with one letter
 
@@ -98,7 +99,7 @@ def routing_workload(queries: list[RoutingQuery], seed: int, *, alpha: float, nu
         idx = rng.choice(len(queries), num_queries, replace=False)
     chosen = [queries[i] for i in idx]
     tokens = np.array([q.tokens for q in chosen], dtype=float)
-    mean = {m: tokens * PRICES_PER_MTOK[m] for m in ("small", "large")}  # micro-dollars
+    mean = {m: tokens * PRICES_PER_MTOK[m] / 1000.0 for m in ("small", "large")}  # milli-dollars
     success = {"small": np.array([q.small_correct for q in chosen]),
                "large": np.ones(len(chosen), dtype=bool)}
     n = len(chosen)
@@ -106,6 +107,6 @@ def routing_workload(queries: list[RoutingQuery], seed: int, *, alpha: float, nu
     return Workload(name="routing", probs=power_probs(n, alpha), mean_cost=mean, success=success,
                     requests=requests, cost={m: c[requests] for m, c in mean.items()},
                     coins=rng.random(num_requests), seed=seed,
-                    meta={"alpha": alpha, "num_queries": n, "unit": "micro-dollars",
+                    meta={"alpha": alpha, "num_queries": n, "unit": "milli-dollars",
                           "small_accuracy": float(success["small"].mean()),
                           "large_accuracy": float(np.mean([q.large_correct for q in chosen]))})
