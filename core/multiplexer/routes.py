@@ -19,7 +19,10 @@ FAIL_PENALTY = 2.0
 
 
 def make_route(models: str | Sequence[str]) -> Route:
-    route = (models,) if isinstance(models, str) else tuple(models)
+    try:
+        route = (models,) if isinstance(models, str) else tuple(models)
+    except TypeError:
+        raise ConfigError(f"a route is a non-empty sequence of model names, got {models!r}") from None
     if not route or not all(isinstance(m, str) and m for m in route):
         raise ConfigError(f"a route is a non-empty sequence of model names, got {models!r}")
     if len(set(route)) != len(route):
