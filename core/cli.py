@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "run the paper's experiment suites; print tables beside the paper's, write JSON and plots"),
     "calibrate-semantic": ("cachemux.semantic.calibrate",
                            "choose the semantic-match threshold on real question pairs (QQP)"),
+    "train-multiplexer": ("cachemux.multiplexer.train_cli",
+                          "train the multiplexer's quality predictor on routing data; report AUC and cost saved"),
 }
 
 
