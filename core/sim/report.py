@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["format_tables"]
+__all__ = ["format_tables", "paper_real_context"]
 
 _KEY = ("setting", "scenario", "alpha", "cost_ratio", "selector_accuracy", "cache_size", "num_queries",
         "num_requests")
@@ -59,3 +59,20 @@ def format_tables(suite: str, rows: Iterable[dict], summaries: Iterable[dict], u
                        f"{s['max_ratio']:.2f}x{paper_ratio}; best other method: {s['best_other']} "
                        f"({s['best_other_ratio']:.2f}x LEC+selector's cost)")
     return "\n".join(out)
+
+
+def paper_real_context() -> str:
+    """The paper's real-data tables (other data and models than our MMLU suite), for context."""
+    from cachemux.sim.paper import PAPER_LAMBADA, PAPER_OASST
+
+    lines = ["\nFor context, the paper's real-data results (other datasets and models; cost/1000):"]
+    for name, table, unit in (("Lambada, OPT-1.3B vs OPT-13B, FLOPs ratio ~10, offline", PAPER_LAMBADA,
+                               "TFLOPs"),
+                              ("OASST, FastChat-T5 vs Vicuna-13B, latency ratio 1.85, online", PAPER_OASST,
+                               "seconds")):
+        lines.append(f"  {name} ({unit}):")
+        for (scenario, alpha, acc), row in table.items():
+            cells = "  ".join(f"{c}+{s}={v:.2f}" for (c, s), v in row.items())
+            ratio = row[("lfu", "large")] / row[("lec", "selector")]
+            lines.append(f"    alpha={alpha} acc={acc}: {cells}  -> LFU+large/LEC+selector {ratio:.2f}x")
+    return "\n".join(lines)

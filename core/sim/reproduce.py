@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from cachemux.errors import ConfigError
     from cachemux.sim import plots
     from cachemux.sim.regret import regret_curves
-    from cachemux.sim.report import format_tables
+    from cachemux.sim.report import format_tables, paper_real_context
     from cachemux.sim.suites import aggregate, cells_for, run_cells
 
     if args.seeds is not None and args.seeds < 1:
@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
             (out / f"{suite}_summary.json").write_text(json.dumps(summaries, indent=1))
             if not args.quiet:
                 tqdm.write(format_tables(suite, rows, summaries, UNITS[suite]), file=sys.stdout)
+                if suite == "routing":
+                    tqdm.write(paper_real_context(), file=sys.stdout)
     written = [str(out / f"{s}.json") for s in suites]
     if not args.no_plots:
         if "synthetic" in suites:
