@@ -1,8 +1,26 @@
-"""Stores: where cache entries and their eviction state live (memory, diskcache, Redis)."""
+"""Stores: where cache entries and their eviction state live (memory, diskcache, Redis).
+
+``RedisStore`` is imported lazily: this package imports without redis-py, and creating a
+``RedisStore`` without it raises an ImportError naming the ``cachemux[redis]`` extra.
+"""
 
 from __future__ import annotations
 
-from cachemux.stores.base import Entry, PutResult, Store
+from typing import TYPE_CHECKING, Any
+
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store
+from cachemux.stores.disk import DiskStore
 from cachemux.stores.memory import MemoryStore
 
-__all__ = ["Entry", "MemoryStore", "PutResult", "Store"]
+if TYPE_CHECKING:
+    from cachemux.stores.redis import RedisStore
+
+__all__ = ["CHANGES_RESET", "DiskStore", "Entry", "MemoryStore", "PutResult", "RedisStore", "Store"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisStore":
+        from cachemux.stores.redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

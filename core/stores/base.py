@@ -14,7 +14,12 @@ import numpy as np
 
 from cachemux.errors import ConfigError, StoreError
 
-__all__ = ["Entry", "PutResult", "Store"]
+__all__ = ["CHANGES_RESET", "Entry", "PutResult", "Store"]
+
+# The op ``changes()`` returns when the caller's cursor is outside the retained change log
+# (trimmed, taken on another or a recreated store, or 0 on first use): drop the derived index and
+# rebuild it from ``keys()``/``peek()``, then continue from the returned cursor.
+CHANGES_RESET = "reset"
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,12 @@ class Store(ABC):
     def changes(self, since: int) -> tuple[int, list[tuple[str, str]]]:
         """``(cursor, [(op, key), ...])`` of admissions ("add") and removals ("del") after
         ``since``, so each process can keep its semantic index in step with a shared store.
-        Single-process stores may return ``(since, [])`` and rely on their own callbacks."""
+        Single-process stores may return ``(since, [])`` and rely on their own callbacks.
+
+        Shared stores keep a bounded log: when ``since`` is outside it they return
+        ``(cursor, [(CHANGES_RESET, "")])``; the caller rebuilds from ``keys()`` and continues
+        from ``cursor`` (changes made during the rebuild are replayed; apply them idempotently).
+        Replacing a cached key is logged as "del" then "add"."""
         return since, []
 
     def close(self) -> None:  # noqa: B027 - optional

@@ -1,0 +1,108 @@
+"""The eviction policies a shared store can run, reduced to the parameters its storage code needs."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachemux.errors import ConfigError, UnknownNameError, check_positive
+from cachemux.policies import POLICIES, make_policy
+
+__all__ = ["STORE_POLICIES", "StorePolicy", "resolve_policy"]
+
+# name -> (family, fixed parameters). Belady and offline LEC need the future or the whole
+# distribution up front, so no shared store runs them.
+STORE_POLICIES: dict[str, tuple[str, dict[str, bool]]] = {
+    "lru": ("recency", {"hit_moves": True}),
+    "fifo": ("recency", {"hit_moves": False}),
+    "gdsf": ("greedy-dual", {"use_freq": True}),
+    "gds": ("greedy-dual", {"use_freq": False}),
+    "lfu": ("frequency", {"use_cost": False}),
+    "lec": ("frequency", {"use_cost": True}),
+}
+
+# The frequency estimator's constants (cachemux.estimators.frequency): a store must rescale at
+# the same point and forget the same counts, or it would drift from the pure policy.
+RESCALE_AT = 1e150
+FORGET_BELOW = 1e-12
+
+
+@dataclass(frozen=True)
+class StorePolicy:
+    """A policy of ``cachemux.policies`` as the disk and Redis stores execute it.
+
+    * family "recency" (LRU, FIFO): priority = the sequence number of the last move.
+    * family "greedy-dual" (GDSF, GDS): H = clock + freq * cost / size; clock := H(victim).
+    * family "frequency" (LFU, online LEC): priority = n * cost / size (or n / size), where n is
+      the in-cache count or the history count of every request (hits and misses), with
+      optional admission control (the newcomer must beat every entry it would evict).
+    Ties go to the entry whose priority was set earliest, as in ``LazyHeap``.
+    """
+
+    name: str
+    family: str
+    capacity: float
+    hit_moves: bool = False
+    use_freq: bool = False
+    use_cost: bool = False
+    cost_aware: bool = False
+    history: bool = False
+    admission: bool = False
+    half_life: float | None = None
+    growth: float = 1.0  # weight growth per request: 2 ** (1 / half_life)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_config(self) -> dict[str, Any]:
+        """What is persisted with the store (JSON-safe, exact floats via repr)."""
+        return {"policy": self.name, "capacity": self.capacity, "options": self.options}
+
+    def options_json(self) -> str:
+        return json.dumps(self.options, sort_keys=True, separators=(",", ":"))
+
+    def score(self, n: float, cost: float, size: float) -> float:
+        """Frequency family priority, written as ``FrequencyPolicy._score`` writes it."""
+        return n * cost / size if self.use_cost else n / size
+
+    def want_priority(self, size: float, cost: float, n: float, base: float, seq: int, ins: int) -> float:
+        """The priority a cached entry must have given its stored state (``check_invariants``)."""
+        if self.family == "recency":
+            return float(seq if self.hit_moves else ins)
+        if self.family == "greedy-dual":
+            return base + (n if self.use_freq else 1) * cost / size
+        return self.score(n, cost, size)
+
+
+def resolve_policy(name: object, capacity: object, options: dict[str, Any]) -> StorePolicy:
+    """Validate ``name``/``capacity``/``options`` exactly as ``make_policy`` does, then reduce them."""
+    if not isinstance(name, str) or name.lower() not in STORE_POLICIES:
+        raise UnknownNameError("store policy", name, STORE_POLICIES)
+    name = name.lower()
+    cap = check_positive("capacity", capacity)
+    valid = [p for p in inspect.signature(POLICIES[name].__init__).parameters
+             if p not in ("self", "capacity")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for policy {name!r}; "
+                          f"valid options: {', '.join(valid) or 'none'}")
+    try:
+        pure = make_policy(name, cap, **options)  # the same validation and defaults
+    except TypeError as exc:
+        raise ConfigError(f"bad option for policy {name!r}: {exc}") from None
+    family, fixed = STORE_POLICIES[name]
+    kw: dict[str, Any] = dict(fixed)
+    if family == "frequency":
+        history = bool(pure.history)  # type: ignore[attr-defined]
+        half_life = pure._freq.half_life if history else None  # type: ignore[attr-defined]
+        kw.update(history=history, admission=bool(pure.admission),  # type: ignore[attr-defined]
+                  half_life=half_life,
+                  growth=1.0 if half_life is None else 2.0 ** (1.0 / half_life))
+    opts = {k: v for k, v in sorted(options.items())}
+    for k, v in opts.items():
+        if not (v is None or isinstance(v, (bool, int, float, str))) or (
+                isinstance(v, float) and not math.isfinite(v)):
+            raise ConfigError(f"option {k}={v!r} for policy {name!r} must be a finite number, bool or None")
+    return StorePolicy(name=name, family=family, capacity=cap, cost_aware=pure.cost_aware,
+                       options=opts, **kw)

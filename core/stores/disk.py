@@ -1,0 +1,651 @@
+"""Persistent store on diskcache: entries and eviction state in one SQLite file, safe across processes.
+
+Layout of ``directory``:
+
+* ``cachemux-store.json``: the format marker (``{"format": "cachemux-diskstore", "version": 1}``).
+  A directory without it is never written to: a foreign directory is an error, not a cache.
+* ``cache.db`` (+ ``-wal``/``-shm``): diskcache's SQLite database. diskcache's own ``Cache`` table
+  holds the values (``Entry.to_json()`` text, always inline, never pickled). cachemux adds:
+
+  - ``cachemux_config``: policy name, capacity, options, change-log size (one row, first writer wins);
+  - ``cachemux_state``: GDSF clock, used size, entry count, sequence counter, the frequency
+    estimator's weight/total/epoch, change-log head, counters (one row);
+  - ``cachemux_entries``: per cached key its size, cost, frequency n, GDSF base clock, priority,
+    tie-break sequence and admission sequence, with a unique index on ``(prio, seq)``: the
+    eviction order. The victim is the first row of that index: O(log n), no scan;
+  - ``cachemux_history``: LEC/LFU-history request counts of every key seen, cached or not;
+  - ``cachemux_changes``: the append-only change log read by ``changes()``.
+
+Why our own tables: diskcache orders entries only by its built-in eviction policies (store time,
+access time, access count) and its queues by insertion, never by an arbitrary float priority
+that changes on every hit, so GDSF/LEC need a secondary index. Keeping it in diskcache's own
+database (through the connection of ``Cache.transact()``) rather than in a second SQLite file
+makes a value and its policy state commit or roll back together in one transaction.
+
+Atomicity: every ``get``/``put``/``delete``/``clear`` runs inside ``Cache.transact()``, i.e. one
+SQLite ``BEGIN IMMEDIATE`` transaction, so processes sharing the directory serialise their
+writes and a crash leaves either all of an operation or none of it. Each operation touches
+O(1 + evicted) rows through B-tree indexes: O(log n). Only a decay rescale of LEC's history
+(every ~500 half-lives of requests, with ``half_life``) rewrites all rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cachemux.errors import ConfigError, InvariantError, StoreError
+from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT, StorePolicy, resolve_policy
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store
+
+try:  # diskcache is a core dependency; keep the import error readable anyway
+    import diskcache
+    from diskcache.core import MODE_RAW, UNKNOWN
+except ImportError as _exc:  # pragma: no cover
+    raise ImportError("cachemux.stores.disk needs diskcache: pip install 'diskcache>=5.6'") from _exc
+
+__all__ = ["DiskStore", "FORMAT", "FORMAT_VERSION", "MARKER"]
+
+FORMAT = "cachemux-diskstore"
+FORMAT_VERSION = 1
+MARKER = "cachemux-store.json"
+DBNAME = diskcache.core.DBNAME  # "cache.db"
+
+_DEFAULT_CAPACITY = 10_000.0
+_DEFAULT_POLICY = "gdsf"
+_DEFAULT_LOG_SIZE = 100_000
+_TRIM_EVERY = 1_000  # trim the change log in batches, not on every append
+
+_STATE_FIELDS = ("clock", "used", "count", "seq", "inc", "total", "epoch", "logseq", "trimmed",
+                 "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS cachemux_config ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), format TEXT NOT NULL, version INTEGER NOT NULL,"
+    " policy TEXT NOT NULL, capacity REAL NOT NULL, options TEXT NOT NULL,"
+    " log_size INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS cachemux_state ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), clock REAL NOT NULL, used REAL NOT NULL,"
+    " count INTEGER NOT NULL, seq INTEGER NOT NULL, inc REAL NOT NULL, total REAL NOT NULL,"
+    " epoch INTEGER NOT NULL, logseq INTEGER NOT NULL, trimmed INTEGER NOT NULL,"
+    " hits INTEGER NOT NULL, misses INTEGER NOT NULL, admissions INTEGER NOT NULL,"
+    " rejections INTEGER NOT NULL, evictions INTEGER NOT NULL, deletes INTEGER NOT NULL,"
+    " replaced INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS cachemux_entries ("
+    " key TEXT PRIMARY KEY, size REAL NOT NULL, cost REAL NOT NULL, n REAL NOT NULL,"
+    " base REAL NOT NULL, prio REAL NOT NULL, seq INTEGER NOT NULL, ins INTEGER NOT NULL)"
+    " WITHOUT ROWID",
+    "CREATE UNIQUE INDEX IF NOT EXISTS cachemux_entries_order ON cachemux_entries (prio, seq)",
+    "CREATE TABLE IF NOT EXISTS cachemux_history (key TEXT PRIMARY KEY, count REAL NOT NULL)"
+    " WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS cachemux_changes (id INTEGER PRIMARY KEY, op TEXT NOT NULL,"
+    " key TEXT NOT NULL)",
+)
+
+
+class _TextDisk(diskcache.Disk):
+    """diskcache serialisation restricted to str keys and str values stored inline in SQLite.
+
+    diskcache pickles anything that is not str/bytes/int/float, and unpickles whatever a row
+    says is pickled. This subclass refuses both directions, so a cachemux store never writes
+    nor loads a pickle even if a foreign process wrote one into the database; and it never
+    spills values into side files (those are not covered by the SQLite transaction).
+    """
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if type(key) is not str:
+            raise ConfigError(f"store keys must be str, got {type(key).__name__}")
+        return key, True
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw or type(key) is not str:
+            raise StoreError("refusing to load a non-text (pickled?) key that cachemux did not write")
+        return key
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, None, str]:
+        if read or type(value) is not str:
+            raise ConfigError(f"store values must be str (Entry.to_json()), got {type(value).__name__}")
+        return 0, MODE_RAW, None, value
+
+    def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> str:
+        if mode != MODE_RAW or filename is not None or type(value) is not str:
+            raise StoreError(f"refusing to load a non-text value (diskcache mode {mode}); "
+                             "cachemux stores only JSON text and never unpickles")
+        return value
+
+
+class _State:
+    """The single ``cachemux_state`` row, read at the start of a transaction, written at its end."""
+
+    __slots__ = _STATE_FIELDS
+
+    def __init__(self, row: tuple) -> None:
+        for name, value in zip(_STATE_FIELDS, row):
+            setattr(self, name, value)
+
+    def values(self) -> tuple:
+        return tuple(getattr(self, f) for f in _STATE_FIELDS)
+
+
+class DiskStore(Store):
+    """A persistent store in ``directory`` under a GDSF, GDS, LEC, LFU, LRU or FIFO policy.
+
+    ``capacity``, ``policy`` and policy options are fixed when the store is created; reopening
+    with ``None`` (the default) uses the stored ones, and a different explicit value is a
+    ``ConfigError`` (clear the directory to change them). Policies and options are those of
+    ``cachemux.policies`` (``lec``: ``half_life``, ``admission``; ``lfu``: ``history``,
+    ``admission``, ``half_life``), and the store makes the same decisions as
+    ``MemoryStore(capacity, policy, **options)`` on the same sequence of operations.
+
+    ``timeout`` bounds the wait for another process's transaction (then ``StoreError``);
+    ``durable=True`` syncs every commit (SQLite ``synchronous=FULL``) so that committed entries
+    survive power loss too, not only process crashes. ``verify=True`` runs SQLite's
+    ``quick_check`` on open (O(size of the database)).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], capacity: float | None = None,
+                 policy: str | None = None, *, timeout: float = 60.0, log_size: int | None = None,
+                 durable: bool = False, verify: bool = False, **policy_options: Any) -> None:
+        self.directory = Path(directory).expanduser()
+        self._cache: diskcache.Cache | None = None
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if log_size is not None and (not isinstance(log_size, int) or log_size < 1):
+            raise ConfigError(f"log_size must be an int >= 1, got {log_size!r}")
+        # validate the arguments before touching the disk; None = "the stored one"
+        requested = resolve_policy(_DEFAULT_POLICY if policy is None else policy,
+                                   _DEFAULT_CAPACITY if capacity is None else capacity,
+                                   policy_options)
+        given = {"policy": policy is not None, "capacity": capacity is not None,
+                 "options": bool(policy_options)}
+        initialised = self._claim_directory()
+        db = self.directory / DBNAME
+        if initialised and not db.exists():
+            raise StoreError(f"disk store {self.directory}: {DBNAME} is missing although the marker "
+                             "says the store was created; its entries are lost or were moved")
+        try:
+            self._cache = diskcache.Cache(
+                str(self.directory), timeout=timeout, disk=_TextDisk,
+                eviction_policy="none", cull_limit=0, statistics=0, size_limit=2**62,
+                disk_min_file_size=2**62, sqlite_synchronous=2 if durable else 1)
+        except (sqlite3.Error, diskcache.Timeout, OSError) as exc:
+            raise StoreError(f"disk store {self.directory}: cannot open {db} "
+                             f"({type(exc).__name__}: {exc}): damaged (truncated?) or not a valid SQLite "
+                             "database. Nothing was changed: move the directory aside to start an "
+                             "empty cache (sqlite3's .recover may salvage entries)") from exc
+        try:
+            self.spec, self.log_size = self._init_schema(requested, given, log_size, initialised)
+            if verify:
+                self.verify()
+        except BaseException:
+            self.close()
+            raise
+        if not initialised:
+            self._write_marker(initialised=True)
+
+    # ---- directory marker -----------------------------------------------------------------
+    def _claim_directory(self) -> bool:
+        """Make sure ``directory`` is ours (claiming it if new/empty); return True if initialised."""
+        d, marker = self.directory, self.directory / MARKER
+        if d.exists() and not d.is_dir():
+            raise StoreError(f"disk store {d}: exists and is not a directory")
+        if not d.exists():
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"disk store {d}: cannot create the directory: {exc}") from exc
+        if not marker.exists():
+            try:
+                others = sorted(p.name for p in d.iterdir())
+            except OSError as exc:
+                raise StoreError(f"disk store {d}: cannot list the directory: {exc}") from exc
+            others = [n for n in others if not n.startswith(f".{MARKER}.")]
+            # re-check: a process creating the store concurrently links the marker before
+            # anything else appears in the directory
+            if others and not marker.exists():
+                shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+                raise StoreError(
+                    f"disk store {d}: not a cachemux store (no {MARKER}; it holds {shown}). "
+                    "Refusing to write into a foreign directory: pass a new or empty directory")
+            if not marker.exists():
+                try:
+                    self._write_marker(initialised=False, exclusive=True)
+                except FileExistsError:
+                    pass  # another process claimed it first: read its marker below
+        return self._read_marker(marker)
+
+    def _read_marker(self, marker: Path) -> bool:
+        try:
+            data = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"disk store {self.directory}: unreadable marker {marker}: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise StoreError(f"disk store {self.directory}: {marker} is not a cachemux marker "
+                             f"(expected format {FORMAT!r}, got {data!r:.200})")
+        if data.get("version") != FORMAT_VERSION:
+            raise StoreError(f"disk store {self.directory}: format version {data.get('version')!r} "
+                             f"is not supported by this cachemux (supports {FORMAT_VERSION})")
+        return bool(data.get("initialised"))
+
+    def _write_marker(self, *, initialised: bool, exclusive: bool = False) -> None:
+        marker = self.directory / MARKER
+        tmp = self.directory / f".{MARKER}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp.write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
+                                   "initialised": initialised}) + "\n", encoding="utf-8")
+        try:
+            if exclusive:
+                os.link(tmp, marker)  # atomic create-if-absent, complete content or nothing
+            else:
+                os.replace(tmp, marker)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    # ---- schema and configuration ---------------------------------------------------------
+    def _init_schema(self, requested: StorePolicy, given: dict[str, bool], log_size: int | None,
+                     initialised: bool) -> tuple[StorePolicy, int]:
+        with self._txn() as sql:
+            have = {r[0] for r in sql("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "cachemux_config" not in have:
+                if initialised:
+                    raise StoreError(f"disk store {self.directory}: {DBNAME} has no cachemux tables "
+                                     "although the marker says the store was created")
+                if "Cache" in have and sql("SELECT 1 FROM Cache LIMIT 1").fetchone():
+                    raise StoreError(f"disk store {self.directory}: {DBNAME} holds diskcache data "
+                                     "that cachemux did not write; refusing to adopt it")
+                spec = requested
+                for stmt in _SCHEMA:
+                    sql(stmt)
+                sql("INSERT INTO cachemux_config VALUES (1, ?, ?, ?, ?, ?, ?)",
+                    (FORMAT, FORMAT_VERSION, spec.name, spec.capacity, spec.options_json(),
+                     log_size or _DEFAULT_LOG_SIZE))
+                # change ids start at a random offset, so a cursor taken on another (or a
+                # recreated) store falls outside this one's window and gets a reset
+                start = secrets.randbelow(2**40) + 1
+                sql("INSERT INTO cachemux_state VALUES (1, 0.0, 0.0, 0, 0, 1.0, 0.0, 0, ?, ?,"
+                    " 0, 0, 0, 0, 0, 0, 0)", (start, start))
+            row = sql("SELECT format, version, policy, capacity, options, log_size"
+                      " FROM cachemux_config WHERE id = 1").fetchone()
+            if row is None or row[0] != FORMAT:
+                raise StoreError(f"disk store {self.directory}: missing or foreign cachemux_config")
+            if row[1] != FORMAT_VERSION:
+                raise StoreError(f"disk store {self.directory}: database format version {row[1]!r} "
+                                 f"is not supported (supports {FORMAT_VERSION})")
+            stored = resolve_policy(row[2], row[3], json.loads(row[4]))
+            n_rows = sql("SELECT count(*) FROM cachemux_entries").fetchone()[0]
+            st = self._state(sql)
+            if n_rows != st.count:
+                raise StoreError(f"disk store {self.directory}: {n_rows} entry rows but the state "
+                                 f"counts {st.count}: the database is damaged")
+        if ((given["policy"] and requested.name != stored.name)
+                or (given["capacity"] and requested.capacity != stored.capacity)
+                or (given["options"] and requested.options != stored.options)):
+            raise ConfigError(
+                f"disk store {self.directory} was created with policy={stored.name!r}, "
+                f"capacity={stored.capacity:g}, options={stored.options}; got policy="
+                f"{requested.name!r}, capacity={requested.capacity:g}, options={requested.options}. "
+                "Reopen with capacity=None, policy=None (the stored ones) or clear the directory")
+        return stored, int(log_size or row[5])
+
+    # ---- plumbing -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _txn(self) -> Iterator[Any]:
+        """One ``BEGIN IMMEDIATE`` transaction through diskcache; backend faults -> StoreError."""
+        cache = self._cache
+        if cache is None:
+            raise StoreError(f"disk store {self.directory}: closed")
+        try:
+            with cache.transact():
+                yield cache._con.execute  # the connection transact() holds (thread-local)
+        except diskcache.Timeout as exc:
+            raise StoreError(f"disk store {self.directory}: timed out waiting for another "
+                             f"process's transaction (timeout={cache.timeout}s)") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"disk store {self.directory}: {type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Any]:
+        cache = self._cache
+        if cache is None:
+            raise StoreError(f"disk store {self.directory}: closed")
+        try:
+            yield cache._con.execute
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"disk store {self.directory}: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _state(sql: Any) -> _State:
+        row = sql(f"SELECT {', '.join(_STATE_FIELDS)} FROM cachemux_state WHERE id = 1").fetchone()
+        if row is None:
+            raise StoreError("cachemux_state row is missing: the database is damaged")
+        return _State(row)
+
+    @staticmethod
+    def _save(sql: Any, st: _State) -> None:
+        sql(f"UPDATE cachemux_state SET {', '.join(f + ' = ?' for f in _STATE_FIELDS)} WHERE id = 1",
+            st.values())
+
+    def _value(self, key: str) -> str | None:
+        return self._cache.get(key)  # type: ignore[union-attr]
+
+    def _parse(self, key: str, text: str) -> Entry:
+        try:
+            return Entry.from_json(text)
+        except StoreError as exc:
+            raise StoreError(f"disk store {self.directory}: entry {key!r}: {exc}") from None
+
+    def _log(self, sql: Any, st: _State, op: str, key: str) -> None:
+        st.logseq += 1
+        sql("INSERT INTO cachemux_changes (id, op, key) VALUES (?, ?, ?)", (st.logseq, op, key))
+        if st.logseq - st.trimmed >= self.log_size + _TRIM_EVERY:
+            st.trimmed = st.logseq - self.log_size
+            sql("DELETE FROM cachemux_changes WHERE id <= ?", (st.trimmed,))
+
+    # ---- the policy, step by step (mirrors cachemux.policies) -----------------------------
+    def _observe(self, sql: Any, st: _State, key: str) -> float:
+        """FrequencyEstimator.observe: count one request of ``key``, rescaling when weights grow."""
+        inc = st.inc
+        row = sql("SELECT count FROM cachemux_history WHERE key = ?", (key,)).fetchone()
+        c = (row[0] if row else 0.0) + inc
+        sql("INSERT OR REPLACE INTO cachemux_history (key, count) VALUES (?, ?)", (key, c))
+        st.total += inc
+        growth = self.spec.growth
+        if growth != 1.0:
+            nxt = inc * growth
+            if nxt > RESCALE_AT:
+                f = 1.0 / inc
+                self._rescale(sql, st, f)
+                c = c * f
+                nxt = growth
+            st.inc = nxt
+        return c
+
+    def _rescale(self, sql: Any, st: _State, f: float) -> None:
+        """Multiply every count by ``f`` (forgetting negligible ones) and re-rank cached keys
+        in admission order, as FrequencyEstimator._rescale + FrequencyPolicy._rescaled do."""
+        sql("UPDATE cachemux_history SET count = count * ?", (f,))
+        sql("DELETE FROM cachemux_history WHERE NOT (count > ?)", (FORGET_BELOW,))
+        st.total *= f
+        st.epoch += 1
+        rows = sql("SELECT key, n, cost, size FROM cachemux_entries ORDER BY ins").fetchall()
+        sql("UPDATE cachemux_entries SET seq = -seq")  # free the (prio, seq) slots
+        score = self.spec.score
+        for key, n, cost, size in rows:
+            n *= f
+            st.seq += 1
+            sql("UPDATE cachemux_entries SET n = ?, prio = ?, seq = ? WHERE key = ?",
+                (n, score(n, cost, size), st.seq, key))
+
+    def _on_hit(self, sql: Any, st: _State, key: str, n: float, cost: float, size: float) -> None:
+        spec = self.spec
+        if spec.family == "recency":
+            if spec.hit_moves:  # LRU: move to the back; FIFO: nothing
+                st.seq += 1
+                sql("UPDATE cachemux_entries SET prio = ?, seq = ? WHERE key = ?", (st.seq, st.seq, key))
+            return
+        if spec.family == "greedy-dual":
+            n = n + 1  # GDSF._on_hit: F += 1, H = clock + F * C / S
+            f = n if spec.use_freq else 1
+            prio = st.clock + f * cost / size
+            base = st.clock
+        else:
+            n = self._observe(sql, st, key) if spec.history else n + 1.0
+            prio = spec.score(n, cost, size)
+            base = 0.0
+        st.seq += 1
+        sql("UPDATE cachemux_entries SET n = ?, base = ?, prio = ?, seq = ? WHERE key = ?",
+            (n, base, prio, st.seq, key))
+
+    def _new_count(self, sql: Any, st: _State, key: str) -> float:
+        if not self.spec.history:
+            return 1.0
+        row = sql("SELECT count FROM cachemux_history WHERE key = ?", (key,)).fetchone()
+        return (row[0] if row else 0.0) or st.inc
+
+    def _should_admit(self, sql: Any, st: _State, key: str, cost: float, size: float) -> bool:
+        spec = self.spec
+        capacity = spec.capacity
+        if not spec.admission or st.used + size <= capacity:
+            return True
+        # online LEC's admission step: the newcomer must be strictly more valuable than every
+        # entry it would evict (ties keep the incumbents); walk the eviction index lazily
+        mine = spec.score(self._new_count(sql, st, key), cost, size)
+        used = st.used
+        taken = 0
+        for vsize, prio in sql("SELECT size, prio FROM cachemux_entries ORDER BY prio, seq"):
+            if taken and not (used + size > capacity):
+                break
+            if taken >= st.count:
+                break
+            taken += 1
+            if prio >= mine:
+                return False
+            used -= vsize
+        return True
+
+    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float) -> tuple[bool, list[str]]:
+        """Policy._place: admit if wanted, evicting the lowest priorities until the entry fits."""
+        spec = self.spec
+        if size > spec.capacity or not self._should_admit(sql, st, key, cost, size):
+            return False, []
+        evicted: list[str] = []
+        while st.used + size > spec.capacity:
+            row = sql("SELECT key, size, prio FROM cachemux_entries ORDER BY prio, seq LIMIT 1").fetchone()
+            if row is None:
+                raise StoreError(f"disk store {self.directory}: used={st.used} with no entries: "
+                                 "the database is damaged")
+            vkey, vsize, vprio = row
+            sql("DELETE FROM cachemux_entries WHERE key = ?", (vkey,))
+            self._cache.delete(vkey)  # type: ignore[union-attr]
+            st.used -= vsize
+            st.count -= 1
+            if st.count == 0:
+                st.used = 0.0  # no float residue in an empty cache (Policy._place)
+            if spec.family == "greedy-dual":
+                st.clock = vprio  # GDSF's inflation step: L := H(victim)
+            st.evictions += 1
+            evicted.append(vkey)
+            self._log(sql, st, "del", vkey)
+        st.seq += 1
+        if spec.family == "recency":
+            n, base, prio = 1.0, 0.0, float(st.seq)
+        elif spec.family == "greedy-dual":
+            n, base = 1.0, st.clock
+            prio = st.clock + 1 * cost / size
+        else:
+            n, base = self._new_count(sql, st, key), 0.0
+            prio = spec.score(n, cost, size)
+        sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq))
+        st.used += size
+        st.count += 1
+        return True, evicted
+
+    def _remove(self, sql: Any, st: _State, key: str) -> bool:
+        """Policy.remove: drop a cached key (its value too)."""
+        row = sql("SELECT size FROM cachemux_entries WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return False
+        sql("DELETE FROM cachemux_entries WHERE key = ?", (key,))
+        self._cache.delete(key)  # type: ignore[union-attr]
+        st.count -= 1
+        st.used = st.used - row[0] if st.count else 0.0
+        self._log(sql, st, "del", key)
+        return True
+
+    # ---- the Store API --------------------------------------------------------------------
+    def get(self, key: str) -> Entry | None:
+        _check_key(key)
+        with self._txn() as sql:
+            st = self._state(sql)
+            row = sql("SELECT n, cost, size FROM cachemux_entries WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                st.misses += 1
+                if self.spec.history:  # LEC counts misses of uncached keys too
+                    self._observe(sql, st, key)
+                self._save(sql, st)
+                return None
+            text = self._value(key)
+            if text is None:
+                raise StoreError(f"disk store {self.directory}: entry {key!r} has policy state "
+                                 "but no value: the database is damaged")
+            st.hits += 1
+            self._on_hit(sql, st, key, *row)
+            self._save(sql, st)
+        return self._parse(key, text)
+
+    def peek(self, key: str) -> Entry | None:
+        _check_key(key)
+        with self._read():
+            text = self._value(key)
+        return None if text is None else self._parse(key, text)
+
+    def put(self, key: str, entry: Entry) -> PutResult:
+        _check_key(key)
+        if not isinstance(entry, Entry):
+            raise ConfigError(f"put() needs an Entry, got {type(entry).__name__}")
+        cost, size = float(entry.cost), float(entry.size)
+        text = entry.to_json()
+        with self._txn() as sql:
+            st = self._state(sql)
+            if self._remove(sql, st, key):  # Policy.admit: re-offering a cached key replaces it
+                st.replaced += 1
+            admitted, evicted = self._place(sql, st, key, cost, size)
+            if admitted:
+                self._cache.set(key, text)  # type: ignore[union-attr]
+                st.admissions += 1
+                self._log(sql, st, "add", key)
+            else:
+                st.rejections += 1
+            self._save(sql, st)
+        return PutResult(admitted, tuple(evicted))
+
+    def delete(self, key: str) -> bool:
+        _check_key(key)
+        with self._txn() as sql:
+            st = self._state(sql)
+            found = self._remove(sql, st, key)
+            if found:
+                st.deletes += 1
+                self._save(sql, st)
+        return found
+
+    def clear(self) -> None:
+        """Remove every entry (logged as deletions). The GDSF clock and LEC's request history
+        are kept, as ``MemoryStore.clear`` keeps its policy's."""
+        with self._txn() as sql:
+            st = self._state(sql)
+            for (key,) in sql("SELECT key FROM cachemux_entries ORDER BY ins").fetchall():
+                self._remove(sql, st, key)
+                st.deletes += 1
+            self._save(sql, st)
+
+    def __len__(self) -> int:
+        with self._read() as sql:
+            return int(self._state(sql).count)
+
+    def keys(self) -> Iterator[str]:
+        with self._read() as sql:
+            return iter([k for (k,) in sql("SELECT key FROM cachemux_entries ORDER BY ins")])
+
+    def changes(self, since: int) -> tuple[int, list[tuple[str, str]]]:
+        """Changes after cursor ``since``; ``[("reset", "")]`` when ``since`` is outside the
+        retained window (trimmed, from another store, or 0 on first use): rebuild from keys()."""
+        if isinstance(since, bool) or not isinstance(since, int):
+            raise ConfigError(f"changes() needs an int cursor, got {since!r}")
+        with self._read() as sql:
+            sql("BEGIN")  # one snapshot: head and rows agree
+            try:
+                st = self._state(sql)
+                if since < st.trimmed or since > st.logseq:
+                    return st.logseq, [(CHANGES_RESET, "")]
+                rows = sql("SELECT op, key FROM cachemux_changes WHERE id > ? ORDER BY id",
+                           (since,)).fetchall()
+                return st.logseq, [(op, key) for op, key in rows]
+            finally:
+                sql("COMMIT")
+
+    def stats(self) -> dict[str, Any]:
+        with self._read() as sql:
+            st = self._state(sql)
+        total = st.hits + st.misses
+        return {"store": "disk", "directory": str(self.directory), "policy": self.spec.name,
+                "capacity": self.spec.capacity, "entries": st.count, "used": st.used,
+                "hits": st.hits, "misses": st.misses, "hit_ratio": st.hits / total if total else 0.0,
+                "admissions": st.admissions, "rejections": st.rejections,
+                "evictions": st.evictions, "deletes": st.deletes, "replaced": st.replaced,
+                "clock": st.clock}
+
+    def verify(self) -> None:
+        """SQLite ``quick_check`` of the whole file; StoreError naming the path if damaged."""
+        with self._read() as sql:
+            result = [r[0] for r in sql("PRAGMA quick_check")]
+        if result != ["ok"]:
+            raise StoreError(f"disk store {self.directory}: {DBNAME} is damaged: {'; '.join(result[:5])}")
+
+    def check_invariants(self) -> None:
+        """Size <= capacity, entries == values == index, priorities follow from stored
+        freq/cost/size/clock, every value parses and agrees with its metadata."""
+        spec = self.spec
+        with self._txn() as sql:  # a write lock: a consistent view while other processes run
+            st = self._state(sql)
+            rows = sql("SELECT key, size, cost, n, base, prio, seq, ins FROM cachemux_entries").fetchall()
+            history = dict(sql("SELECT key, count FROM cachemux_history")) if spec.history else {}
+            values = {k: self._value(k) for k, *_ in rows}
+            n_values = len(self._cache)  # type: ignore[arg-type]
+            order = [k for (k,) in sql("SELECT key FROM cachemux_entries INDEXED BY"
+                                        " cachemux_entries_order ORDER BY prio, seq")]
+        where = f"disk store {self.directory}"
+        if len(rows) != st.count:
+            raise InvariantError(f"{where}: {len(rows)} entries but count={st.count}")
+        if n_values != len(rows):
+            raise InvariantError(f"{where}: {n_values} values but {len(rows)} entries")
+        if sorted(order) != sorted(k for k, *_ in rows):
+            raise InvariantError(f"{where}: the priority index and the entries disagree")
+        total = math.fsum(r[1] for r in rows)
+        if not math.isclose(total, st.used, rel_tol=1e-9, abs_tol=1e-9):
+            raise InvariantError(f"{where}: used={st.used} but entry sizes sum to {total}")
+        if st.used > spec.capacity * (1 + 1e-12):
+            raise InvariantError(f"{where}: used={st.used} exceeds capacity={spec.capacity}")
+        seqs = set()
+        for key, size, cost, n, base, prio, seq, ins in rows:
+            seqs.add(seq)
+            if seq > st.seq or ins > st.seq:
+                raise InvariantError(f"{where}: {key!r} has seq {seq}/{ins} beyond the counter {st.seq}")
+            want = spec.want_priority(size, cost, n, base, seq, ins)
+            if not math.isclose(prio, want, rel_tol=1e-12, abs_tol=1e-12):
+                raise InvariantError(f"{where}: {key!r} has priority {prio}, its state implies {want}")
+            if spec.family == "greedy-dual" and base > st.clock:
+                raise InvariantError(f"{where}: {key!r} was ranked at clock {base} > clock {st.clock}")
+            h = history.get(key)
+            if spec.history and h and not math.isclose(n, h, rel_tol=1e-9):
+                raise InvariantError(f"{where}: {key!r} ranked by frequency {n}, its count is {h}")
+            text = values[key]
+            if text is None:
+                raise InvariantError(f"{where}: {key!r} has no value")
+            e = self._parse(key, text)
+            if e.size != size or (spec.cost_aware and e.cost != cost):
+                raise InvariantError(f"{where}: {key!r} value has size/cost {e.size}/{e.cost}, "
+                                     f"metadata {size}/{cost}")
+        if len(seqs) != len(rows):
+            raise InvariantError(f"{where}: duplicate tie-break sequence numbers")
+
+    def close(self) -> None:
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            cache.close()
+
+    def __repr__(self) -> str:
+        return f"DiskStore({str(self.directory)!r}, policy={self.spec.name!r}, capacity={self.spec.capacity:g})"
+
+
+def _check_key(key: object) -> None:
+    if type(key) is not str:
+        raise ConfigError(f"store keys must be str, got {type(key).__name__}")
