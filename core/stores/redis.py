@@ -1,0 +1,303 @@
+"""Shared store in Redis: entries, frequencies and priorities live in Redis; Lua makes each op atomic.
+
+Several processes and hosts can share one cache: every ``get``/``put``/``delete``/``clear`` is a
+single Lua script (``EVALSHA``, reloaded on ``NOSCRIPT``), so admission and eviction are atomic
+and capacity holds under any concurrency. Data layout and arithmetic: ``_redis_lua``. Per
+operation: O(log n) sorted-set and O(1) hash commands (plus O(k log n) for k evictions or,
+with LEC admission control, k previewed victims); ``clear`` and LEC's rare decay rescale are O(n).
+
+Faults: every redis-py error (connection refused, timeout, server error) becomes a
+``StoreError``; the cache layer degrades it to a miss. The client is built with no retries and
+``socket_timeout``/``socket_connect_timeout`` (seconds), so an operation against a dead or hung
+server fails within about that time. If the namespace vanished (a server restarted without
+persistence, ``FLUSHALL``), the next operation re-creates it empty with this store's
+configuration (a logged warning): a cache, not a database.
+
+Needs Redis >= 5 (streams) and redis-py (``pip install 'cachemux[redis]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+from cachemux.errors import ConfigError, InvariantError, StoreError
+from cachemux.stores import _redis_lua as lua
+from cachemux.stores._policy import StorePolicy, resolve_policy
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_DEFAULT_CAPACITY = 10_000.0
+_DEFAULT_POLICY = "gdsf"
+_DEFAULT_LOG_SIZE = 100_000
+_KEY_NAMES = ("cfg", "st", "v", "m", "z", "h", "log")
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:
+        raise ImportError("RedisStore needs redis-py: pip install 'cachemux[redis]'") from exc
+    return redis
+
+
+def _s(x: Any) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+class RedisStore(Store):
+    """A store in Redis under a GDSF, GDS, LEC, LFU, LRU or FIFO policy, shared by every client
+    that uses the same server, ``prefix`` and ``namespace``.
+
+    Pass ``url`` (``redis://host:port/db``) or a ready ``client`` (``redis.Redis``; its own
+    timeouts and retry policy then apply). ``capacity``/``policy``/options are fixed when the
+    namespace is created; ``None`` uses the stored ones and a different explicit value is a
+    ``ConfigError``. Decisions match ``MemoryStore(capacity, policy, **options)`` on the same
+    sequence of operations.
+    """
+
+    def __init__(self, url: str | None = None, *, client: Any = None, namespace: str = "default",
+                 prefix: str = "cachemux", capacity: float | None = None, policy: str | None = None,
+                 socket_timeout: float = 1.0, socket_connect_timeout: float = 1.0,
+                 log_size: int | None = None, **policy_options: Any) -> None:
+        redis = _import_redis()
+        for name, v in (("socket_timeout", socket_timeout), ("socket_connect_timeout", socket_connect_timeout)):
+            if not isinstance(v, (int, float)) or not (v > 0) or math.isinf(v):
+                raise ConfigError(f"{name} must be a finite number of seconds > 0, got {v!r}")
+        for name, v in (("namespace", namespace), ("prefix", prefix)):
+            if not isinstance(v, str) or not v or any(c in v for c in "{}"):
+                raise ConfigError(f"{name} must be a non-empty str without braces, got {v!r}")
+        if log_size is not None and (not isinstance(log_size, int) or log_size < 1):
+            raise ConfigError(f"log_size must be an int >= 1, got {log_size!r}")
+        self._requested = resolve_policy(_DEFAULT_POLICY if policy is None else policy,
+                                         _DEFAULT_CAPACITY if capacity is None else capacity,
+                                         policy_options)
+        self._given = {"policy": policy is not None, "capacity": capacity is not None,
+                       "options": bool(policy_options)}
+        self._log_size = log_size or _DEFAULT_LOG_SIZE
+        self._redis = redis
+        self._own_client = client is None
+        if client is None:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            try:
+                client = redis.Redis.from_url(
+                    url or "redis://127.0.0.1:6379/0", socket_timeout=socket_timeout,
+                    socket_connect_timeout=socket_connect_timeout, retry=Retry(NoBackoff(), 0))
+            except ValueError as exc:
+                raise ConfigError(f"bad redis url: {exc}") from None
+        elif url is not None:
+            raise ConfigError("pass either url or client, not both")
+        self.client = client
+        self.namespace = namespace
+        kw = client.connection_pool.connection_kwargs
+        self._where = (f"redis store {kw.get('host', kw.get('path', '?'))}:{kw.get('port', '')}"
+                       f"/{kw.get('db', 0)} {prefix}:{{{namespace}}}")
+        self._keys = [f"{prefix}:{{{namespace}}}:{n}" for n in _KEY_NAMES]
+        self._scripts = {name: client.register_script(getattr(lua, name))
+                         for name in ("GET", "PUT", "DELETE", "CLEAR", "CHANGES", "CHECK")}
+        self._init_script = client.register_script(lua.INIT)
+        self.spec = self._init()
+
+    # ---- plumbing -------------------------------------------------------------------------
+    def _error(self, exc: Exception) -> StoreError:
+        return StoreError(f"{self._where}: {type(exc).__name__}: {exc}")
+
+    def _init(self) -> StorePolicy:
+        req = self._requested
+        cfg = {"format": lua.FORMAT, "version": str(FORMAT_VERSION), "policy": req.name,
+               "family": req.family, "capacity": repr(req.capacity),
+               "hit_moves": "1" if req.hit_moves else "0", "use_freq": "1" if req.use_freq else "0",
+               "use_cost": "1" if req.use_cost else "0", "history": "1" if req.history else "0",
+               "admission": "1" if req.admission else "0", "growth": repr(req.growth),
+               "options": req.options_json(), "log_size": str(self._log_size)}
+        args = [str(secrets.randbelow(2**40) + 1)] + [x for kv in cfg.items() for x in kv]
+        try:
+            raw = self._init_script(keys=self._keys, args=args)
+        except self._redis.ResponseError as exc:
+            raise StoreError(f"{self._where}: {exc}") from exc
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        got = {_s(raw[i]): _s(raw[i + 1]) for i in range(0, len(raw), 2)}
+        if got.get("format") != lua.FORMAT or got.get("version") != str(FORMAT_VERSION):
+            raise StoreError(f"{self._where}: not a cachemux store of format {lua.FORMAT!r} "
+                             f"version {FORMAT_VERSION} (found {got.get('format')!r} {got.get('version')!r})")
+        stored = resolve_policy(got["policy"], float(got["capacity"]), json.loads(got["options"]))
+        g = self._given
+        if ((g["policy"] and req.name != stored.name) or (g["capacity"] and req.capacity != stored.capacity)
+                or (g["options"] and req.options != stored.options)):
+            raise ConfigError(
+                f"{self._where} was created with policy={stored.name!r}, capacity={stored.capacity:g}, "
+                f"options={stored.options}; got policy={req.name!r}, capacity={req.capacity:g}, "
+                f"options={req.options}. Pass capacity=None, policy=None (the stored ones) or "
+                "use another namespace")
+        self._requested = stored  # a re-creation after a flush uses the stored configuration
+        return stored
+
+    def _run(self, name: str, *args: Any) -> Any:
+        """Run one script; on a vanished namespace re-create it once; errors -> StoreError."""
+        script = self._scripts[name]
+        for attempt in (0, 1):
+            try:
+                return script(keys=self._keys, args=args)
+            except self._redis.ResponseError as exc:
+                if "CACHEMUX_MISSING" in str(exc) and attempt == 0:
+                    log.warning("%s: namespace vanished (server restarted without persistence or "
+                                "flushed?); re-creating it empty", self._where)
+                    self._init()
+                    continue
+                raise self._error(exc) from exc
+            except self._redis.RedisError as exc:
+                raise self._error(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _plain(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+
+    def _parse(self, key: str, text: Any) -> Entry:
+        try:
+            return Entry.from_json(text)
+        except StoreError as exc:
+            raise StoreError(f"{self._where}: entry {key!r}: {exc}") from None
+
+    # ---- the Store API --------------------------------------------------------------------
+    def get(self, key: str) -> Entry | None:
+        _check_key(key)
+        out = self._run("GET", key)
+        if int(out[0]) == 0:
+            return None
+        return self._parse(key, out[1])
+
+    def peek(self, key: str) -> Entry | None:
+        _check_key(key)
+        text = self._plain(self.client.hget, self._keys[2], key)
+        return None if text is None else self._parse(key, text)
+
+    def put(self, key: str, entry: Entry) -> PutResult:
+        _check_key(key)
+        if not isinstance(entry, Entry):
+            raise ConfigError(f"put() needs an Entry, got {type(entry).__name__}")
+        out = self._run("PUT", key, entry.to_json(), repr(float(entry.cost)), repr(float(entry.size)))
+        return PutResult(int(out[0]) == 1, tuple(_s(k) for k in out[1:]))
+
+    def delete(self, key: str) -> bool:
+        _check_key(key)
+        return int(self._run("DELETE", key)) == 1
+
+    def clear(self) -> None:
+        """Remove every entry (logged as deletions); the GDSF clock and LEC's request history
+        stay, as ``MemoryStore.clear`` keeps its policy's. ``destroy()`` drops everything."""
+        self._run("CLEAR")
+
+    def destroy(self) -> None:
+        """Delete every key of this namespace, configuration included."""
+        self._plain(self.client.delete, *self._keys)
+
+    def __len__(self) -> int:
+        n = self._plain(self.client.hget, self._keys[1], "count")
+        return 0 if n is None else int(float(_s(n)))
+
+    def keys(self) -> Iterator[str]:
+        return iter([_s(k) for k in self._plain(self.client.hkeys, self._keys[3])])
+
+    def changes(self, since: int) -> tuple[int, list[tuple[str, str]]]:
+        """Changes after cursor ``since``; ``[("reset", "")]`` when ``since`` is outside the
+        retained window (trimmed, from another store, or 0 on first use): rebuild from keys()."""
+        if isinstance(since, bool) or not isinstance(since, int):
+            raise ConfigError(f"changes() needs an int cursor, got {since!r}")
+        out = self._run("CHANGES", str(since))
+        head = int(_s(out[0]))
+        if len(out) == 2 and _s(out[1]) == CHANGES_RESET:
+            return head, [(CHANGES_RESET, "")]
+        return head, [(_s(out[i]), _s(out[i + 1])) for i in range(1, len(out), 2)]
+
+    def _state(self) -> dict[str, float]:
+        raw = self._plain(self.client.hgetall, self._keys[1])
+        return {_s(k): float(_s(v)) for k, v in raw.items()}
+
+    def stats(self) -> dict[str, Any]:
+        st = self._state()
+        hits, misses = int(st.get("hits", 0)), int(st.get("misses", 0))
+        total = hits + misses
+        out: dict[str, Any] = {"store": "redis", "where": self._where, "policy": self.spec.name,
+                               "capacity": self.spec.capacity, "entries": int(st.get("count", 0)),
+                               "used": st.get("used", 0.0), "hits": hits, "misses": misses,
+                               "hit_ratio": hits / total if total else 0.0}
+        for k in ("admissions", "rejections", "evictions", "deletes", "replaced"):
+            out[k] = int(st.get(k, 0))
+        out["clock"] = st.get("clock", 0.0)
+        return out
+
+    def check_invariants(self) -> None:
+        """Size <= capacity, entries == values == sorted set, priorities follow from stored
+        freq/cost/size/clock, every value parses and agrees with its metadata."""
+        spec, where = self.spec, self._where
+        st_raw, m_raw, z_raw, v_raw, h_raw = self._run("CHECK")
+        pairs = lambda xs: {_s(xs[i]): xs[i + 1] for i in range(0, len(xs), 2)}  # noqa: E731
+        st = {k: float(_s(v)) for k, v in pairs(st_raw).items()}
+        meta = {k: [float(x) for x in _s(v).split()] for k, v in pairs(m_raw).items()}
+        zset = {k: float(_s(v)) for k, v in pairs(z_raw).items()}
+        values = pairs(v_raw)
+        history = {k: float(_s(v)) for k, v in pairs(h_raw).items()}
+        if len(meta) != st["count"]:
+            raise InvariantError(f"{where}: {len(meta)} entries but count={st['count']:g}")
+        if set(values) != set(meta):
+            raise InvariantError(f"{where}: values for {len(values)} keys, state for {len(meta)}")
+        total = math.fsum(m[0] for m in meta.values())
+        if not math.isclose(total, st["used"], rel_tol=1e-9, abs_tol=1e-9):
+            raise InvariantError(f"{where}: used={st['used']} but entry sizes sum to {total}")
+        if st["used"] > spec.capacity * (1 + 1e-12):
+            raise InvariantError(f"{where}: used={st['used']} exceeds capacity={spec.capacity}")
+        want_members = {f"{int(m[5]):016x}{k}": (k, m[4]) for k, m in meta.items()}
+        if set(zset) != set(want_members):
+            raise InvariantError(f"{where}: the sorted set and the entries disagree")
+        for member, score in zset.items():
+            k, prio = want_members[member]
+            if score != prio:
+                raise InvariantError(f"{where}: {k!r} scores {score} in the sorted set, {prio} in its state")
+        seqs = set()
+        for k, (size, cost, n, base, prio, seq, ins) in meta.items():
+            seqs.add(seq)
+            if seq > st["seq"] or ins > st["seq"]:
+                raise InvariantError(f"{where}: {k!r} has seq {seq:g}/{ins:g} beyond the counter {st['seq']:g}")
+            want = spec.want_priority(size, cost, n, base, int(seq), int(ins))
+            if not math.isclose(prio, want, rel_tol=1e-12, abs_tol=1e-12):
+                raise InvariantError(f"{where}: {k!r} has priority {prio}, its state implies {want}")
+            if spec.family == "greedy-dual" and base > st["clock"]:
+                raise InvariantError(f"{where}: {k!r} was ranked at clock {base} > clock {st['clock']}")
+            h = history.get(k)
+            if spec.history and h and not math.isclose(n, h, rel_tol=1e-9):
+                raise InvariantError(f"{where}: {k!r} ranked by frequency {n}, its count is {h}")
+            e = self._parse(k, values[k])
+            if e.size != size or (spec.cost_aware and e.cost != cost):
+                raise InvariantError(f"{where}: {k!r} value has size/cost {e.size}/{e.cost}, "
+                                     f"metadata {size}/{cost}")
+        if len(seqs) != len(meta):
+            raise InvariantError(f"{where}: duplicate tie-break sequence numbers")
+
+    def close(self) -> None:
+        if self._own_client:
+            try:
+                self.client.close()
+            except self._redis.RedisError:  # pragma: no cover - closing a dead connection
+                pass
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, policy={self.spec.name!r}, capacity={self.spec.capacity:g})"
+
+
+def _check_key(key: object) -> None:
+    if type(key) is not str:
+        raise ConfigError(f"store keys must be str, got {type(key).__name__}")
