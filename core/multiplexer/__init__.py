@@ -10,6 +10,7 @@ from cachemux.multiplexer.selectors import (
     Selector,
     StaticSelector,
 )
+from cachemux.multiplexer.trained import PredictorConfig, QualityPredictor, TrainedSelector
 
-__all__ = ["FAIL_PENALTY", "NoisyOracleSelector", "OnlineSelector", "OracleSelector", "Route",
-           "Selector", "StaticSelector", "make_route", "route_cost"]
+__all__ = ["FAIL_PENALTY", "NoisyOracleSelector", "OnlineSelector", "OracleSelector", "PredictorConfig",
+           "QualityPredictor", "Route", "Selector", "StaticSelector", "TrainedSelector", "make_route", "route_cost"]

@@ -1,0 +1,841 @@
+"""Training data, fitting, calibration and evaluation for the trained multiplexer.
+
+Data (``shared/data/routing``, see its README): RouteLLM's MMLU / GSM8K / MT-Bench correctness of
+Mixtral-8x7B ("small") and GPT-4 ("large"), and dcrouter's 9 open models' scores. Fit and tune on
+the MMLU ``train`` subjects only (SPLITS.json); everything else is for reporting.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cachemux.errors import ConfigError
+from cachemux.multiplexer.trained import PredictorConfig, QualityPredictor, build_torch_head
+
+__all__ = [
+    "FitConfig",
+    "RoutingSet",
+    "all_eval_texts",
+    "calibrate_quality",
+    "calibrate_share",
+    "cost_at_quality",
+    "fit_predictor",
+    "group_folds",
+    "load_dcrouter",
+    "load_gsm8k",
+    "load_mmlu_set",
+    "load_mtbench",
+    "oracle_curve",
+    "random_curve",
+    "roc_auc",
+    "routing_curve",
+]
+
+SMALL, LARGE = "small", "large"
+MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+GPT4 = "gpt-4-1106-preview"
+# RouteLLM's prices for this pair, $ per million tokens (the same as cachemux.sim.routing)
+PAIR_PRICES = {SMALL: 0.24, LARGE: 24.7}
+
+
+def token_count(text: str) -> int:
+    """Tokens by OpenAI's rule of thumb, about 4 characters each (as ``cachemux.sim.routing``)."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+@dataclass
+class RoutingSet:
+    """Prompts with per-model quality labels in [0, 1] and per-model costs ($ per query).
+
+    ``labels[i, j]``: how well model ``models[j]`` answered prompt i (1/0 correctness, or a score);
+    ``quality[i, j]``: what routing prompt i to model j is worth in the quality metric (the same
+    as labels except on MT-Bench, where it is the judge's 1-10 score).
+    """
+
+    name: str
+    texts: list[str]
+    models: tuple[str, ...]
+    labels: np.ndarray
+    costs: np.ndarray
+    quality: np.ndarray
+    groups: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        n, m = len(self.texts), len(self.models)
+        for nm in ("labels", "costs", "quality"):
+            a = np.asarray(getattr(self, nm), dtype=np.float64)
+            if a.shape != (n, m):
+                raise ConfigError(f"{self.name}: {nm} has shape {a.shape}, expected {(n, m)}")
+            setattr(self, nm, a)
+        if self.groups and len(self.groups) != n:
+            raise ConfigError(f"{self.name}: {len(self.groups)} groups for {n} texts")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx: Sequence[int] | np.ndarray, name: str | None = None) -> RoutingSet:
+        idx = np.asarray(idx, dtype=int)
+        return RoutingSet(name or self.name, [self.texts[i] for i in idx], self.models, self.labels[idx],
+                          self.costs[idx], self.quality[idx],
+                          [self.groups[i] for i in idx] if self.groups else [], self.note)
+
+
+def _routing_dir(data_dir: Path | None) -> Path:
+    from cachemux.sim.routing import default_data_dir
+
+    return (Path(data_dir) if data_dir is not None else default_data_dir()) / "routing"
+
+
+def load_mmlu_set(split: str, data_dir: Path | None = None) -> RoutingSet:
+    """MMLU ``train``/``test`` subjects; cost = price x (prompt tokens + 1 answer token)."""
+    from cachemux.sim.routing import load_mmlu
+
+    qs = load_mmlu(Path(data_dir) if data_dir is not None else None, split=split)
+    tokens = np.array([token_count(q.prompt) + 1 for q in qs], dtype=float)
+    lab = np.array([[q.small_correct, q.large_correct] for q in qs], dtype=float)
+    costs = tokens[:, None] * np.array([PAIR_PRICES[SMALL], PAIR_PRICES[LARGE]]) / 1e6
+    return RoutingSet(f"mmlu-{split}", [q.prompt for q in qs], (SMALL, LARGE), lab, costs, lab.copy(),
+                      [q.subject for q in qs],
+                      "Mixtral-8x7B (small) vs GPT-4 (large) correctness; cost = RouteLLM price x (chars/4 + 1)")
+
+
+def load_gsm8k(data_dir: Path | None = None) -> RoutingSet:
+    """GSM8K; cost = price x (prompt tokens + that model's own response tokens)."""
+    path = _routing_dir(data_dir) / "gsm8k.csv"
+    texts, lab, costs = [], [], []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            texts.append(row["prompt"])
+            lab.append([row[MIXTRAL] == "True", row[GPT4] == "True"])
+            p = token_count(row["prompt"])
+            costs.append([(p + token_count(row[f"{MIXTRAL}_response"])) * PAIR_PRICES[SMALL] / 1e6,
+                          (p + token_count(row[f"{GPT4}_response"])) * PAIR_PRICES[LARGE] / 1e6])
+    la = np.array(lab, dtype=float)
+    return RoutingSet("gsm8k", texts, (SMALL, LARGE), la, np.array(costs), la.copy(), ["gsm8k"] * len(texts),
+                      "correctness; cost = RouteLLM price x (prompt + own response tokens, chars/4)")
+
+
+_ASSISTANT = re.compile(r"### Assistant A:\n(.*?)(?=\n\n### User:|\n\n<\|The End of Assistant A)", re.S)
+
+
+def load_mtbench(data_dir: Path | None = None) -> RoutingSet:
+    """MT-Bench: 80 two-turn questions, GPT-4-judge scores (1-10) for Mixtral and GPT-4 per turn.
+
+    Routing is per question on the first turn's text (the second turn, e.g. "Rewrite your previous
+    response...", means nothing alone) and the chosen model answers both turns. Quality of a choice
+    = the mean of its two turn scores (RouteLLM's MT-Bench metric). The binary label "small answers
+    well" = the small model's mean score >= the large model's (it loses nothing by routing to
+    small; ties count as success, the way RouteLLM's preference labels treat ties). The large
+    model's label is 1 (the reference). Cost = price x (first-turn prompt + both answers' tokens,
+    answers parsed from the judge's multi-turn transcript).
+    """
+    root = _routing_dir(data_dir)
+    qs = [json.loads(line) for line in (root / "mtbench_questions.jsonl").read_text().splitlines() if line.strip()]
+    score: dict[tuple[int, str, int], float] = {}
+    answer_tokens: dict[tuple[int, str], int] = defaultdict(int)
+    for line in (root / "mtbench_judgements.jsonl").read_text().splitlines():
+        if not line.strip():
+            continue
+        j = json.loads(line)
+        model = SMALL if j["model"] == MIXTRAL else LARGE if j["model"] == GPT4 else None
+        if model is None:
+            continue
+        score[(j["question_id"], model, j["turn"])] = float(j["score"])
+        if j["turn"] == 2:  # the multi-turn judge prompt holds both of the model's answers
+            answer_tokens[(j["question_id"], model)] = sum(token_count(a) for a in _ASSISTANT.findall(j["user_prompt"]))
+    texts, qual, costs, groups = [], [], [], []
+    for q in qs:
+        qid = q["question_id"]
+        try:
+            s = [(score[(qid, m, 1)] + score[(qid, m, 2)]) / 2 for m in (SMALL, LARGE)]
+        except KeyError:
+            continue
+        texts.append(q["turns"][0])
+        qual.append(s)
+        p = sum(token_count(t) for t in q["turns"])
+        costs.append([(p + answer_tokens[(qid, m)]) * PAIR_PRICES[m] / 1e6 for m in (SMALL, LARGE)])
+        groups.append(q["category"])
+    qa = np.array(qual)
+    lab = np.stack([(qa[:, 0] >= qa[:, 1]).astype(float), np.ones(len(qa))], axis=1)
+    return RoutingSet("mtbench", texts, (SMALL, LARGE), lab, np.array(costs), qa, groups,
+                      "label: small's mean judge score >= large's; quality: mean judge score (1-10)")
+
+
+def load_dcrouter(split: str, data_dir: Path | None = None) -> RoutingSet:
+    """dcrouter (LLMRouter): 9 open models' scores in [0, 1]; cost = $/M input price x prompt tokens
+    (input and output prices are equal for every model; output lengths are not in the data)."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"dcrouter split must be 'train' or 'test', got {split!r}")
+    root = _routing_dir(data_dir) / "dcrouter"
+    rows = json.loads((root / f"{split}.json").read_text())
+    cands = json.loads((root / "llm_candidates.json").read_text())
+    models = tuple(m for m in cands if all(m in r["scores"] for r in rows))  # candidates' order
+    texts = [r["question"] for r in rows]
+    lab = np.array([[float(r["scores"][m]) for m in models] for r in rows])
+    price = np.array([float(cands[m]["input_price"]) for m in models])
+    tokens = np.array([token_count(t) for t in texts], dtype=float)
+    return RoutingSet(f"dcrouter-{split}", texts, models, lab, tokens[:, None] * price / 1e6, lab.copy(),
+                      [str(r.get("cluster_id", "")) for r in rows],
+                      "score in [0, 1] per model; cost = $/M price x prompt tokens (chars/4)")
+
+
+def dcrouter_prices(data_dir: Path | None = None) -> dict[str, float]:
+    cands = json.loads((_routing_dir(data_dir) / "dcrouter" / "llm_candidates.json").read_text())
+    return {m: float(v["input_price"]) for m, v in cands.items()}
+
+
+def all_eval_texts(data_dir: Path | None = None) -> Iterator[tuple[str, list[str]]]:
+    """(cache name, texts) for every set the full evaluation embeds, slowest last."""
+    yield "mtbench", load_mtbench(data_dir).texts
+    yield "gsm8k", load_gsm8k(data_dir).texts
+    yield "mmlu-test", load_mmlu_set("test", data_dir).texts
+    yield "mmlu-train", load_mmlu_set("train", data_dir).texts
+    yield "dcrouter-test", load_dcrouter("test", data_dir).texts
+    yield "dcrouter-train", load_dcrouter("train", data_dir).texts
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting the head (torch): BCE per model (soft labels allowed, NaN = missing), L2 on weights
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How to fit the head. ``l2`` is the mean-loss penalty on weights (not biases): sklearn's
+    LogisticRegression(C) is l2 = 1 / (2 C n). A logistic head (hidden=0, no dropout) is fitted
+    full-batch with L-BFGS (a convex problem: exact); an MLP with AdamW, minibatches, and early
+    stopping on ``val`` when given."""
+
+    hidden: int = 0
+    dropout: float = 0.0
+    l2: float = 1e-3
+    text_features: tuple[str, ...] = ()
+    lr: float = 1e-3
+    epochs: int = 60
+    batch_size: int = 256
+    patience: int = 6
+    seed: int = 0
+
+    def label(self) -> str:
+        head = f"mlp{self.hidden}" + (f"-do{self.dropout:g}" if self.dropout else "") if self.hidden else "logistic"
+        return f"{head}-l2={self.l2:g}" + ("+text" if self.text_features else "")
+
+
+def fit_predictor(models: Sequence[str], embeddings: np.ndarray | None, texts: Sequence[str], labels: np.ndarray,
+                  fit: FitConfig = FitConfig(), *, val: tuple[np.ndarray | None, Sequence[str], np.ndarray] | None = None,
+                  costs: dict[str, float] | None = None, meta: dict | None = None,
+                  embedding_dim: int | None = None) -> QualityPredictor:
+    """Train a ``QualityPredictor`` on (embeddings, texts) -> labels (n, len(models)) in [0, 1]."""
+    import torch
+
+    labels = np.asarray(labels, dtype=np.float32)
+    n = len(texts)
+    if labels.shape != (n, len(models)):
+        raise ConfigError(f"labels must have shape {(n, len(models))}, got {labels.shape}")
+    finite = labels[np.isfinite(labels)]
+    if finite.size and (finite.min() < 0 or finite.max() > 1):
+        raise ConfigError("labels must lie in [0, 1] (NaN marks a missing label)")
+    dim = embedding_dim if embedding_dim is not None else (0 if embeddings is None else int(np.asarray(embeddings).shape[1]))
+    cfg = PredictorConfig(tuple(models), embedding_dim=dim, text_features=fit.text_features, hidden=fit.hidden,
+                          dropout=fit.dropout, costs=dict(costs or {}), meta=dict(meta or {}))
+    shell = QualityPredictor(cfg, {k: np.zeros(s, np.float32) + (k == "feature_std") for k, s in cfg.param_shapes().items()})
+    x = shell.features(texts, embeddings if dim else None)
+    mean = x.mean(0)
+    std = x.std(0)
+    std[std < 1e-6] = 1.0
+    torch.manual_seed(fit.seed)
+    head = build_torch_head(cfg)
+    head.feature_mean.copy_(torch.from_numpy(mean))
+    head.feature_std.copy_(torch.from_numpy(std.astype(np.float32)))
+    X = torch.from_numpy(x)
+    Y = torch.from_numpy(np.nan_to_num(labels, nan=0.0))
+    M = torch.from_numpy(np.isfinite(labels).astype(np.float32))
+    weights = [p for name, p in head.named_parameters() if name.endswith("weight")]
+
+    def loss_of(xb: torch.Tensor, yb: torch.Tensor, mb: torch.Tensor) -> torch.Tensor:
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(head(xb), yb, reduction="none")
+        return (bce * mb).sum() / mb.sum().clamp_min(1.0)
+
+    def penalty() -> torch.Tensor:
+        return fit.l2 * sum((w ** 2).sum() for w in weights)
+
+    if fit.hidden == 0 and fit.dropout == 0.0:
+        opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=500, tolerance_grad=1e-6,
+                                history_size=20, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = loss_of(X, Y, M) + penalty()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+    else:
+        opt = torch.optim.AdamW(head.parameters(), lr=fit.lr, weight_decay=0.0)
+        gen = torch.Generator().manual_seed(fit.seed)
+        vx = vy = vm = None
+        if val is not None:
+            ve, vt, vl = val
+            vx = torch.from_numpy(shell.features(vt, ve if dim else None))
+            vl = np.asarray(vl, dtype=np.float32)
+            vy, vm = torch.from_numpy(np.nan_to_num(vl, nan=0.0)), torch.from_numpy(np.isfinite(vl).astype(np.float32))
+        best, best_state, bad = math.inf, None, 0
+        for _epoch in range(fit.epochs):
+            head.train()
+            perm = torch.randperm(n, generator=gen)
+            for i in range(0, n, fit.batch_size):
+                b = perm[i:i + fit.batch_size]
+                opt.zero_grad()
+                loss = loss_of(X[b], Y[b], M[b]) + penalty()
+                loss.backward()
+                opt.step()
+            if vx is not None:
+                head.eval()
+                with torch.no_grad():
+                    v = float(loss_of(vx, vy, vm))
+                if v < best - 1e-5:
+                    best, bad = v, 0
+                    best_state = {k: t.clone() for k, t in head.state_dict().items()}
+                else:
+                    bad += 1
+                    if bad >= fit.patience:
+                        break
+        if best_state is not None:
+            head.load_state_dict(best_state)
+    head.eval()
+    return QualityPredictor.from_torch(cfg, head)
+
+
+def group_folds(groups: Sequence[str], k: int, seed: int = 0) -> list[np.ndarray]:
+    """k folds of row indices, whole groups (MMLU subjects) per fold, sizes balanced greedily."""
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        by[g].append(i)
+    names = sorted(by)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(names)
+    names.sort(key=lambda g: -len(by[g]))  # largest first into the emptiest fold (stable on ties)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for g in names:
+        min(folds, key=len).extend(by[g])
+    return [np.array(sorted(f), dtype=int) for f in folds if f]
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics: AUC, cost-quality curves, cost at a quality target; calibration thresholds
+# --------------------------------------------------------------------------------------------
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN if one class."""
+    y = np.asarray(y, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    ranks = np.empty(len(s))
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[i]:
+            j += 1
+        ranks[i:j + 1] = (i + j) / 2 + 1
+        i = j + 1
+    r = np.empty(len(s))
+    r[order] = ranks
+    return float((r[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+@dataclass
+class Curve:
+    """Routing the top-k queries (by ``score``) to the large model, k = 0..n."""
+
+    share: np.ndarray  # share of queries on the large model
+    quality: np.ndarray  # mean quality of the routed answers
+    cost: np.ndarray  # total cost
+
+
+def routing_curve(score_large: np.ndarray, quality: np.ndarray, costs: np.ndarray) -> Curve:
+    """Two models (columns 0 = small, 1 = large): send the queries with the highest
+    ``score_large`` to the large model, one more at a time."""
+    order = np.argsort(-np.asarray(score_large, dtype=float), kind="mergesort")
+    q, c = quality[order], costs[order]
+    n = len(q)
+    dq = np.concatenate([[0.0], np.cumsum(q[:, 1] - q[:, 0])])
+    dc = np.concatenate([[0.0], np.cumsum(c[:, 1] - c[:, 0])])
+    return Curve(np.arange(n + 1) / max(n, 1), (q[:, 0].sum() + dq) / max(n, 1), c[:, 0].sum() + dc)
+
+
+def oracle_curve(quality: np.ndarray, costs: np.ndarray) -> Curve:
+    """Knows the answers: large first where it gains quality, cheapest extra cost first."""
+    gain = quality[:, 1] - quality[:, 0]
+    extra = costs[:, 1] - costs[:, 0]
+    order = np.lexsort((extra, -gain))
+    n = len(gain)
+    score = np.empty(n)
+    score[order] = -np.arange(n)
+    return routing_curve(score, quality, costs)
+
+
+def random_curve(quality: np.ndarray, costs: np.ndarray, points: int = 101) -> Curve:
+    """Expected curve of routing a random share x of queries to the large model."""
+    x = np.linspace(0, 1, points)
+    qs, ql = quality.mean(0)
+    cs, cl = costs.sum(0)
+    return Curve(x, qs + x * (ql - qs), cs + x * (cl - cs))
+
+
+def cost_at_quality(curve: Curve, target: float) -> tuple[float, float] | None:
+    """(least cost, its share of large calls) among the curve's points with quality >= target;
+    None when no point reaches it."""
+    ok = curve.quality >= target - 1e-12
+    if not ok.any():
+        return None
+    i = int(np.argmin(np.where(ok, curve.cost, np.inf)))
+    return float(curve.cost[i]), float(curve.share[i])
+
+
+def calibrate_share(p_fail: np.ndarray, target_share: float) -> float:
+    """RouteLLM's quantile calibration: the threshold tau on P(small fails) such that a share
+    ``target_share`` of the calibration queries has P(fail) > tau (and goes to the large model)."""
+    if not (0.0 <= target_share <= 1.0):
+        raise ConfigError(f"target share must be in [0, 1], got {target_share!r}")
+    p = np.sort(np.asarray(p_fail, dtype=float))
+    if p.size == 0:
+        raise ConfigError("calibration needs at least one query")
+    k = int(round((1.0 - target_share) * len(p)))  # k queries stay on the small model
+    if k <= 0:
+        return float(max(0.0, np.nextafter(p[0], -np.inf)))
+    if k >= len(p):
+        return 1.0
+    return float((p[k - 1] + p[k]) / 2)
+
+
+def calibrate_quality(p_fail: np.ndarray, quality: np.ndarray, costs: np.ndarray, target_frac: float = 0.95) -> dict:
+    """The cheapest threshold tau on P(small fails) whose routed quality on the calibration set is
+    >= ``target_frac`` x the large model's quality (ties in P(fail) move together)."""
+    p = np.asarray(p_fail, dtype=float)
+    curve = routing_curve(p, quality, costs)
+    target = target_frac * quality[:, 1].mean()
+    hit = cost_at_quality(curve, target)
+    if hit is None:
+        return {"threshold": 0.0, "target_quality": target, "share_large": 1.0}
+    k_large = int(round(hit[1] * len(p)))
+    ps = np.sort(p)[::-1]  # descending: the first k_large go large
+    if k_large == 0:
+        tau = 1.0
+    elif k_large >= len(ps):
+        tau = float(max(0.0, np.nextafter(ps[-1], -np.inf)))
+    else:
+        tau = float((ps[k_large - 1] + ps[k_large]) / 2)
+    return {"threshold": tau, "target_quality": float(target), "share_large": hit[1]}
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation behind ``cachemux train-multiplexer``
+# --------------------------------------------------------------------------------------------
+
+SCORES = ("p_fail", "gain")
+"""How a two-model router ranks queries for the large model: ``p_fail`` = P(small fails)
+(RouteLLM's and the paper's signal), ``gain`` = P(large right) - P(small right) (what routing
+to large is expected to add, from the two heads at once)."""
+
+
+def large_score(p: np.ndarray, rule: str) -> np.ndarray:
+    if rule == "p_fail":
+        return 1.0 - p[:, 0]
+    if rule == "gain":
+        return p[:, 1] - p[:, 0]
+    raise ConfigError(f"unknown score {rule!r}; valid choices: {', '.join(SCORES)}")
+
+
+def default_grid(quick: bool) -> tuple[FitConfig, ...]:
+    """Candidate heads, compared by cross-validation over the MMLU train subjects."""
+    tf = ("log_chars", "log_lines", "digit_frac", "upper_frac", "math_frac", "question_marks", "mean_word_len")
+    if quick:
+        return (FitConfig(l2=1e-3), FitConfig(hidden=64, dropout=0.2, l2=1e-4, epochs=30))
+    return (
+        FitConfig(l2=1e-4), FitConfig(l2=1e-3), FitConfig(l2=3e-3), FitConfig(l2=1e-2), FitConfig(l2=3e-2),
+        FitConfig(l2=3e-3, text_features=tf), FitConfig(l2=1e-2, text_features=tf),
+        FitConfig(hidden=128, dropout=0.3, l2=1e-4), FitConfig(hidden=128, dropout=0.3, l2=1e-3),
+        FitConfig(hidden=256, dropout=0.5, l2=1e-4, text_features=tf),
+    )
+
+
+def _inner_val(n: int, seed: int, frac: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(seed).permutation(n)
+    k = max(1, int(round(frac * n)))
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def fit_with_val(data: RoutingSet, emb: np.ndarray, idx: np.ndarray, fit: FitConfig,
+                 costs: dict[str, float] | None = None, meta: dict | None = None) -> QualityPredictor:
+    """Fit on rows ``idx``; an MLP early-stops on a random 10% of them."""
+    idx = np.asarray(idx)
+    if fit.hidden or fit.dropout:
+        tr, va = _inner_val(len(idx), fit.seed)
+        tr, va = idx[tr], idx[va]
+        val = (emb[va], [data.texts[i] for i in va], data.labels[va])
+    else:
+        tr, val = idx, None
+    return fit_predictor(data.models, emb[tr], [data.texts[i] for i in tr], data.labels[tr], fit, val=val,
+                         costs=costs, meta=meta)
+
+
+def out_of_fold(data: RoutingSet, emb: np.ndarray, fit: FitConfig, folds: list[np.ndarray],
+                tick: Callable[[], None] | None = None) -> np.ndarray:
+    """Predictions for every row from a head that never saw its group (MMLU subject)."""
+    p = np.full(data.labels.shape, np.nan)
+    every = np.arange(len(data))
+    for f in folds:
+        rest = np.setdiff1d(every, f)
+        pr = fit_with_val(data, emb, rest, fit)
+        p[f] = pr.predict_proba([data.texts[i] for i in f], embeddings=emb[f])
+        if tick is not None:
+            tick()
+    return p
+
+
+def pair_report(data: RoutingSet, p: np.ndarray, target_frac: float = 0.95) -> dict:
+    """AUCs and the cost saved at ``target_frac`` of the large model's quality, for each score,
+    random routing and the oracle. Costs are totals over the set; saved = 1 - cost / all-large."""
+    q, c = data.quality, data.costs
+    all_large = float(c[:, 1].sum())
+    target = target_frac * float(q[:, 1].mean())
+    out: dict = {"n": len(data), "small_quality": float(q[:, 0].mean()), "large_quality": float(q[:, 1].mean()),
+                 "target_quality": target, "cost_all_large": all_large, "cost_all_small": float(c[:, 0].sum()),
+                 "auc_small_success": roc_auc(data.labels[:, 0] > 0.5, p[:, 0]),
+                 "auc_large_success": roc_auc(data.labels[:, 1] > 0.5, p[:, 1])}
+    need = (data.quality[:, 1] > data.quality[:, 0])  # large strictly better: routing to small loses
+    for rule in SCORES:
+        s = large_score(p, rule)
+        hit = cost_at_quality(routing_curve(s, q, c), target)
+        out[rule] = {"auc_large_needed": roc_auc(need, s),
+                     "saved": None if hit is None else 1.0 - hit[0] / all_large,
+                     "share_large": None if hit is None else hit[1]}
+    for name, curve in (("random", random_curve(q, c, 1001)), ("oracle", oracle_curve(q, c))):
+        hit = cost_at_quality(curve, target)
+        out[name] = {"saved": None if hit is None else 1.0 - hit[0] / all_large,
+                     "share_large": None if hit is None else hit[1]}
+    return out
+
+
+def deployed_report(data: RoutingSet, p: np.ndarray, threshold: float) -> dict:
+    """What a fixed threshold (calibrated on train subjects) does here: small iff P(fail) <= tau."""
+    large = (1.0 - p[:, 0]) > threshold
+    q = np.where(large, data.quality[:, 1], data.quality[:, 0])
+    c = np.where(large, data.costs[:, 1], data.costs[:, 0])
+    return {"threshold": threshold, "share_large": float(large.mean()),
+            "quality_vs_large": float(q.mean() / data.quality[:, 1].mean()),
+            "saved": float(1.0 - c.sum() / data.costs[:, 1].sum())}
+
+
+def multi_curve(p: np.ndarray, quality: np.ndarray, costs: np.ndarray, points: int = 200) -> dict[str, np.ndarray]:
+    """N models: choose argmin_m c_m + lam * (1 - p_m) for a sweep of quality prices lam (the
+    selector's expected-cost rule with a failure price); mean cost and quality per lam."""
+    lo = max(costs[costs > 0].min() * 1e-3, 1e-12) if (costs > 0).any() else 1e-9
+    lams = np.concatenate([[0.0], np.geomspace(lo, costs.max() * 1e4 + lo, points)])
+    rows = np.arange(len(p))
+    qs, cs = [], []
+    for lam in lams:
+        pick = np.argmin(costs + lam * (1.0 - p), axis=1)  # ties: the first (candidates order)
+        qs.append(quality[rows, pick].mean())
+        cs.append(costs[rows, pick].mean())
+    return {"lam": lams, "quality": np.array(qs), "cost": np.array(cs)}
+
+
+def frontier_cost_at(curve: dict[str, np.ndarray], target: float) -> float | None:
+    ok = curve["quality"] >= target - 1e-12
+    return float(curve["cost"][ok].min()) if ok.any() else None
+
+
+def frontier_quality_at(curve: dict[str, np.ndarray], budget: float) -> float | None:
+    ok = curve["cost"] <= budget + 1e-15
+    return float(curve["quality"][ok].max()) if ok.any() else None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One ``cachemux train-multiplexer`` run. ``quick``: small subsets (CI / smoke test)."""
+
+    out: Path = Path("results")
+    cache_dir: Path | None = None
+    data_dir: Path | None = None
+    quick: bool = False
+    folds: int = 5
+    seed: int = 0
+    target_frac: float = 0.95
+    share_targets: tuple[float, ...] = (0.2, 0.3, 0.5)
+    grid: tuple[FitConfig, ...] | None = None
+    dcrouter: bool = True
+    progress: bool = True
+
+
+def _subsample_idx(size: int, n: int | None, seed: int) -> np.ndarray | None:
+    if n is None or n >= size:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(size, n, replace=False))
+
+
+def _fmt(x: float | None) -> str:
+    return "   n/a" if x is None else f"{100 * x:5.1f}%"
+
+
+def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
+    """Fit and tune on MMLU train subjects; report on MMLU test subjects, GSM8K, MT-Bench; and an
+    N-model selector on dcrouter. Writes ``trained_multiplexer.json``, plots and the fitted
+    predictors (safetensors + JSON) under ``cfg.out``; returns the report."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from cachemux.multiplexer.trained import EMBEDDING_MODEL_ID, cached_embeddings
+
+    t_start = time.perf_counter()
+    quick, seed = cfg.quick, cfg.seed
+    sizes = {"mmlu-train": 600, "mmlu-test": 300, "gsm8k": 200, "mtbench": None,
+             "dcrouter-train": 500, "dcrouter-test": 200} if quick else {}
+    sets = {"mmlu-train": load_mmlu_set("train", cfg.data_dir), "mmlu-test": load_mmlu_set("test", cfg.data_dir),
+            "gsm8k": load_gsm8k(cfg.data_dir), "mtbench": load_mtbench(cfg.data_dir)}
+    if cfg.dcrouter:
+        sets |= {"dcrouter-train": load_dcrouter("train", cfg.data_dir), "dcrouter-test": load_dcrouter("test", cfg.data_dir)}
+    full = sets
+    picks = {k: _subsample_idx(len(v), sizes.get(k), seed) for k, v in full.items()}
+    sets = {k: v if picks[k] is None else v.subset(picks[k]) for k, v in full.items()}
+    timings: dict[str, float] = {}
+
+    # 1. embeddings (cached on disk as .npy keyed by the texts' hash; a subset reuses its full
+    #    set's file when there is one)
+    t0 = time.perf_counter()
+    emb: dict[str, np.ndarray] = {}
+    with tqdm(total=sum(len(s) for s in sets.values()), desc="embed", unit="text", disable=not cfg.progress) as bar:
+        for k, s in sets.items():
+            whole = None if picks[k] is None else cached_embeddings(full[k].texts, name=k, cache_dir=cfg.cache_dir,
+                                                                    only_cached=True)
+            if whole is not None:
+                emb[k] = whole[picks[k]]
+                bar.update(len(s))
+            else:
+                emb[k] = cached_embeddings(s.texts, name=f"{k}-{len(s)}" if picks[k] is not None else k,
+                                           cache_dir=cfg.cache_dir, progress=bar.update)
+    timings["embed_s"] = time.perf_counter() - t0
+
+    # 2. model selection by cross-validation over MMLU train subjects (whole subjects per fold)
+    train = sets["mmlu-train"]
+    grid = cfg.grid or default_grid(quick)
+    folds = group_folds(train.groups, min(cfg.folds, len(set(train.groups))), seed)
+    t0 = time.perf_counter()
+    cv_rows, oof = [], {}
+    with tqdm(total=len(grid) * len(folds), desc="cross-validate", unit="fit", disable=not cfg.progress) as bar:
+        for fit in grid:
+            p = out_of_fold(train, emb["mmlu-train"], fit, folds, bar.update)
+            rep = pair_report(train, p, cfg.target_frac)
+            oof[fit.label()] = p
+            cv_rows.append({"head": fit.label(), "auc_small_success": rep["auc_small_success"],
+                            **{f"saved_{r}": rep[r]["saved"] for r in SCORES}})
+    timings["cross_validate_s"] = time.perf_counter() - t0
+    best_row = max(cv_rows, key=lambda r: max((r[f"saved_{s}"] or -1.0) for s in SCORES))
+    best_fit = next(f for f in grid if f.label() == best_row["head"])
+    best_score = max(SCORES, key=lambda s: best_row[f"saved_{s}"] or -1.0)
+    baseline_fit = next((f for f in grid if f.hidden == 0 and not f.text_features), grid[0])
+    log(f"cross-validation over {len(folds)} folds of MMLU train subjects ({len(train)} prompts):")
+    for r in cv_rows:
+        log(f"  {r['head']:<32} AUC {r['auc_small_success']:.3f}  saved@95% p_fail {_fmt(r['saved_p_fail'])}"
+            f"  gain {_fmt(r['saved_gain'])}")
+    log(f"  chosen: {best_fit.label()} ranked by {best_score}")
+
+    # 3. calibration on the out-of-fold predictions (train subjects only)
+    p_oof = oof[best_fit.label()]
+    calib: dict[str, dict] = {}
+    for share in cfg.share_targets:
+        tau = calibrate_share(1.0 - p_oof[:, 0], share)
+        calib[f"large_share={share:g}"] = {"threshold": tau, "target_share": share,
+                                            "achieved_share_on_calibration": float(((1.0 - p_oof[:, 0]) > tau).mean())}
+    qc = calibrate_quality(1.0 - p_oof[:, 0], train.quality, train.costs, cfg.target_frac)
+    calib[f"quality={cfg.target_frac:g}"] = {**qc, "target_frac_of_large": cfg.target_frac}
+
+    # 4. final fits on all train subjects; report on held-out sets
+    t0 = time.perf_counter()
+    heads = {"chosen": best_fit, "baseline_logistic": baseline_fit}
+    fitted = {}
+    for name, fit in heads.items():
+        fitted[name] = fit_with_val(train, emb["mmlu-train"], np.arange(len(train)), fit,
+                                    costs=dict(PAIR_PRICES),
+                                    meta={"trained_on": "MMLU train subjects (SPLITS.json)", "head": fit.label(),
+                                          "score": best_score, "models_meaning": {SMALL: MIXTRAL, LARGE: GPT4},
+                                          "n_train": len(train), "quick": quick})
+    timings["final_fit_s"] = time.perf_counter() - t0
+    predictor = fitted["chosen"].with_config(calibration=calib)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    predictor.save(cfg.out / "trained_multiplexer" / "mmlu")
+    report: dict = {"embedding_model": EMBEDDING_MODEL_ID, "quick": quick, "seed": seed,
+                    "target_frac_of_large_quality": cfg.target_frac,
+                    "cost": "RouteLLM prices, $ per 1M tokens: small (Mixtral-8x7B) 0.24, large (GPT-4) 24.7; "
+                            "tokens = chars/4 (MMLU: prompt + 1 answer token; GSM8K: prompt + own response; "
+                            "MT-Bench: both turns + both own answers)",
+                    "mtbench_label": load_mtbench.__doc__.split("\n\n")[1].strip() if load_mtbench.__doc__ else "",
+                    "cross_validation": {"folds": len(folds), "rows": cv_rows, "chosen_head": best_fit.label(),
+                                         "chosen_score": best_score},
+                    "calibration": calib, "sets": {}}
+    curves = {}
+    log(f"\nreport (fit on MMLU train subjects; cost saved at {100 * cfg.target_frac:g}% of the large model's quality):")
+    log(f"  {'set':<10} {'n':>5} {'AUC(s)':>7} {'chosen':>7} {'logreg':>7} {'random':>7} {'oracle':>7}   deployed tau")
+    for key in ("mmlu-test", "gsm8k", "mtbench"):
+        data, e = sets[key], emb[key]
+        entry = {"note": data.note}
+        for name, pr in fitted.items():
+            p = pr.predict_proba(data.texts, embeddings=e)
+            entry[name] = pair_report(data, p, cfg.target_frac)
+            if name == "chosen":
+                curves[key] = (data, large_score(p, best_score), p)
+                entry["deployed"] = {k: deployed_report(data, p, v["threshold"]) for k, v in calib.items()}
+        report["sets"][key] = entry
+        ch, lr = entry["chosen"], entry["baseline_logistic"]
+        dep = entry["deployed"][f"quality={cfg.target_frac:g}"]
+        log(f"  {key:<10} {len(data):>5} {ch['auc_small_success']:7.3f} {_fmt(ch[best_score]['saved']):>7} "
+            f"{_fmt(lr['p_fail']['saved']):>7} {_fmt(ch['random']['saved']):>7} {_fmt(ch['oracle']['saved']):>7}   "
+            f"quality {100 * dep['quality_vs_large']:.1f}% of large, saved {_fmt(dep['saved'])}")
+
+    # 5. N models: dcrouter
+    if cfg.dcrouter:
+        t0 = time.perf_counter()
+        report["dcrouter"] = _dcrouter(sets["dcrouter-train"], emb["dcrouter-train"], sets["dcrouter-test"],
+                                       emb["dcrouter-test"], cfg, log)
+        timings["dcrouter_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    report["timings"] = timings
+    _plot(cfg.out / "trained_multiplexer.png", curves, report, cfg.target_frac)
+    (cfg.out / "trained_multiplexer.json").write_text(json.dumps(_jsonable(report), indent=1) + "\n")
+    log(f"\nwrote {cfg.out / 'trained_multiplexer.json'}, {cfg.out / 'trained_multiplexer.png'} and the fitted "
+        f"predictors under {cfg.out / 'trained_multiplexer'} ({timings['total_s']:.0f} s)")
+    return report
+
+
+def _dcrouter(train: RoutingSet, etr: np.ndarray, test: RoutingSet, ete: np.ndarray, cfg: EvalConfig,
+              log: Callable[[str], None]) -> dict:
+    """An N-model head on dcrouter train.json (l2/head tuned on a random 20% of it), reported on
+    test.json: quality vs cost against every single model, always-best, random and the oracle."""
+    tr, va = _inner_val(len(train), cfg.seed, 0.2)
+    cands = ([FitConfig(l2=l) for l in (1e-3, 1e-2)] if cfg.quick else
+             [FitConfig(l2=l) for l in (3e-4, 1e-3, 3e-3, 1e-2)]
+             + [FitConfig(hidden=128, dropout=0.3, l2=1e-4), FitConfig(hidden=256, dropout=0.5, l2=1e-4)])
+    best, best_q = None, -math.inf
+    rows = []
+    best_single_train = int(np.argmax(train.quality[tr].mean(0)))
+    for fit in cands:
+        pr = fit_with_val(train, etr, tr, fit)
+        p = pr.predict_proba([train.texts[i] for i in va], embeddings=etr[va])
+        curve = multi_curve(p, train.quality[va], train.costs[va])
+        # tuning criterion: quality reachable at the best single model's cost on the validation part
+        q = frontier_quality_at(curve, float(train.costs[va, best_single_train].mean()))
+        rows.append({"head": fit.label(), "val_quality_at_best_model_cost": q})
+        if q is not None and q > best_q:
+            best, best_q = fit, q
+    assert best is not None
+    prices = dcrouter_prices(cfg.data_dir)
+    pr = fit_with_val(train, etr, np.arange(len(train)), best, costs={m: prices[m] for m in train.models},
+                      meta={"trained_on": "dcrouter train.json", "head": best.label()})
+    pr.save(cfg.out / "trained_multiplexer" / "dcrouter")
+    p = pr.predict_proba(test.texts, embeddings=ete)
+    q, c = test.quality, test.costs
+    curve = multi_curve(p, q, c)
+    oracle = multi_curve(q, q, c)
+    best_m = train.models[int(np.argmax(train.quality.mean(0)))]  # chosen on train, as a deployer would
+    j = test.models.index(best_m)
+    best_q_test, best_c_test = float(q[:, j].mean()), float(c[:, j].mean())
+    singles = {m: {"quality": float(q[:, i].mean()), "cost_per_1k": 1e3 * float(c[:, i].mean()),
+                   "price": prices[m]} for i, m in enumerate(test.models)}
+    cost_same = frontier_cost_at(curve, best_q_test)
+    cost_95 = frontier_cost_at(curve, 0.95 * best_q_test)
+    out = {
+        "models": list(test.models), "n_train": len(train), "n_test": len(test), "note": test.note,
+        "tuning": {"rows": rows, "chosen_head": best.label()},
+        "single_models": singles, "always_best_model": best_m,
+        "always_best": {"quality": best_q_test, "cost_per_1k": 1e3 * best_c_test},
+        "random_model": {"quality": float(q.mean()), "cost_per_1k": 1e3 * float(c.mean())},
+        "auc_per_model": {m: roc_auc(test.labels[:, i] >= 0.5, p[:, i]) for i, m in enumerate(test.models)},
+        "router": {
+            "quality_at_best_model_cost": frontier_quality_at(curve, best_c_test),
+            "saved_at_best_model_quality": None if cost_same is None else 1 - cost_same / best_c_test,
+            "saved_at_95pct_best_model_quality": None if cost_95 is None else 1 - cost_95 / best_c_test,
+            "max_quality": float(curve["quality"].max()),
+        },
+        "oracle": {"quality_at_best_model_cost": frontier_quality_at(oracle, best_c_test),
+                   "saved_at_best_model_quality": 1 - (frontier_cost_at(oracle, best_q_test) or best_c_test) / best_c_test,
+                   "max_quality": float(oracle["quality"].max())},
+        "curve": {"cost_per_1k": (1e3 * curve["cost"]).tolist(), "quality": curve["quality"].tolist()},
+        "oracle_curve": {"cost_per_1k": (1e3 * oracle["cost"]).tolist(), "quality": oracle["quality"].tolist()},
+    }
+    r = out["router"]
+    log(f"\ndcrouter, {len(test.models)} models (fit on train.json, {best.label()}; report on test.json, n={len(test)}):")
+    log(f"  always-best ({best_m}): quality {best_q_test:.3f} at ${1e3 * best_c_test:.4f}/1k queries; "
+        f"random model: {q.mean():.3f} at ${1e3 * c.mean():.4f}/1k")
+    log(f"  router: quality {r['quality_at_best_model_cost'] or float('nan'):.3f} at the same cost; "
+        f"saves {_fmt(r['saved_at_best_model_quality'])} at equal quality, {_fmt(r['saved_at_95pct_best_model_quality'])} "
+        f"at 95% of it; max quality {r['max_quality']:.3f} (oracle {out['oracle']['max_quality']:.3f})")
+    return out
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def _plot(path: Path, curves: dict, report: dict, target_frac: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(curves) + (["dcrouter"] if "dcrouter" in report else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        if key == "dcrouter":
+            d = report["dcrouter"]
+            ax.plot(d["curve"]["cost_per_1k"], d["curve"]["quality"], "-", label="trained router")
+            ax.plot(d["oracle_curve"]["cost_per_1k"], d["oracle_curve"]["quality"], ":", color="k", label="oracle")
+            for m, s in d["single_models"].items():
+                ax.plot(s["cost_per_1k"], s["quality"], "o", ms=4, color="gray")
+                ax.annotate(m.split("-instruct")[0][:18], (s["cost_per_1k"], s["quality"]), fontsize=6)
+            ax.plot(d["random_model"]["cost_per_1k"], d["random_model"]["quality"], "s", color="tab:red",
+                    label="random model")
+            ax.set_xlabel("$ per 1k queries")
+            ax.set_ylabel("mean score")
+            ax.set_title(f"dcrouter: {len(d['models'])} models (test.json)")
+            ax.legend(fontsize=7)
+            continue
+        data, score, _p = curves[key]
+        q, c = data.quality, data.costs
+        ql, cl = q[:, 1].mean(), c[:, 1].sum()
+        for name, cv, style in (("trained router", routing_curve(score, q, c), "-"),
+                                ("random", random_curve(q, c), "--"), ("oracle", oracle_curve(q, c), ":")):
+            ax.plot(100 * cv.cost / cl, 100 * cv.quality / ql, style, label=name)
+        ax.axhline(100 * target_frac, color="gray", lw=0.8)
+        ax.set_xlabel("cost, % of always-large")
+        ax.set_ylabel("quality, % of always-large")
+        s = report["sets"][key]["chosen"]
+        ax.set_title(f"{key}: AUC {s['auc_small_success']:.3f}, saved {_fmt(s[report['cross_validation']['chosen_score']]['saved']).strip()}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
