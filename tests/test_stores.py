@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cachemux.errors import ConfigError, StoreError, UnknownNameError
 from cachemux.stores import CHANGES_RESET, DiskStore, Entry, MemoryStore, PutResult
@@ -103,6 +105,19 @@ def test_capacity_holds_with_sizes(make_store: Any, kind: str, policy: str, opti
         s.check_invariants()
     assert not s.put("huge", E(size=6)).admitted  # larger than the whole cache
     assert s.peek("huge") is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_huge_and_unusual_values(make_store: Any, kind: str) -> None:
+    s = make_store(kind, 10, "lec")
+    big = "x" * 1_000_000 + "é"  # a 1 MB answer: stored inline, read back whole
+    assert s.put("big", E(big, cost=3.0, prompt="p" * 100_000)).admitted
+    assert s.get("big").value == big
+    odd = "\x00 nul, \ud7ff, emoji 🙂, quotes \" ' and a {json: 1}"
+    for key in ("", " ", "k\x00ey", "ключ", "a" * 10_000):
+        assert s.put(key, E(odd)).admitted, key
+        assert s.get(key).value == odd
+    s.check_invariants()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -515,3 +530,23 @@ def test_redis_is_imported_lazily(tmp_path: Path) -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+# ---- Hypothesis: short random operation sequences, differential ------------------------------
+_op = st.one_of(
+    st.tuples(st.just("get"), st.sampled_from("abcdefg")),
+    st.tuples(st.just("put"), st.sampled_from("abcdefg"),
+              st.builds(E, st.just("v"), cost=st.sampled_from([0.0, 1.0, 2.0, 2.5]),
+                        size=st.sampled_from([0.5, 1.0, 2.0]))),
+    st.tuples(st.just("delete"), st.sampled_from("abcdefg")))
+
+
+@pytest.mark.parametrize("kind", SHARED)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(policy=st.sampled_from(POLICIES), ops=st.lists(_op, max_size=40))
+def test_differential_hypothesis(make_store: Any, kind: str, policy: tuple, ops: list) -> None:
+    name, options = policy
+    ref = MemoryStore(3, name, **options)
+    other = make_store(kind, 3, name, **options)
+    _replay(ops, ref, other, f"{kind}/{name}{options}")
+    other.check_invariants()
