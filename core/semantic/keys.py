@@ -1,0 +1,64 @@
+"""Exact cache keys: a hash of the normalised prompt, the model configuration and the namespace."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+from cachemux.errors import ConfigError
+
+__all__ = ["check_text", "exact_key", "normalize_prompt", "partition_id"]
+
+_TRAILING_WS = re.compile(r"[ \t\f\v]+(?=\n)")
+
+
+def check_text(name: str, value: object) -> str:
+    """Return ``value`` if it is a ``str``, else raise ConfigError naming the argument and type."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be str, got {type(value).__name__}: {value!r:.80}")
+    return value
+
+
+def normalize_prompt(prompt: str, *, casefold: bool = False) -> str:
+    """The prompt as the exact key sees it.
+
+    Only changes that cannot change what a model is asked: Unicode NFC (composed and decomposed
+    accents are the same text), CRLF/CR line endings to LF, trailing spaces at line ends, and
+    surrounding whitespace. Inner whitespace is kept (indentation in code prompts matters), and
+    case is kept unless ``casefold=True``. Anything looser is the semantic path's job.
+    """
+    text = unicodedata.normalize("NFC", check_text("prompt", prompt))
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _TRAILING_WS.sub("", text).strip()
+    return text.casefold() if casefold else text
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass")
+        # length-prefixed, so ("ab", "c") and ("a", "bc") never collide
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def partition_id(namespace: str, model: str) -> str:
+    """The partition of a (namespace, model configuration or model group): semantic matches and
+    exact keys never cross it, so tenants and model configurations are never served each other's
+    answers."""
+    return "p" + _digest("partition", check_text("namespace", namespace), check_text("llm_string", model))[:24]
+
+
+def exact_key(prompt: str, model: str, namespace: str = "", *, casefold: bool = False,
+              normalized: bool = False) -> str:
+    """Store key of an exact match: hash of (namespace, model configuration, normalised prompt).
+
+    ``model`` is the LLM configuration string (LangChain's ``llm_string``: model, temperature,
+    stop...) or the name of a model group configured to share answers. Pass ``normalized=True``
+    when ``prompt`` already went through ``normalize_prompt``.
+    """
+    text = prompt if normalized else normalize_prompt(prompt, casefold=casefold)
+    return "x" + _digest("exact", check_text("namespace", namespace), check_text("llm_string", model), text)
