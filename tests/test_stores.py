@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from cachemux.errors import ConfigError, StoreError, UnknownNameError
 from cachemux.stores import CHANGES_RESET, DiskStore, Entry, MemoryStore, PutResult
-from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
+from redis_server import RedisServer, redis_server  # noqa: F401 - fixture
 
 _ns = itertools.count()
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from cachemux.stores import CHANGES_RESET
-from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
-from tests.store_workers import init_worker, open_store, run_worker, verify_value
+from redis_server import RedisServer, redis_server  # noqa: F401 - fixture
+from store_workers import init_worker, open_store, run_worker, verify_value
 
 PROCS, OPS, KEYS, CAPACITY = 4, 2000, 200, 64
 
@@ -94,7 +94,7 @@ def test_threads_share_one_store_object(request: pytest.FixtureRequest, tmp_path
     """One store object used by 4 threads at once (each thread its own connection)."""
     import threading
 
-    from tests.store_workers import make_entry
+    from store_workers import make_entry
 
     if kind == "disk":
         store = open_store("disk", str(tmp_path / "t"), capacity=16, policy="lec")

@@ -9,7 +9,7 @@ import pytest
 
 from cachemux.errors import StoreError
 from cachemux.stores import Entry
-from tests.redis_server import redis_server_factory  # noqa: F401 - fixture
+from redis_server import redis_server_factory  # noqa: F401 - fixture
 
 TIMEOUT = 0.5  # socket_timeout and socket_connect_timeout of the stores under test
 
@@ -94,3 +94,59 @@ def test_killed_persistent_server_keeps_committed_data(redis_server_factory: Any
         {k: before[k] for k in ("hits", "misses", "admissions", "evictions", "entries", "used")}
     store.check_invariants()
     store.close()
+
+
+def test_restart_while_idle_is_invisible(redis_server_factory: Any) -> None:  # noqa: F811
+    """The pooled connection goes stale while idle; the next operation reconnects at once."""
+    server = redis_server_factory(persistent=True)
+    store = _store(server.url)
+    written = _fill(store, 10)
+    server.stop()  # graceful: the AOF is complete
+    server.start()
+    t = time.monotonic()
+    assert store.get("k1").value == written["k1"]
+    assert time.monotonic() - t < TIMEOUT
+    store.check_invariants()
+    store.close()
+
+
+def test_disk_writer_killed_mid_run_leaves_a_consistent_store(tmp_path: Any) -> None:
+    """kill -9 a process in the middle of its writes: every committed operation is there, the
+    interrupted one is rolled back, and the store opens and passes its invariants."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from cachemux.stores import DiskStore
+
+    d = tmp_path / "s"
+    DiskStore(d, 40, "lec").close()
+    code = textwrap.dedent(f"""
+        import itertools, sys
+        sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+        from cachemux.stores import DiskStore
+        from store_workers import make_entry
+        s = DiskStore({str(d)!r})
+        for n in itertools.count():
+            key = f"k{{n % 100}}"
+            s.get(key)
+            s.put(key, make_entry(key, 0, n, 1.0 + n % 3, 1.0))
+            if n == 200:
+                print("running", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "running"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    from store_workers import verify_value
+
+    with DiskStore(d, verify=True) as s:
+        s.check_invariants()
+        assert 0 < len(s) <= 40
+        for key in s.keys():
+            verify_value(key, s.peek(key))
+        st = s.stats()
+        assert st["admissions"] - st["evictions"] - st["replaced"] - st["deletes"] == len(s)

@@ -7,13 +7,16 @@ operation: O(log n) sorted-set and O(1) hash commands (plus O(k log n) for k evi
 with LEC admission control, k previewed victims); ``clear`` and LEC's rare decay rescale are O(n).
 
 Faults: every redis-py error (connection refused, timeout, server error) becomes a
-``StoreError``; the cache layer degrades it to a miss. The client is built with no retries and
-``socket_timeout``/``socket_connect_timeout`` (seconds), so an operation against a dead or hung
-server fails within about that time. If the namespace vanished (a server restarted without
+``StoreError``; the cache layer degrades it to a miss. The client is built with
+``socket_timeout``/``socket_connect_timeout`` (seconds) and no retries, so an operation against
+a dead or hung server fails within about that time. If the namespace vanished (a server restarted without
 persistence, ``FLUSHALL``), the next operation re-creates it empty with this store's
 configuration (a logged warning): a cache, not a database.
 
-Needs Redis >= 5 (streams) and redis-py (``pip install 'cachemux[redis]'``).
+Needs Redis >= 5 (streams) and redis-py (``pip install 'cachemux[redis]'``). Give the cache a
+server (or database) with ``maxmemory-policy noeviction``: Redis evicting one of the store's
+keys on its own would tear the entries from their eviction state (``check_invariants`` reports
+it); capacity is what bounds the store.
 """
 
 from __future__ import annotations
@@ -89,10 +92,14 @@ class RedisStore(Store):
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
+            # no retries: a hung server costs one socket_timeout per operation, not a multiple,
+            # and a script whose reply was lost is never run twice. (A pooled socket the server
+            # closed while idle is detected and reopened by the pool before use.)
+            retry = Retry(NoBackoff(), 0)
             try:
                 client = redis.Redis.from_url(
                     url or "redis://127.0.0.1:6379/0", socket_timeout=socket_timeout,
-                    socket_connect_timeout=socket_connect_timeout, retry=Retry(NoBackoff(), 0))
+                    socket_connect_timeout=socket_connect_timeout, retry=retry)
             except ValueError as exc:
                 raise ConfigError(f"bad redis url: {exc}") from None
         elif url is not None:
