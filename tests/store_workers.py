@@ -94,3 +94,18 @@ def run_worker(args: tuple[str, str, dict[str, Any], int, int, int]) -> dict[str
     t["writes"] = writes
     t["writer"] = writer
     return t
+
+
+def create_and_put(args: tuple[str, int]) -> int:
+    """Open (and maybe create) a DiskStore in a new directory at the same moment as the others."""
+    target, writer = args
+    if _start is not None:
+        _start.wait(120)
+    store = open_store("disk", target, capacity=100, policy="gdsf")
+    try:
+        for n in range(20):
+            key = f"w{writer}-{n}"
+            assert store.put(key, make_entry(key, writer, n, 1.0, 1.0)).admitted
+        return len(store)
+    finally:
+        store.close()

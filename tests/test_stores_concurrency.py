@@ -129,3 +129,19 @@ def test_threads_share_one_store_object(request: pytest.FixtureRequest, tmp_path
     st = store.stats()
     assert st["hits"] + st["misses"] + st["admissions"] + st["rejections"] == 1200
     store.close()
+
+
+def test_processes_create_one_disk_store_together(tmp_path: Path) -> None:
+    """Four processes open the same new directory at once: one store, nobody sees it as foreign."""
+    from store_workers import create_and_put
+
+    target = str(tmp_path / "new")
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(PROCS, initializer=init_worker, initargs=(ctx.Barrier(PROCS),)) as pool:
+        pool.map(create_and_put, [(target, w) for w in range(PROCS)], chunksize=1)
+    store = open_store("disk", target)
+    assert len(store) == 20 * PROCS
+    store.check_invariants()
+    for key in store.keys():
+        verify_value(key, store.peek(key))
+    store.close()

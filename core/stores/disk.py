@@ -237,15 +237,19 @@ class DiskStore(Store):
     def _write_marker(self, *, initialised: bool, exclusive: bool = False) -> None:
         marker = self.directory / MARKER
         tmp = self.directory / f".{MARKER}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        tmp.write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
-                                   "initialised": initialised}) + "\n", encoding="utf-8")
         try:
+            tmp.write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
+                                       "initialised": initialised}) + "\n", encoding="utf-8")
             if exclusive:
                 os.link(tmp, marker)  # atomic create-if-absent, complete content or nothing
             else:
                 os.replace(tmp, marker)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"disk store {self.directory}: cannot write {marker}: {exc}") from exc
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 tmp.unlink()
 
     # ---- schema and configuration ---------------------------------------------------------
