@@ -1,0 +1,505 @@
+"""The semantic LLM cache: exact key first, then nearest neighbour within a partition, over any store.
+
+Framework-agnostic (no LangChain here): adapters call ``lookup``/``update`` with the prompt text,
+the model configuration string and the answer serialised as text.
+
+Request path (``lookup``)::
+
+    exact key = hash(namespace, model configuration or its group, normalised prompt)
+    store.get(exact key)                      -> exact hit (no embedding computed)
+    embed(prompt) ; nearest neighbours among the cached prompts of the same partition
+    cosine >= threshold and store.get(match)  -> semantic hit, counted on the matched entry
+    otherwise                                 -> miss; the clock starts for the cost
+
+A partition is (namespace, llm_string), or (namespace, group) when ``model_groups`` lets several
+model configurations share answers: nothing is ever served across partitions, so tenants and
+model settings (model, temperature, ...) stay apart.
+
+**P(q) per semantic cluster.** A semantic hit calls ``store.get`` on the *matched* entry, so the
+store's policy counts the request on the entry that answered it: the frequency GDSF and LEC use
+is that of the cluster of paraphrases the entry serves, not of one spelling.
+
+**Cost of an entry** (what a miss would cost again), first that applies:
+
+1. ``update(..., cost=x)``;
+2. ``cost_fn(CostInfo)`` if configured (for example a per-model price table; it sees the measured
+   latency and whatever the adapter passed as ``info``, e.g. LangChain generations);
+3. the wall-clock latency in seconds from the miss (``lookup`` returned None) to the ``update``
+   of the same key: the time the application spent producing the answer;
+4. ``fallback_cost`` if configured, else ``MissingCostError`` (an ``update`` with no preceding
+   miss and no cost is a usage error: a silent cost of 1 would skew every eviction).
+
+**Index in step with the store.** Our own admissions and evictions update the index directly.
+Stores shared by several processes (disk, Redis) expose a change log: before each semantic
+search the cache reads ``store.changes(cursor)`` and applies it (idempotently: an "add" re-reads
+the entry, a "del" drops it); a ``reset`` rebuilds from ``keys()``. A candidate the store no
+longer holds is dropped from the index and the next candidate is tried.
+
+**Faults never reach the application.** Any exception from the store (``StoreError``, a Redis
+timeout, a broken disk) in ``lookup`` makes it a miss; in ``update`` the entry is dropped. Both
+are logged (a warning at most every 10 s, with the number suppressed) and counted in
+``stats()["errors"]``. Bad *arguments* (a non-``str`` prompt, a negative cost, ...) raise
+``ConfigError``: those are bugs in the caller, not faults.
+
+**Documented input behaviour.** An empty or whitespace-only prompt is cached by exact key only.
+A prompt the embedding model would cut (longer than its window: 256 word pieces, ~1,000
+characters, for the default MiniLM) is also exact-only, since two long prompts sharing their
+first 256 word pieces (a RAG template with different questions at the end) would look
+identical to the model. There is no size limit on exact keys (a 1 MB prompt hashes in ~1 ms);
+entries keep only the first 2,000 characters of their prompt for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cachemux.errors import ConfigError, InvariantError, MissingCostError, check_positive
+from cachemux.semantic.embedder import Embedder, TextEmbedder
+from cachemux.semantic.index import PartitionedIndex
+from cachemux.semantic.keys import check_text, exact_key, normalize_prompt, partition_id
+from cachemux.semantic.threshold import DEFAULT_THRESHOLD
+from cachemux.stores.base import CHANGES_RESET, Entry, Store
+from cachemux.stores.memory import MemoryStore
+
+__all__ = ["CostInfo", "Match", "SemanticCache"]
+
+log = logging.getLogger(__name__)
+
+PROMPT_KEEP_CHARS = 2_000   # of each prompt kept in its entry, for inspection only
+_DEFAULT_CAPACITY = 10_000
+_DEFAULT_POLICY = "gdsf"
+_WARN_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class CostInfo:
+    """What ``cost_fn`` sees for one ``update``."""
+
+    prompt: str
+    llm_string: str
+    value: str
+    latency: float | None  # seconds from the miss to this update; None without a seen miss
+    info: Any = None       # passed through from ``update(info=...)`` (adapters: generations)
+
+
+@dataclass(frozen=True)
+class Match:
+    """A cache hit: ``kind`` is "exact" or "semantic"; ``similarity`` is the cosine (1.0 exact)."""
+
+    value: str
+    kind: str
+    key: str
+    similarity: float
+    cost: float
+
+
+class SemanticCache:
+    """A GDSF/LEC-evicted LLM answer cache with exact and semantic (embedding) matching.
+
+    ``store``: where entries live (default: a ``MemoryStore(capacity, policy)``); pass a
+    ``DiskStore``/``RedisStore`` to persist or share. ``policy``/``capacity`` configure the
+    default store only (a given store has its own). ``embedder``: an ``Embedder``, a
+    sentence-transformers name/path, or None for the packaged all-MiniLM-L6-v2; ``semantic=False``
+    makes an exact-only cache that never loads a model. ``threshold``: the cosine similarity a
+    neighbour needs to be served (default calibrated on Quora question pairs, see
+    ``cachemux.semantic.threshold``). ``model_groups``: ``{group: [llm_string, ...]}`` or a
+    function ``llm_string -> group | None`` naming configurations that may share answers.
+    """
+
+    def __init__(self, store: Store | None = None, *, embedder: TextEmbedder | str | os.PathLike[str] | None = None,
+                 semantic: bool = True, threshold: float = DEFAULT_THRESHOLD, policy: str | None = None,
+                 capacity: float | None = None, namespace: str = "",
+                 model_groups: Mapping[str, Iterable[str]] | Callable[[str], str | None] | None = None,
+                 cost_fn: Callable[[CostInfo], float] | None = None, fallback_cost: float | None = None,
+                 size_fn: Callable[[str], float] | None = None, casefold: bool = False,
+                 candidates: int = 4, index_options: Mapping[str, Any] | None = None,
+                 max_pending: int = 10_000) -> None:
+        if store is None:
+            store = MemoryStore(_DEFAULT_CAPACITY if capacity is None else capacity,
+                                _DEFAULT_POLICY if policy is None else policy)
+        elif not isinstance(store, Store):
+            raise ConfigError(f"store must be a cachemux Store (MemoryStore, DiskStore, RedisStore), "
+                              f"got {type(store).__name__}")
+        elif policy is not None or capacity is not None:
+            raise ConfigError("policy= and capacity= configure the default store; a given store has its "
+                              "own (pass them to the store instead)")
+        self.store = store
+        self.namespace = check_text("namespace", namespace)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (0.0 < threshold <= 1.0):
+            raise ConfigError(f"threshold must be a cosine similarity in (0, 1], got {threshold!r}")
+        self.threshold = float(threshold)
+        self.semantic = bool(semantic)
+        if not self.semantic:
+            self.embedder: TextEmbedder | None = None
+        elif embedder is None or isinstance(embedder, (str, os.PathLike)):
+            self.embedder = Embedder(embedder)
+        elif isinstance(embedder, TextEmbedder):
+            self.embedder = embedder
+        else:
+            raise ConfigError(f"embedder must be an Embedder, a model name/path or None, got {type(embedder).__name__}")
+        self._embedder_id = "" if self.embedder is None else str(
+            getattr(self.embedder, "model_name", type(self.embedder).__name__))
+        self._group_of = _model_groups(model_groups)
+        if cost_fn is not None and not callable(cost_fn):
+            raise ConfigError(f"cost_fn must be callable, got {cost_fn!r}")
+        if size_fn is not None and not callable(size_fn):
+            raise ConfigError(f"size_fn must be callable, got {size_fn!r}")
+        self.cost_fn = cost_fn
+        self.size_fn = size_fn
+        self.fallback_cost = None if fallback_cost is None else _check_cost("fallback_cost", fallback_cost)
+        self.casefold = bool(casefold)
+        if not isinstance(candidates, int) or candidates < 1:
+            raise ConfigError(f"candidates must be an int >= 1, got {candidates!r}")
+        self.candidates = candidates
+        self._index_options = dict(index_options or {})
+        if not isinstance(max_pending, int) or max_pending < 1:
+            raise ConfigError(f"max_pending must be an int >= 1, got {max_pending!r}")
+        self.max_pending = max_pending
+
+        self._lock = threading.RLock()
+        self._index: PartitionedIndex | None = None  # built on first semantic use
+        self._cursor = 0
+        self._synced = False
+        # exact key -> (monotonic time of the miss, embedding or None): the cost clock
+        self._pending: OrderedDict[str, tuple[float, np.ndarray | None]] = OrderedDict()
+        self._counts = dict.fromkeys(
+            ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected",
+             "evictions", "errors", "dropped", "exact_only"), 0)
+        self._cost_saved = 0.0
+        self._last_warning = -math.inf
+        self._suppressed = 0
+
+    def __repr__(self) -> str:
+        return (f"SemanticCache(store={type(self.store).__name__}, namespace={self.namespace!r}, "
+                f"threshold={self.threshold:g}, semantic={self.semantic})")
+
+    # ---- keys -----------------------------------------------------------------------------------
+    def _model(self, llm_string: str) -> str:
+        group = self._group_of(llm_string) if self._group_of is not None else None
+        if group is None:
+            return llm_string
+        if not isinstance(group, str):
+            raise ConfigError(f"model_groups function must return a group name (str) or None, got {group!r}")
+        return "\x00group:" + group  # can never equal a real llm_string
+
+    def key_for(self, prompt: str, llm_string: str) -> str:
+        """The exact key ``prompt`` is stored under for ``llm_string`` in this namespace."""
+        return exact_key(prompt, self._model(check_text("llm_string", llm_string)), self.namespace,
+                         casefold=self.casefold)
+
+    def _prepare(self, prompt: object, llm_string: object, embed_text: object
+                 ) -> tuple[str, str, str | None]:
+        """Validate; return (exact key, partition, text to embed or None for exact-only)."""
+        check_text("prompt", prompt)
+        check_text("llm_string", llm_string)
+        model = self._model(llm_string)  # type: ignore[arg-type]
+        normalized = normalize_prompt(prompt, casefold=self.casefold)  # type: ignore[arg-type]
+        key = exact_key(normalized, model, self.namespace, normalized=True)
+        part = partition_id(self.namespace, model)
+        if embed_text is None:
+            text: str | None = normalized
+        elif embed_text is False:
+            text = None
+        else:
+            text = check_text("embed_text", embed_text).strip()
+        if not self.semantic or not text:
+            text = None
+        return key, part, text
+
+    def _embeddable(self, text: str | None) -> bool:
+        if text is None:
+            return False
+        assert self.embedder is not None
+        return bool(self.embedder.fits(text))
+
+    def _embed(self, text: str) -> np.ndarray | None:
+        assert self.embedder is not None
+        try:
+            return np.asarray(self.embedder.embed([text])[0], dtype=np.float32)
+        except ConfigError:
+            raise  # the model cannot be loaded: a configuration problem the user must see
+        except Exception as exc:
+            self._fault("embedding", exc)
+            return None
+
+    # ---- lookup ---------------------------------------------------------------------------------
+    def lookup(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None) -> str | None:
+        """The cached answer for ``prompt`` under ``llm_string``, or None (a miss starts the cost
+        clock). ``embed_text``: the text to embed instead of the prompt (adapters pass the user's
+        words without serialisation boilerplate), or False for exact-only."""
+        m = self.match(prompt, llm_string, embed_text=embed_text)
+        return None if m is None else m.value
+
+    def match(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None) -> Match | None:
+        """``lookup`` with the details of the hit (kind, matched key, similarity, its cost)."""
+        key, part, text = self._prepare(prompt, llm_string, embed_text)
+        with self._lock:
+            self._counts["lookups"] += 1
+        try:
+            entry = self.store.get(key)
+        except Exception as exc:  # a store fault is a miss
+            self._fault("lookup", exc)
+            entry = None
+        if entry is not None:
+            return self._hit(Match(entry.value, "exact", key, 1.0, entry.cost))
+        vec = None
+        if self._embeddable(text):
+            vec = self._embed(text)  # type: ignore[arg-type]
+            if vec is not None:
+                found = self._nearest(part, vec)
+                if found is not None:
+                    return self._hit(found)
+        elif self.semantic:  # empty, embed_text=False, or longer than the model's window
+            with self._lock:
+                self._counts["exact_only"] += 1
+        with self._lock:
+            self._counts["misses"] += 1
+            self._pending[key] = (time.monotonic(), vec)
+            self._pending.move_to_end(key)
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+        return None
+
+    def _hit(self, m: Match) -> Match:
+        with self._lock:
+            self._counts["exact_hits" if m.kind == "exact" else "semantic_hits"] += 1
+            self._cost_saved += m.cost
+        return m
+
+    def _nearest(self, part: str, vec: np.ndarray) -> Match | None:
+        with self._lock:
+            index = self._ensure_index(len(vec))
+            self._sync(index)
+            cands = index.search(part, vec, self.candidates)
+        for mkey, sim in cands:
+            if sim < self.threshold:
+                break
+            try:
+                entry = self.store.get(mkey)  # counts the request on the matched entry
+            except Exception as exc:
+                self._fault("lookup", exc)
+                return None
+            if entry is None or entry.partition != part:  # evicted elsewhere, not yet synced
+                with self._lock:
+                    index.remove(mkey)
+                continue
+            return Match(entry.value, "semantic", mkey, sim, entry.cost)
+        return None
+
+    # ---- update ---------------------------------------------------------------------------------
+    def update(self, prompt: str, llm_string: str, value: str, cost: float | None = None,
+               size: float | None = None, *, embed_text: str | bool | None = None, info: Any = None) -> bool:
+        """Offer the answer to the store; True if admitted. A store fault drops it (logged)."""
+        key, part, text = self._prepare(prompt, llm_string, embed_text)
+        check_text("value", value)
+        if cost is not None:
+            cost = _check_cost("cost", cost)
+        if size is None and self.size_fn is not None:
+            size = self.size_fn(value)
+        size = 1.0 if size is None else check_positive("size", size)
+        with self._lock:
+            self._counts["updates"] += 1
+            pending = self._pending.pop(key, None)
+        latency = None if pending is None else max(0.0, time.monotonic() - pending[0])
+        if cost is None and self.cost_fn is not None:
+            cost = _check_cost("cost_fn result", self.cost_fn(CostInfo(prompt, llm_string, value, latency, info)))
+        if cost is None:
+            cost = latency if latency is not None else self.fallback_cost
+        if cost is None:
+            raise MissingCostError(
+                "update() without a preceding miss and without a cost: call lookup() first (the "
+                "cost is the latency from the miss), pass cost=..., or configure cost_fn / fallback_cost")
+        vec = pending[1] if pending is not None else None
+        if vec is None and self._embeddable(text):
+            vec = self._embed(text)  # type: ignore[arg-type]
+        entry = Entry(value=value, cost=cost, size=size, partition=part, prompt=prompt[:PROMPT_KEEP_CHARS],
+                      embedding=vec, created=time.time(),
+                      meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "emb": self._embedder_id})
+        try:
+            result = self.store.put(key, entry)
+        except Exception as exc:  # a store fault drops the entry; the app goes on
+            self._fault("update", exc)
+            with self._lock:
+                self._counts["dropped"] += 1
+            return False
+        with self._lock:
+            self._counts["admitted" if result.admitted else "rejected"] += 1
+            self._counts["evictions"] += len(result.evicted)
+            if self._index is not None:
+                for k in result.evicted:
+                    self._index.remove(k)
+                if result.admitted and vec is not None:
+                    self._index.add(key, part, vec)
+                else:
+                    self._index.remove(key)
+        return result.admitted
+
+    # ---- maintenance ----------------------------------------------------------------------------
+    def delete(self, prompt: str, llm_string: str) -> bool:
+        """Forget the exact entry for ``prompt`` (True if it was cached)."""
+        key = self.key_for(prompt, llm_string)
+        try:
+            found = self.store.delete(key)
+        except Exception as exc:
+            self._fault("delete", exc)
+            return False
+        with self._lock:
+            if self._index is not None:
+                self._index.remove(key)
+        return found
+
+    def clear(self, *, everything: bool = False) -> None:
+        """Remove this namespace's entries (``everything=True``: every entry in the store, all
+        namespaces). Store faults are logged, as in ``update``."""
+        try:
+            if everything:
+                self.store.clear()
+            else:
+                for key in self.store.keys():
+                    entry = self.store.peek(key)
+                    if entry is not None and entry.meta.get("ns", "") == self.namespace:
+                        self.store.delete(key)
+        except Exception as exc:
+            self._fault("clear", exc)
+        with self._lock:
+            self._pending.clear()
+            if self._index is not None:
+                self._index.clear()
+            self._synced = False  # re-read the store on the next semantic lookup
+
+    def warmup(self) -> SemanticCache:
+        """Load the embedding model and build the index now instead of on first use."""
+        if self.embedder is not None:
+            with self._lock:
+                self._sync(self._ensure_index(self.embedder.dim))
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since this object was created (this process): hits by kind, misses, cost
+        saved (sum of the hit entries' costs), evictions caused by our updates, faults."""
+        with self._lock:
+            s: dict[str, Any] = dict(self._counts)
+            s["hits"] = s["exact_hits"] + s["semantic_hits"]
+            s["hit_ratio"] = s["hits"] / s["lookups"] if s["lookups"] else 0.0
+            s["cost_saved"] = self._cost_saved
+            s["indexed"] = 0 if self._index is None else len(self._index)
+        try:
+            s["entries"] = len(self.store)
+        except Exception:
+            s["entries"] = None
+        return s
+
+    def check_invariants(self) -> None:
+        """The store's invariants, the index's, and every indexed key held by the store (with
+        several processes, call it when they are quiet)."""
+        self.store.check_invariants()
+        with self._lock:
+            if self._index is None:
+                return
+            self._sync(self._index)
+            self._index.check_invariants()
+            keys = set(self.store.keys())
+            stray = [k for k in list(self._index._where) if k not in keys]
+        if stray:
+            raise InvariantError(f"semantic index holds {len(stray)} keys the store does not, e.g. {stray[0]!r}")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> SemanticCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- index <-> store --------------------------------------------------------------------------
+    def _ensure_index(self, dim: int) -> PartitionedIndex:
+        if self._index is None:
+            self._index = PartitionedIndex(dim, **self._index_options)
+        return self._index
+
+    def _sync(self, index: PartitionedIndex) -> None:
+        """Apply the store's change log (caller holds the lock). Faults skip the sync."""
+        try:
+            cursor, ops = self.store.changes(self._cursor)
+            if not self._synced or any(op == CHANGES_RESET for op, _ in ops):
+                self._rebuild(index)
+                ops = [(op, k) for op, k in ops if op != CHANGES_RESET]
+                self._synced = True
+            for op, key in ops:
+                if op == "del":
+                    index.remove(key)
+                elif op == "add":
+                    self._index_entry(index, key, self.store.peek(key))
+            self._cursor = cursor
+        except Exception as exc:
+            self._fault("index sync", exc)
+
+    def _rebuild(self, index: PartitionedIndex) -> None:
+        index.clear()
+        n = 0
+        for key in self.store.keys():
+            n += self._index_entry(index, key, self.store.peek(key))
+        if n:
+            log.info("semantic index: %d entries loaded from %s", n, type(self.store).__name__)
+
+    def _index_entry(self, index: PartitionedIndex, key: str, entry: Entry | None) -> bool:
+        index.remove(key)
+        if (entry is None or entry.embedding is None or entry.meta.get("emb") != self._embedder_id
+                or len(entry.embedding) != index.dim):
+            return False  # gone, exact-only, or embedded by another model: served exactly only
+        index.add(key, entry.partition, entry.embedding)
+        return True
+
+    def _fault(self, op: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._counts["errors"] += 1
+            if now - self._last_warning < _WARN_EVERY_S:
+                self._suppressed += 1
+                log.debug("cachemux %s failed: %s: %s", op, type(exc).__name__, exc)
+                return
+            suppressed, self._suppressed, self._last_warning = self._suppressed, 0, now
+        more = f" ({suppressed} similar faults since the last warning)" if suppressed else ""
+        log.warning("cachemux %s failed, served as a miss / dropped: %s: %s%s", op, type(exc).__name__, exc, more)
+
+
+def _check_cost(name: str, cost: object) -> float:
+    try:
+        c = float(cost)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {cost!r}") from None
+    if isinstance(cost, bool) or not (c >= 0.0) or c == math.inf:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {cost!r}")
+    return c
+
+
+def _model_groups(groups: Mapping[str, Iterable[str]] | Callable[[str], str | None] | None
+                  ) -> Callable[[str], str | None] | None:
+    if groups is None:
+        return None
+    if callable(groups) and not isinstance(groups, Mapping):
+        return groups
+    if not isinstance(groups, Mapping):
+        raise ConfigError(f"model_groups must be {{group: [llm_string, ...]}} or a function, got {groups!r}")
+    member: dict[str, str] = {}
+    for group, llms in groups.items():
+        check_text("model group name", group)
+        if isinstance(llms, str):
+            raise ConfigError(f"model group {group!r} must list llm_strings, got the single string {llms!r:.80}")
+        for llm in llms:
+            check_text(f"member of model group {group!r}", llm)
+            if llm in member and member[llm] != group:
+                raise ConfigError(f"llm_string {llm!r:.80} is in two model groups: {member[llm]!r} and {group!r}")
+            member[llm] = group
+    return member.get
