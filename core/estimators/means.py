@@ -27,7 +27,10 @@ class RunningMeans:
         return len(self._n)
 
     def observe(self, key: Hashable, value: float) -> float:
-        v = float(value)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"observation for {key!r} must be a number, got {value!r}") from None
         if math.isnan(v) or math.isinf(v):
             raise ConfigError(f"observation for {key!r} must be a finite number, got {value!r}")
         n = self._n.get(key, 0) + 1

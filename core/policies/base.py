@@ -12,6 +12,8 @@ from cachemux.errors import ConfigError, InvariantError, check_cost, check_posit
 
 __all__ = ["Policy"]
 
+_INF = math.inf
+
 
 class Policy(ABC):
     """A bounded cache of keys (values live elsewhere: in a store, or nowhere in simulation).
@@ -39,6 +41,9 @@ class Policy(ABC):
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        # hot-path flags, looked up faster on the instance than on the class
+        self._aware = self.cost_aware
+        self._screens = type(self)._should_admit is not Policy._should_admit
 
     # ---- public surface -------------------------------------------------------------------
     def __contains__(self, key: Hashable) -> bool:
@@ -56,16 +61,25 @@ class Policy(ABC):
     def access(self, key: Hashable, cost: float | None = None, size: float = 1) -> bool:
         """Serve one request; return True on a hit. On a miss the entry is offered for admission."""
         if key in self._sizes:
+            if cost is not None and self._aware:
+                cost = _valid_cost(key, cost)
             self.hits += 1
             self._on_hit(key, cost)
             return True
+        # validate before counting anything, so a rejected request leaves no trace
+        if self._aware:
+            cost = _valid_cost(key, cost)
+        if size != 1:
+            size = _check_size(key, size)
         self.misses += 1
         self._on_miss(key, cost)
-        self._admit(key, cost, size)
+        self._place(key, cost, size)
         return False
 
     def lookup(self, key: Hashable, cost: float | None = None) -> bool:
         """Record a request and return whether it hits, without admitting anything."""
+        if cost is not None and self._aware:
+            cost = _valid_cost(key, cost)
         if key in self._sizes:
             self.hits += 1
             self._on_hit(key, cost)
@@ -80,34 +94,61 @@ class Policy(ABC):
         Whether it was admitted is ``key in policy`` afterwards. Offering a key that is already
         cached updates its cost and size.
         """
+        if self.cost_aware:
+            cost = _valid_cost(key, cost)
+        if size != 1:
+            size = _check_size(key, size)
         if key in self._sizes:
             self.remove(key)
-        return self._admit(key, cost, size)
+        return self._place(key, cost, size)
 
     def remove(self, key: Hashable) -> bool:
         """Drop a key (invalidation, or a store that lost the value); True if it was cached."""
-        size = self._sizes.pop(key, None)
+        sizes = self._sizes
+        size = sizes.pop(key, None)
         if size is None:
             return False
-        self.used -= size
+        self.used = self.used - size if sizes else 0.0  # no float residue in an empty cache
         self._forget(key)
         return True
 
     def replay(self, keys: Iterable[Hashable], costs: Iterable[float] | None = None,
                sizes: Iterable[float] | None = None) -> int:
-        """Serve a whole trace; return the number of hits."""
-        access = self.access
-        hits = 0
-        if costs is None and sizes is None:
-            for k in keys:
-                hits += access(k)
-        elif sizes is None:
-            for k, c in zip(keys, costs):  # type: ignore[arg-type]
-                hits += access(k, c)
-        else:
+        """Serve a whole trace; return the number of hits.
+
+        The same steps as ``access`` per request, with the attribute look-ups hoisted out of the
+        loop and the no-op hooks skipped (the simulator's hot path).
+        """
+        if sizes is not None:
+            access = self.access
             cs = costs if costs is not None else itertools.repeat(None)
-            for k, c, s in zip(keys, cs, sizes):
-                hits += access(k, c, s)
+            return sum(access(k, c, s) for k, c, s in zip(keys, cs, sizes))
+        cached = self._sizes
+        cls = type(self)
+        on_hit = None if cls._on_hit is Policy._on_hit else self._on_hit
+        on_miss = None if cls._on_miss is Policy._on_miss else self._on_miss
+        place = self._place
+        aware = self._aware
+        pairs = zip(keys, itertools.repeat(None)) if costs is None else zip(keys, costs)
+        hits = misses = 0
+        try:
+            for key, cost in pairs:
+                if key in cached:
+                    if cost is not None and aware and not (cost.__class__ is float and 0.0 <= cost < _INF):
+                        cost = check_cost(key, cost)
+                    hits += 1
+                    if on_hit is not None:
+                        on_hit(key, cost)
+                else:
+                    if aware and not (cost.__class__ is float and 0.0 <= cost < _INF):
+                        cost = check_cost(key, cost)
+                    misses += 1
+                    if on_miss is not None:
+                        on_miss(key, cost)
+                    place(key, cost, 1)
+        finally:
+            self.hits += hits
+            self.misses += misses
         return hits
 
     def stats(self) -> dict[str, Any]:
@@ -129,22 +170,25 @@ class Policy(ABC):
             raise InvariantError(f"{self.name}: {exc}") from None
 
     # ---- the eviction loop, written once -------------------------------------------------
-    def _admit(self, key: Hashable, cost: float | None, size: float) -> list[Hashable]:
-        if self.cost_aware:
-            cost = check_cost(key, cost)
-        if size != 1:
-            size = _check_size(key, size)
-        if size > self.capacity or not self._should_admit(key, cost, size):
+    def _place(self, key: Hashable, cost: float | None, size: float) -> list[Hashable]:
+        """Admit a validated, uncached entry if the policy wants it, evicting until it fits."""
+        capacity = self.capacity
+        if size > capacity or (self._screens and not self._should_admit(key, cost, size)):
             return []
-        evicted: list[Hashable] = []
         sizes = self._sizes
-        while self.used + size > self.capacity:
-            victim = self._pop_victim()
-            self.used -= sizes.pop(victim)
-            self.evictions += 1
-            evicted.append(victim)
+        evicted: list[Hashable] = []
+        used = self.used
+        if used + size > capacity:
+            pop_victim = self._pop_victim
+            while used + size > capacity:
+                victim = pop_victim()
+                used -= sizes.pop(victim)
+                if not sizes:
+                    used = 0.0  # no float residue in an empty cache (it would evict forever)
+                evicted.append(victim)
+            self.evictions += len(evicted)
         sizes[key] = size
-        self.used += size
+        self.used = used + size
         self._insert(key, cost, size)
         return evicted
 
@@ -171,6 +215,13 @@ class Policy(ABC):
 
     def _check(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+def _valid_cost(key: Hashable, cost: object) -> float:
+    """``check_cost`` with a fast path for the common case, a finite float >= 0."""
+    if cost.__class__ is float and 0.0 <= cost < _INF:  # type: ignore[operator]
+        return cost  # type: ignore[return-value]
+    return check_cost(key, cost)
 
 
 def _check_size(key: Hashable, size: object) -> float:

@@ -46,7 +46,9 @@ class Belady(Policy):
         return self._next[pos]
 
     def _on_hit(self, key: Hashable, cost: float | None) -> None:
-        self._heap.push(key, -self._advance(key))
+        # also the pending next use, in case the caller re-offers this cached key with admit()
+        self._pending = nxt = self._advance(key)
+        self._heap.push(key, -nxt)
 
     def _on_miss(self, key: Hashable, cost: float | None) -> None:
         self._pending = self._advance(key)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from typing import ClassVar
 
-from cachemux.errors import check_cost
 from cachemux.estimators.frequency import FrequencyEstimator
 from cachemux.policies.base import Policy
 from cachemux.policies.heap import LazyHeap
@@ -34,17 +34,22 @@ class FrequencyPolicy(Policy):
         super().__init__(capacity)
         self.history = history
         self.admission = admission
-        self._freq = FrequencyEstimator(half_life) if history else None
-        self._epoch = 0
-        self._local: dict[Hashable, float] = {}  # in-cache counts (history=False)
-        self._cost: dict[Hashable, float] = {}  # latest cost per cached key
+        # counts rescaled by decay re-rank the cached keys through the callback (rare)
+        self._freq = FrequencyEstimator(half_life, on_rescale=self._rescaled) if history else None
+        # the frequency each cached key is ranked by: its in-cache count (history=False) or its
+        # history count as of its last request, floored at one request for a key admitted
+        # without ever being looked up (history=True)
+        self._n: dict[Hashable, float] = {}
+        self._cost: dict[Hashable, float] = {}  # latest cost per cached key (use_cost)
+        self._use_cost = self.use_cost  # faster on the instance, read on every request
         self._heap = LazyHeap()
 
     def frequency(self, key: Hashable) -> float:
         """The frequency this policy ranks ``key`` by (0 if never seen)."""
-        if self._freq is not None:
-            return self._freq.count(key)
-        return self._local.get(key, 0.0)
+        n = self._n.get(key)
+        if n is not None:
+            return n
+        return self._freq.count(key) if self._freq is not None else 0.0
 
     def priority(self, key: Hashable) -> float:
         """Current priority of a cached key."""
@@ -53,81 +58,95 @@ class FrequencyPolicy(Policy):
     def _score(self, freq: float, cost: float | None, size: float) -> float:
         return freq * cost / size if self.use_cost else freq / size  # type: ignore[operator]
 
-    def _observe(self, key: Hashable) -> float:
+    def _new_count(self, key: Hashable) -> float:
+        """The frequency a newcomer enters with: its history count, or one request's weight."""
         freq = self._freq
-        n = freq.observe(key)  # type: ignore[union-attr]
-        if freq.epoch != self._epoch:  # type: ignore[union-attr]
-            self._epoch = freq.epoch  # type: ignore[union-attr]
-            for k in self._sizes:  # counts were rescaled: re-rank every cached key (rare)
-                self._heap.push(k, self._score(freq.count(k), self._cost.get(k), self._sizes[k]))  # type: ignore[union-attr]
-            n = freq.count(key)  # type: ignore[union-attr]
-        return n
+        if freq is None:
+            return 1.0
+        return freq.count(key) or freq.weight
+
+    def _rescaled(self, f: float) -> None:
+        """The estimator multiplied every count by ``f`` (decay): scale the cached keys' and re-rank."""
+        n, cost, push = self._n, self._cost, self._heap.push
+        for k, s in self._sizes.items():
+            n[k] *= f
+            push(k, self._score(n[k], cost.get(k), s))
 
     def _on_hit(self, key: Hashable, cost: float | None) -> None:
-        if self._freq is not None:
-            n = self._observe(key)
+        freq = self._freq
+        n = self._n[key] = self._n[key] + 1.0 if freq is None else freq.observe(key)
+        if self._use_cost:
+            if cost is None:
+                cost = self._cost[key]
+            else:
+                self._cost[key] = cost  # validated by Policy
+            self._heap.push(key, n * cost / self._sizes[key])
         else:
-            n = self._local[key] = self._local[key] + 1.0
-        if cost is not None and self.use_cost:
-            self._cost[key] = check_cost(key, cost)
-        self._heap.push(key, self._score(n, self._cost.get(key), self._sizes[key]))
+            self._heap.push(key, n / self._sizes[key])
 
     def _on_miss(self, key: Hashable, cost: float | None) -> None:
         if self._freq is not None:
-            self._observe(key)
+            self._freq.observe(key)
 
     def _should_admit(self, key: Hashable, cost: float | None, size: float) -> bool:
         if not self.admission or self.used + size <= self.capacity:
             return True
-        n = self._freq.count(key) if self._freq is not None else 1.0
-        mine = self._score(n or 1.0, cost, size)
-        need = self.used + size - self.capacity
-        victim, prio = self._heap.peek()
+        # LEC's admission step: replace the lowest-priority entries only if the newcomer's
+        # priority is strictly higher than each of theirs (ties keep the incumbents)
+        freq = self._freq
+        n = (freq.count(key) or freq.weight) if freq is not None else 1.0  # as _new_count
+        mine = n * cost / size if self._use_cost else n / size  # type: ignore[operator]  # _score
+        heap = self._heap
+        victim, prio = heap.peek()
         if prio >= mine:
             return False
-        if self._sizes[victim] >= need - 1e-12:  # one victim frees enough (always, at unit size)
+        sizes, capacity = self._sizes, self.capacity
+        used = self.used - sizes[victim]
+        if used + size <= capacity:  # one victim frees enough (always, at unit size)
             return True
-        # preview the several victims it would take, without evicting them
-        taken: list[list] = []
+        # preview the several victims it would take, with the eviction loop's own arithmetic
+        taken = [heap.pop_entry()]
         ok = True
-        while need > 1e-12:
-            entry = self._heap.pop_entry()
+        while used + size > capacity and len(taken) < len(sizes):
+            entry = heap.pop_entry()
             taken.append(entry)
             if entry[0] >= mine:
                 ok = False
                 break
-            need -= self._sizes[entry[2]]
+            used -= sizes[entry[2]]
         for entry in taken:
-            self._heap.restore(entry)
+            heap.restore(entry)
         return ok
 
     def _insert(self, key: Hashable, cost: float | None, size: float) -> None:
-        if self._freq is not None:
-            n = self._freq.count(key) or 1.0
-        else:
-            n = self._local[key] = 1.0
-        if self.use_cost:
+        n = self._n[key] = self._new_count(key)
+        if self._use_cost:
             self._cost[key] = cost  # type: ignore[assignment]
         self._heap.push(key, self._score(n, cost, size))
 
     def _pop_victim(self) -> Hashable:
-        key, _ = self._heap.pop()
-        self._local.pop(key, None)
+        key = self._heap.pop_entry()[2]
+        del self._n[key]
         self._cost.pop(key, None)
         return key
 
     def _forget(self, key: Hashable) -> None:
         self._heap.remove(key)
-        self._local.pop(key, None)
+        del self._n[key]
         self._cost.pop(key, None)
 
     def _check(self) -> None:
         self._heap.check()
         if len(self._heap) != len(self._sizes) or any(k not in self._heap for k in self._sizes):
             raise AssertionError("priority heap and entry map disagree")
-        for k in self._sizes:
-            want = self._score(self.frequency(k), self._cost.get(k), self._sizes[k])
+        if self._n.keys() != self._sizes.keys():
+            raise AssertionError("frequency map and entry map disagree")
+        freq = self._freq
+        for k, s in self._sizes.items():
+            n = self._n[k]
+            if freq is not None and freq.count(k) and not math.isclose(n, freq.count(k), rel_tol=1e-9):
+                raise AssertionError(f"{k!r} is ranked by frequency {n}, its count is {freq.count(k)}")
+            want = self._score(n, self._cost.get(k), s)
             got = self._heap.priority(k)
             if abs(want - got) > 1e-9 * max(1.0, abs(want)):
                 raise AssertionError(f"stale priority for {k!r}: heap has {got}, should be {want}")
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import ClassVar
 
-from cachemux.errors import check_cost
 from cachemux.policies.base import Policy
 from cachemux.policies.heap import LazyHeap
 
@@ -36,24 +35,24 @@ class GDSF(Policy):
     def priority(self, key: Hashable) -> float:
         return self._heap.priority(key)
 
-    def _h(self, key: Hashable) -> float:
-        f = self._freq[key] if self.use_freq else 1
-        return self.clock + f * self._cost[key] / self._sizes[key]
-
     def _on_hit(self, key: Hashable, cost: float | None) -> None:
-        self._freq[key] += 1
-        if cost is not None:
-            self._cost[key] = check_cost(key, cost)
-        self._heap.push(key, self._h(key))
+        f = self._freq[key] = self._freq[key] + 1
+        if cost is None:
+            cost = self._cost[key]
+        else:
+            self._cost[key] = cost  # validated by Policy
+        # H(q) = clock + F(q) * C(q) / S(q), refreshed to the current clock on every hit
+        self._heap.push(key, self.clock + (f if self.use_freq else 1) * cost / self._sizes[key])
 
     def _insert(self, key: Hashable, cost: float | None, size: float) -> None:
         self._freq[key] = 1
-        self._cost[key] = cost  # type: ignore[assignment]  # checked by Policy._admit
-        self._heap.push(key, self._h(key))
+        self._cost[key] = cost  # type: ignore[assignment]  # checked by Policy
+        self._heap.push(key, self.clock + cost / size)  # type: ignore[operator]  # H with F = 1
 
     def _pop_victim(self) -> Hashable:
-        key, h = self._heap.pop()
-        self.clock = h  # GDSF's inflation step: L := H(victim)
+        entry = self._heap.pop_entry()
+        key = entry[2]
+        self.clock = entry[0]  # GDSF's inflation step: L := H(victim)
         del self._freq[key], self._cost[key]
         return key
 

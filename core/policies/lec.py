@@ -54,25 +54,28 @@ class LECOffline(Policy):
             raise MissingCostError(
                 "lec-offline needs cost={key: c(q)}; for offline LFU pass cost 1 for every key")
         value: dict[Hashable, float] = {}
+        sizes: dict[Hashable, float] = {}
         for key, p in prob.items():
-            pv = float(p)
+            pv = _number("prob", key, p)
             if not (pv >= 0) or math.isinf(pv):
                 raise ConfigError(f"prob for key {key!r} must be a finite number >= 0, got {p!r}")
             if key not in cost:
                 raise MissingCostError(f"lec-offline: no cost for key {key!r}")
-            s = 1.0 if size is None else float(size.get(key, 1.0))
-            if not (s > 0):
-                raise ConfigError(f"size for key {key!r} must be > 0, got {s!r}")
+            if cost[key] is None:
+                raise MissingCostError(f"lec-offline: the cost for key {key!r} is None")
+            s = 1.0 if size is None or key not in size else _number("size", key, size[key])
+            if not (s > 0) or math.isinf(s):
+                raise ConfigError(f"size for key {key!r} must be a finite number > 0, got {s!r}")
+            sizes[key] = s
             value[key] = pv * check_cost(key, cost[key]) / s
         self._value = value
         # stable sort: ties keep first-seen order, as the reference code's sorted(..., reverse=True)
         room = self.capacity
         chosen: list[Hashable] = []
         for key in sorted(value, key=value.__getitem__, reverse=True):
-            s = 1.0 if size is None else float(size.get(key, 1.0))
-            if s <= room:
+            if sizes[key] <= room:
                 chosen.append(key)
-                room -= s
+                room -= sizes[key]
         self._chosen = chosen
         self._chosen_set = frozenset(chosen)
         self._heap = LazyHeap()
@@ -102,3 +105,10 @@ class LECOffline(Policy):
             raise AssertionError("value heap and entry map disagree")
         if not set(self._sizes) <= self._chosen_set:
             raise AssertionError("a key outside the chosen set is cached")
+
+
+def _number(what: str, key: Hashable, value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} for key {key!r} must be a number, got {value!r}") from None
