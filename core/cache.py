@@ -197,7 +197,7 @@ class SemanticCache:
         return exact_key(prompt, self._model(check_text("llm_string", llm_string)), self.namespace,
                          casefold=self.casefold)
 
-    def _prepare(self, prompt: object, llm_string: object, embed_text: object
+    def _prepare(self, prompt: object, llm_string: object, embed_text: object, scope: object
                  ) -> tuple[str, str, str | None]:
         """Validate; return (exact key, partition, text to embed or None for exact-only)."""
         check_text("prompt", prompt)
@@ -205,7 +205,7 @@ class SemanticCache:
         model = self._model(llm_string)  # type: ignore[arg-type]
         normalized = normalize_prompt(prompt, casefold=self.casefold)  # type: ignore[arg-type]
         key = exact_key(normalized, model, self.namespace, normalized=True)
-        part = partition_id(self.namespace, model)
+        part = partition_id(self.namespace, model, check_text("scope", scope))
         if embed_text is None:
             text: str | None = normalized
         elif embed_text is False:
@@ -233,16 +233,20 @@ class SemanticCache:
             return None
 
     # ---- lookup ---------------------------------------------------------------------------------
-    def lookup(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None) -> str | None:
+    def lookup(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None,
+               scope: str = "") -> str | None:
         """The cached answer for ``prompt`` under ``llm_string``, or None (a miss starts the cost
-        clock). ``embed_text``: the text to embed instead of the prompt (adapters pass the user's
-        words without serialisation boilerplate), or False for exact-only."""
-        m = self.match(prompt, llm_string, embed_text=embed_text)
+        clock). ``embed_text``: the text to compare by meaning instead of the whole prompt
+        (adapters pass a chat's last question without serialisation boilerplate), or False for
+        exact-only; ``scope``: the rest of the prompt, which a semantic match must share exactly
+        (a chat's system prompt and earlier turns). The exact key always covers the whole prompt."""
+        m = self.match(prompt, llm_string, embed_text=embed_text, scope=scope)
         return None if m is None else m.value
 
-    def match(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None) -> Match | None:
+    def match(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None,
+              scope: str = "") -> Match | None:
         """``lookup`` with the details of the hit (kind, matched key, similarity, its cost)."""
-        key, part, text = self._prepare(prompt, llm_string, embed_text)
+        key, part, text = self._prepare(prompt, llm_string, embed_text, scope)
         with self._lock:
             self._counts["lookups"] += 1
         try:
@@ -298,9 +302,11 @@ class SemanticCache:
 
     # ---- update ---------------------------------------------------------------------------------
     def update(self, prompt: str, llm_string: str, value: str, cost: float | None = None,
-               size: float | None = None, *, embed_text: str | bool | None = None, info: Any = None) -> bool:
-        """Offer the answer to the store; True if admitted. A store fault drops it (logged)."""
-        key, part, text = self._prepare(prompt, llm_string, embed_text)
+               size: float | None = None, *, embed_text: str | bool | None = None, scope: str = "",
+               info: Any = None) -> bool:
+        """Offer the answer to the store; True if admitted. A store fault drops it (logged).
+        ``embed_text`` and ``scope`` as in ``lookup`` (pass the same)."""
+        key, part, text = self._prepare(prompt, llm_string, embed_text, scope)
         check_text("value", value)
         if cost is not None:
             cost = _check_cost("cost", cost)

@@ -101,6 +101,16 @@ def test_never_served_across_model_configurations_or_namespaces(spy):
     assert a.lookup(Q1_PARA, LLM) == "Paris"
 
 
+def test_scope_must_match_exactly_for_a_semantic_hit(spy):
+    cache = make(spy)
+    cache.update("[sys: French] " + Q1, LLM, "Paris (fr)", cost=1.0, embed_text=Q1, scope="French")
+    assert cache.lookup("[sys: French] " + Q1_PARA, LLM, embed_text=Q1_PARA, scope="French") == "Paris (fr)"
+    assert cache.lookup("[sys: terse] " + Q1_PARA, LLM, embed_text=Q1_PARA, scope="terse") is None
+    assert cache.lookup(Q1_PARA, LLM) is None  # no scope is a scope too
+    with pytest.raises(ConfigError, match="scope must be str"):
+        cache.lookup(Q1, LLM, scope=None)
+
+
 def test_model_groups_share_answers_only_inside_the_group(spy):
     groups = {"small-models": ["model-a t=0", "model-b t=0"]}
     cache = make(spy, model_groups=groups)

@@ -45,11 +45,13 @@ def _digest(*parts: str) -> str:
     return h.hexdigest()
 
 
-def partition_id(namespace: str, model: str) -> str:
-    """The partition of a (namespace, model configuration or model group): semantic matches and
-    exact keys never cross it, so tenants and model configurations are never served each other's
-    answers."""
-    return "p" + _digest("partition", check_text("namespace", namespace), check_text("llm_string", model))[:24]
+def partition_id(namespace: str, model: str, scope: str = "") -> str:
+    """The partition of a (namespace, model configuration or model group, scope): semantic
+    matches never cross it, so tenants and model configurations are never served each other's
+    answers. ``scope`` is context that must match exactly for a semantic match (a chat's system
+    prompt and earlier turns: only the last question is compared by meaning)."""
+    return "p" + _digest("partition", check_text("namespace", namespace), check_text("llm_string", model),
+                         check_text("scope", scope))[:24]
 
 
 def exact_key(prompt: str, model: str, namespace: str = "", *, casefold: bool = False,

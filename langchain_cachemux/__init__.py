@@ -1,0 +1,7 @@
+"""LangChain plugin for cachemux: ``set_llm_cache(CacheMuxCache())``."""
+
+from __future__ import annotations
+
+from langchain_cachemux.cache import CacheMuxCache, prompt_parts, token_usage
+
+__all__ = ["CacheMuxCache", "prompt_parts", "token_usage"]

@@ -1,0 +1,267 @@
+"""``CacheMuxCache``: cachemux's semantic GDSF/LEC cache as a LangChain ``BaseCache``.
+
+::
+
+    from langchain_core.globals import set_llm_cache
+    from langchain_cachemux import CacheMuxCache
+    set_llm_cache(CacheMuxCache())          # every LLM and chat model call is cached
+    ChatX(..., cache=CacheMuxCache(...))    # or one model only
+
+Values are the generations serialised with LangChain's own ``dumps`` and revived with ``loads``
+restricted to LangChain's generation and message classes (never pickle, never arbitrary
+classes). Chat prompts reach a cache as ``dumps(messages)``: the exact key hashes that string;
+the semantic path compares only the last human message by meaning, within the scope of the
+messages before it (system prompt, earlier turns), which must match exactly. Conversations with
+tool calls, tool results or non-text content are matched exactly only: their answers depend on
+more than the words.
+
+Cost of an entry (``cost=``): ``"latency"`` (default) the seconds from the miss to the update;
+``"tokens"`` the total tokens the model reported in the generations' metadata
+(``usage_metadata``, ``response_metadata["token_usage"]``, ``generation_info``), estimated as
+characters / 4 of prompt text plus answer when the model reports none (units must not mix in one
+cache); or a function ``CostInfo -> float`` (``info.info`` is ``{"generations", "usage"}``), for
+example tokens times a per-model price.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.load import dumps, loads
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
+from langchain_core.runnables.config import run_in_executor
+
+from cachemux.cache import CostInfo, SemanticCache
+from cachemux.errors import ConfigError, MissingCostError
+from cachemux.semantic.embedder import TextEmbedder
+from cachemux.semantic.threshold import DEFAULT_THRESHOLD
+from cachemux.stores.base import Store
+
+__all__ = ["CacheMuxCache", "prompt_parts", "token_usage"]
+
+log = logging.getLogger(__name__)
+
+# What ``loads`` may revive from a cached value: generations and messages, nothing else.
+_ALLOWED = [Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AIMessage, AIMessageChunk,
+            HumanMessage, HumanMessageChunk, SystemMessage, SystemMessageChunk, ChatMessage,
+            ChatMessageChunk, FunctionMessage, FunctionMessageChunk, ToolMessage, ToolMessageChunk]
+_COSTS = ("latency", "tokens")
+
+
+def _loads(text: str) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # loads() is marked beta
+        return loads(text, allowed_objects=_ALLOWED)
+
+
+class CacheMuxCache(BaseCache):
+    """A LangChain cache backed by ``cachemux.cache.SemanticCache``.
+
+    Pass a ready ``cache`` or the ``SemanticCache`` arguments (``store``, ``embedder``,
+    ``semantic``, ``threshold``, ``policy``, ``capacity``, ``namespace``, ``model_groups``,
+    ``fallback_cost``). ``stats()`` returns hits (exact/semantic), misses, cost saved,
+    evictions and faults. Store faults never reach the chain: a lookup becomes a miss, an update
+    is dropped, both logged.
+    """
+
+    def __init__(self, cache: SemanticCache | None = None, *, store: Store | None = None,
+                 embedder: TextEmbedder | str | os.PathLike[str] | None = None, semantic: bool = True,
+                 threshold: float = DEFAULT_THRESHOLD, policy: str | None = None,
+                 capacity: float | None = None, namespace: str = "",
+                 model_groups: Mapping[str, Iterable[str]] | Callable[[str], str | None] | None = None,
+                 cost: str | Callable[[CostInfo], float] = "latency",
+                 fallback_cost: float | None = None) -> None:
+        if not (callable(cost) or cost in _COSTS):
+            raise ConfigError(f"cost must be one of {', '.join(_COSTS)} or a function CostInfo -> float, got {cost!r}")
+        self.cost = cost
+        if cache is not None:
+            if not isinstance(cache, SemanticCache):
+                raise ConfigError(f"cache must be a cachemux SemanticCache, got {type(cache).__name__}")
+            given = {k for k, v in (("store", store), ("embedder", embedder), ("policy", policy),
+                                    ("capacity", capacity), ("model_groups", model_groups),
+                                    ("fallback_cost", fallback_cost)) if v is not None}
+            if given or namespace or not semantic or threshold != DEFAULT_THRESHOLD:
+                raise ConfigError("pass either a ready SemanticCache or its arguments, not both "
+                                  f"(also given: {', '.join(sorted(given)) or 'namespace/semantic/threshold'})")
+            if callable(cost):
+                raise ConfigError("a cost function goes to SemanticCache(cost_fn=...) when passing a ready cache")
+            self.cache = cache
+        else:
+            self.cache = SemanticCache(
+                store, embedder=embedder, semantic=semantic, threshold=threshold, policy=policy,
+                capacity=capacity, namespace=namespace, model_groups=model_groups,
+                cost_fn=cost if callable(cost) else None, fallback_cost=fallback_cost)
+        self._unreadable = 0
+        self._unstorable = 0
+
+    def __repr__(self) -> str:
+        return f"CacheMuxCache({self.cache!r}, cost={self.cost!r})"
+
+    # ---- BaseCache ------------------------------------------------------------------------------
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        text, scope = prompt_parts(prompt)
+        value = self.cache.lookup(prompt, llm_string, embed_text=text, scope=scope)
+        if value is None:
+            return None
+        try:
+            generations = _loads(value)
+            if not isinstance(generations, list) or not all(isinstance(g, Generation) for g in generations):
+                raise TypeError(f"expected a list of generations, got {type(generations).__name__}")
+        except Exception as exc:  # unreadable (another LangChain version?): a miss, not a crash
+            self._unreadable += 1
+            log.warning("cachemux: cached value for this prompt cannot be revived (%s: %s); served as a miss",
+                        type(exc).__name__, exc)
+            return None
+        return generations
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        try:
+            value = dumps(list(return_val))
+            _loads(value)  # never store what could not be read back
+        except Exception as exc:
+            self._unstorable += 1
+            log.warning("cachemux: generations cannot be serialised with langchain_core.load (%s: %s); "
+                        "not cached", type(exc).__name__, exc)
+            return
+        text, scope = prompt_parts(prompt)
+        usage = token_usage(return_val)
+        cost = None
+        if self.cost == "tokens":
+            cost = usage if usage is not None else _estimate_tokens(prompt if text is False else f"{scope}{text}",
+                                                                    return_val)
+        try:
+            self.cache.update(prompt, llm_string, value, cost=cost, embed_text=text, scope=scope,
+                              info={"generations": return_val, "usage": usage})
+        except MissingCostError as exc:  # an update LangChain made without a lookup first
+            log.warning("cachemux: %s; not cached", exc)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Remove this namespace's entries (``everything=True``: the whole store)."""
+        self.cache.clear(everything=bool(kwargs.get("everything", False)))
+
+    # The core is synchronous (store I/O and the embedding model): run it off the event loop.
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        return await run_in_executor(None, self.lookup, prompt, llm_string)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        await run_in_executor(None, self.update, prompt, llm_string, return_val)
+
+    async def aclear(self, **kwargs: Any) -> None:
+        await run_in_executor(None, self.clear, **kwargs)
+
+    # ---- extras ---------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        s = self.cache.stats()
+        s["unreadable"] = self._unreadable
+        s["unstorable"] = self._unstorable
+        return s
+
+
+def prompt_parts(prompt: str) -> tuple[str | bool, str]:
+    """``(text compared by meaning, scope that must match exactly)`` for a LangChain cache prompt.
+
+    An LLM prompt is compared whole: ``(prompt, "")``. A chat prompt is ``dumps(messages)``: the
+    last message, if it is a human message of plain text, is compared by meaning, and every
+    message before it (system prompt, earlier turns) is the scope, so "Answer in French" and
+    "Answer in one word" never share answers. Tool calls, tool/function results, non-text parts
+    (images...) or a last message that is not the user's give ``(False, "")``: exact match only.
+    """
+    if not prompt.startswith("[{"):
+        return prompt, ""
+    try:
+        items = json.loads(prompt)
+    except ValueError:
+        return prompt, ""
+    if not isinstance(items, list) or not items or not all(_is_message(m) for m in items):
+        return prompt, ""
+    turns: list[tuple[str, str]] = []
+    for m in items:
+        kw = m.get("kwargs") or {}
+        role = str(kw.get("type") or m["id"][-1])
+        extra = kw.get("additional_kwargs") or {}
+        if (role in ("tool", "function") or kw.get("tool_calls") or kw.get("tool_call_chunks")
+                or extra.get("function_call") or extra.get("tool_calls")):
+            return False, ""
+        content = kw.get("content", "")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if isinstance(part, str):
+                    parts.append(part)
+                elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                    parts.append(part["text"])
+                else:
+                    return False, ""
+            content = "\n".join(parts)
+        if not isinstance(content, str):
+            return False, ""
+        turns.append((role, content))
+    role, question = turns[-1]
+    if role != "human":
+        return False, ""
+    scope = json.dumps(turns[:-1], ensure_ascii=False, separators=(",", ":")) if len(turns) > 1 else ""
+    return question, scope
+
+
+def _is_message(m: object) -> bool:
+    return (isinstance(m, dict) and m.get("lc") == 1 and m.get("type") == "constructor"
+            and isinstance(m.get("id"), list) and bool(m["id"]) and str(m["id"][-1]).endswith(("Message", "MessageChunk")))
+
+
+def token_usage(generations: Sequence[Generation]) -> float | None:
+    """Total tokens the model reported across ``generations``, or None if it reported none."""
+    total = 0.0
+    found = False
+    for g in generations:
+        n = None
+        msg = getattr(g, "message", None)
+        if msg is not None:
+            n = _total((getattr(msg, "usage_metadata", None) or {}))
+            if n is None:
+                meta = getattr(msg, "response_metadata", None) or {}
+                n = _total(meta.get("token_usage") or meta.get("usage") or {})
+        if n is None:
+            info = g.generation_info or {}
+            n = _total(info.get("token_usage") or info.get("usage") or info.get("usage_metadata") or {})
+        if n is not None:
+            total += n
+            found = True
+    return total if found else None
+
+
+def _total(usage: Any) -> float | None:
+    if not isinstance(usage, Mapping):
+        return None
+    for key in ("total_tokens",):
+        v = usage.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
+            return float(v)
+    parts = [usage.get(k) for k in ("input_tokens", "output_tokens", "prompt_tokens", "completion_tokens")]
+    nums = [float(v) for v in parts if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0]
+    return sum(nums) if nums else None
+
+
+def _estimate_tokens(prompt: str, generations: Sequence[Generation]) -> float:
+    chars = len(prompt) + sum(len(g.text or "") for g in generations)
+    return float(max(1, math.ceil(chars / 4)))
