@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for trained_multiplexer.json/.png and the fitted predictors (default: results)")
     parser.add_argument("--quick", action="store_true",
-                        help="small subsets and a 2-head grid (about a minute once embeddings are cached)")
+                        help="small subsets (about 1,900 texts) and a 2-head grid: seconds once their embeddings are "
+                             "cached, a few minutes to embed them on a CPU the first time")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="embedding cache (.npy) folder (default: $CACHEMUX_CACHE or ~/.cache/cachemux)")
     parser.add_argument("--data-dir", type=Path, default=None,
