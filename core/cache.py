@@ -303,10 +303,14 @@ class SemanticCache:
     # ---- update ---------------------------------------------------------------------------------
     def update(self, prompt: str, llm_string: str, value: str, cost: float | None = None,
                size: float | None = None, *, embed_text: str | bool | None = None, scope: str = "",
-               info: Any = None) -> bool:
+               info: Any = None, embedding: np.ndarray | None = None) -> bool:
         """Offer the answer to the store; True if admitted. A store fault drops it (logged).
-        ``embed_text`` and ``scope`` as in ``lookup`` (pass the same)."""
+        ``embed_text`` and ``scope`` as in ``lookup`` (pass the same). ``embedding``: a vector
+        already computed for this prompt by the same model (bulk loads), used instead of running
+        the model."""
         key, part, text = self._prepare(prompt, llm_string, embed_text, scope)
+        if embedding is not None:
+            embedding = _check_vector(embedding)
         check_text("value", value)
         if cost is not None:
             cost = _check_cost("cost", cost)
@@ -326,7 +330,9 @@ class SemanticCache:
                 "update() without a preceding miss and without a cost: call lookup() first (the "
                 "cost is the latency from the miss), pass cost=..., or configure cost_fn / fallback_cost")
         vec = pending[1] if pending is not None else None
-        if vec is None and self._embeddable(text):
+        if embedding is not None and self.semantic:
+            vec = embedding
+        elif vec is None and self._embeddable(text):
             vec = self._embed(text)  # type: ignore[arg-type]
         entry = Entry(value=value, cost=cost, size=size, partition=part, prompt=prompt[:PROMPT_KEEP_CHARS],
                       embedding=vec, created=time.time(),
@@ -399,6 +405,8 @@ class SemanticCache:
             s["hit_ratio"] = s["hits"] / s["lookups"] if s["lookups"] else 0.0
             s["cost_saved"] = self._cost_saved
             s["indexed"] = 0 if self._index is None else len(self._index)
+            s["ann_partitions"] = 0 if self._index is None else sum(
+                1 for p in self._index.partitions() if self._index.part(p).backend != "exact")  # type: ignore[union-attr]
         try:
             s["entries"] = len(self.store)
         except Exception:
@@ -453,18 +461,28 @@ class SemanticCache:
 
     def _rebuild(self, index: PartitionedIndex) -> None:
         index.clear()
-        n = 0
+        parts: dict[str, tuple[list[str], list[np.ndarray]]] = {}
         for key in self.store.keys():
-            n += self._index_entry(index, key, self.store.peek(key))
-        if n:
-            log.info("semantic index: %d entries loaded from %s", n, type(self.store).__name__)
+            entry = self.store.peek(key)
+            if self._indexable(entry, index.dim):
+                keys, vecs = parts.setdefault(entry.partition, ([], []))  # type: ignore[union-attr]
+                keys.append(key)
+                vecs.append(entry.embedding)  # type: ignore[union-attr,arg-type]
+        for part, (keys, vecs) in parts.items():  # one bulk load per partition (ANN built once)
+            index.add_many(keys, part, np.stack(vecs))
+        if parts:
+            log.info("semantic index: %d entries loaded from %s", len(index), type(self.store).__name__)
+
+    def _indexable(self, entry: Entry | None, dim: int) -> bool:
+        # gone, exact-only, or embedded by another model: served exactly only
+        return not (entry is None or entry.embedding is None or entry.meta.get("emb") != self._embedder_id
+                    or len(entry.embedding) != dim)
 
     def _index_entry(self, index: PartitionedIndex, key: str, entry: Entry | None) -> bool:
         index.remove(key)
-        if (entry is None or entry.embedding is None or entry.meta.get("emb") != self._embedder_id
-                or len(entry.embedding) != index.dim):
-            return False  # gone, exact-only, or embedded by another model: served exactly only
-        index.add(key, entry.partition, entry.embedding)
+        if not self._indexable(entry, index.dim):
+            return False
+        index.add(key, entry.partition, entry.embedding)  # type: ignore[union-attr,arg-type]
         return True
 
     def _fault(self, op: str, exc: BaseException) -> None:
@@ -488,6 +506,17 @@ def _check_cost(name: str, cost: object) -> float:
     if isinstance(cost, bool) or not (c >= 0.0) or c == math.inf:
         raise ConfigError(f"{name} must be a finite number >= 0, got {cost!r}")
     return c
+
+
+def _check_vector(vec: object) -> np.ndarray:
+    try:
+        v = np.asarray(vec, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ConfigError(f"embedding must be a vector of numbers, got {type(vec).__name__}") from None
+    if v.ndim != 1 or not v.size or not np.all(np.isfinite(v)):
+        raise ConfigError(f"embedding must be a finite 1-D vector, got shape {v.shape}")
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
 
 
 def _model_groups(groups: Mapping[str, Iterable[str]] | Callable[[str], str | None] | None

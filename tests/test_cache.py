@@ -158,6 +158,17 @@ def test_update_without_lookup_is_still_found_semantically(spy):
     assert cache.lookup(Q1_PARA, LLM) == "Paris"
 
 
+def test_precomputed_embeddings_skip_the_model(spy):
+    cache = make(spy)
+    vec = spy.inner.embed([Q1])[0] * 2.0  # any scale: normalised
+    spy.calls = 0
+    cache.update(Q1, LLM, "Paris", cost=1.0, embedding=vec)
+    assert spy.calls == 0
+    assert cache.lookup(Q1_PARA, LLM) == "Paris"
+    with pytest.raises(ConfigError, match="finite 1-D"):
+        cache.update(Q2, LLM, "x", cost=1.0, embedding=np.array([np.nan, 1.0]))
+
+
 def test_bad_input_is_a_clear_config_error(spy):
     cache = make(spy)
     for bad in (None, 42, b"bytes", ["a"]):
@@ -288,3 +299,16 @@ def test_threads_share_one_cache(spy):
     cache.check_invariants()
     s = cache.stats()
     assert s["lookups"] == 160 and s["hits"] + s["misses"] == 160 and s["entries"] <= 20
+
+
+def test_default_threshold_serves_only_near_identical_rewordings(spy):
+    from cachemux.semantic import DEFAULT_THRESHOLD
+
+    cache = SemanticCache(embedder=spy)
+    assert cache.threshold == DEFAULT_THRESHOLD == 0.99
+    cache.update(Q1, LLM, "Paris", cost=1.0)
+    m = cache.match("what is the capital of france?", LLM)  # another exact key; the uncased model: cos 1
+    assert m is not None and m.kind == "semantic" and m.similarity >= 0.99
+    assert cache.match("What's the capital of France?", LLM).similarity >= 0.99  # cos 0.9935
+    assert cache.lookup("What is the capital of France", LLM) is None  # no "?": cos 0.9065
+    assert cache.lookup(Q1_PARA, LLM) is None  # cos 0.87: precision on real pairs says no

@@ -202,3 +202,29 @@ def test_partitions_never_see_each_other():
     ix._where["ghost"] = "p2"
     with pytest.raises(InvariantError):
         ix.check_invariants()
+
+
+@pytest.mark.parametrize("threshold", [None, 300])
+def test_add_many_equals_one_by_one(threshold):
+    if threshold and _usearch() is None:
+        pytest.skip("usearch not installed")
+    rng = np.random.default_rng(3)
+    d = 24
+    x = _unit(rng, 500, d)
+    bulk, single = VectorIndex(d, ann_threshold=threshold), VectorIndex(d, ann_threshold=threshold)
+    bulk.add_many([f"k{i}" for i in range(200)], x[:200] * 3.0)  # normalised on the way in
+    bulk.add_many([f"k{i}" for i in range(150, 500)], x[150:])  # 50 replaced, crosses the threshold
+    for i in range(500):
+        single.add(f"k{i}", x[i])
+    for ix in (bulk, single):
+        ix.check_invariants()
+        assert len(ix) == 500 and ix.backend == ("usearch" if threshold else "exact")
+    for i in range(0, 500, 25):
+        assert bulk.search(x[i], k=1)[0][0] == single.search(x[i], k=1)[0][0] == f"k{i}"
+    with pytest.raises(ConfigError, match="same key twice"):
+        bulk.add_many(["a", "a"], x[:2])
+    p = PartitionedIndex(d, ann_threshold=None)
+    p.add_many(["a", "b"], "p1", x[:2])
+    p.add_many(["a"], "p2", x[2:3])
+    assert p.partitions() == {"p1": 1, "p2": 1}
+    p.check_invariants()

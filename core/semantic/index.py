@@ -102,6 +102,42 @@ class VectorIndex:
         elif self.ann_threshold is not None and n + 1 >= self.ann_threshold:
             self._build_ann()
 
+    def add_many(self, keys: list[str], vecs: np.ndarray) -> None:
+        """Insert or replace many vectors at once (index rebuilds, bulk loads): one matrix copy and
+        one multi-threaded ANN batch instead of ``len(keys)`` single inserts."""
+        vecs = np.asarray(vecs, dtype=np.float32).reshape(len(keys), -1) if len(keys) else vecs
+        if not len(keys):
+            return
+        if vecs.shape[1] != self.dim:
+            raise ConfigError(f"vectors have dimension {vecs.shape[1]}, the index expects {self.dim}")
+        if len(set(keys)) != len(keys):
+            raise ConfigError("add_many() got the same key twice")
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        if not np.all(np.isfinite(norms)):
+            raise ConfigError("vectors have NaN or infinite components")
+        vecs = vecs / np.where(norms > 0, norms, 1.0)
+        for key in keys:
+            if key in self._rows:
+                self.remove(key)
+        n, m = len(self._keys), len(keys)
+        if n + m > len(self._mat):
+            grown = np.zeros((max(2 * len(self._mat), n + m), self.dim), dtype=np.float32)
+            grown[:n] = self._mat[:n]
+            self._mat = grown
+        self._mat[n:n + m] = vecs
+        self._keys.extend(keys)
+        for i, key in enumerate(keys):
+            self._rows[key] = n + i
+        if self._ann is not None:
+            labels = np.arange(self._next_label, self._next_label + m, dtype=np.uint64)
+            self._next_label += m
+            for key, lab in zip(keys, labels):
+                self._labels[key] = int(lab)
+                self._label_keys[int(lab)] = key
+            self._ann.add(labels, vecs, threads=0)
+        elif self.ann_threshold is not None and n + m >= self.ann_threshold:
+            self._build_ann()
+
     def remove(self, key: str) -> bool:
         """Drop ``key``; O(1): the last row moves into its place."""
         row = self._rows.pop(key, None)
@@ -233,6 +269,19 @@ class PartitionedIndex:
             ix = self._parts[partition] = VectorIndex(self.dim, **self.index_options)
         ix.add(key, vec)
         self._where[key] = partition
+
+    def add_many(self, keys: list[str], partition: str, vecs: np.ndarray) -> None:
+        """Bulk ``add`` of many keys into one partition."""
+        for key in keys:
+            old = self._where.get(key)
+            if old is not None and old != partition:
+                self.remove(key)
+        ix = self._parts.get(partition)
+        if ix is None:
+            ix = self._parts[partition] = VectorIndex(self.dim, **self.index_options)
+        ix.add_many(list(keys), vecs)
+        for key in keys:
+            self._where[key] = partition
 
     def remove(self, key: str) -> bool:
         partition = self._where.pop(key, None)
