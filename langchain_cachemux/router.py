@@ -145,10 +145,10 @@ class CacheMuxRouter(Runnable[LanguageModelInput, Any]):
         g = gens[0]
         if isinstance(g, ChatGeneration):
             prev = dict(g.message.response_metadata.get("cachemux") or {})
-            outcome = self.mux.hit_outcome(query, hit, prev.get("model"))
+            outcome = self.mux.hit_outcome(query, hit, prev.get("model"), prev.get("cost"))
             return self._wrap(g.message, outcome)
         prev = dict((g.generation_info or {}).get("cachemux") or {})
-        return self._wrap(g.text, self.mux.hit_outcome(query, hit, prev.get("model")))
+        return self._wrap(g.text, self.mux.hit_outcome(query, hit, prev.get("model"), prev.get("cost")))
 
     def _wrap(self, out: Any, outcome: MuxOutcome) -> Any:
         meta = outcome.metadata()
@@ -161,20 +161,20 @@ class CacheMuxRouter(Runnable[LanguageModelInput, Any]):
         return out
 
     @staticmethod
-    def _value(out: Any, model: str) -> str:
-        """The answer serialised for the cache, remembering which model produced it."""
+    def _value(out: Any, model: str, cost: float) -> str:
+        """The answer serialised for the cache, with the model that produced it and what it cost."""
+        mine = {"model": model, "cost": cost}
         if isinstance(out, BaseMessage):
-            msg = AIMessage(content=out.content, response_metadata={**out.response_metadata,
-                                                                      "cachemux": {"model": model}})
+            msg = AIMessage(content=out.content, response_metadata={**out.response_metadata, "cachemux": mine})
             return dumps([ChatGeneration(message=msg)])
-        return dumps([Generation(text=str(out), generation_info={"cachemux": {"model": model}})])
+        return dumps([Generation(text=str(out), generation_info={"cachemux": mine})])
 
     def _finish(self, query: Any, route: Any, attempts: Sequence[Attempt], expected: float | None,
-                prompt: str, text: str | bool, scope: str) -> Any:
+                prompt: str, text: str | bool, scope: str) -> MuxOutcome:
         final = attempts[-1]
-        outcome = self.mux.finish(query, route, attempts, expected, prompt, self._value(final.output, final.model),
-                                  embed_text=text, scope=scope)
-        return outcome
+        paid = self.mux.route_cost(route, attempts)
+        return self.mux.finish(query, route, attempts, expected, prompt, self._value(final.output, final.model, paid),
+                               embed_text=text, scope=scope)
 
     # ---- Runnable ----------------------------------------------------------------------------------
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -357,11 +357,14 @@ class LocalLLM(LLM):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     local: Any
     max_new_tokens: int = 64
+    stop: list[str] | None = None  # default stop strings (a call's own stop= replaces them)
 
     @classmethod
-    def from_name(cls, name: str, max_new_tokens: int = 64, **options: Any) -> LocalLLM:
+    def from_name(cls, name: str, max_new_tokens: int = 64, stop: Sequence[str] | None = None,
+                  **options: Any) -> LocalLLM:
         """Share one loaded model per process (``cachemux.models.get_model``)."""
-        return cls(local=get_model(name, **options), max_new_tokens=max_new_tokens)
+        return cls(local=get_model(name, **options), max_new_tokens=max_new_tokens,
+                   stop=list(stop) if stop else None)
 
     @property
     def _llm_type(self) -> str:
@@ -369,11 +372,11 @@ class LocalLLM(LLM):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.local.name, "max_new_tokens": self.max_new_tokens}
+        return {"model": self.local.name, "max_new_tokens": self.max_new_tokens, "stop": self.stop}
 
     def _call(self, prompt: str, stop: list[str] | None = None,
               run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> str:
-        return self.local.generate(prompt, kwargs.get("max_new_tokens", self.max_new_tokens), stop).text
+        return self.local.generate(prompt, kwargs.get("max_new_tokens", self.max_new_tokens), stop or self.stop).text
 
     def _generate(self, prompts: list[str], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Any:
@@ -381,14 +384,14 @@ class LocalLLM(LLM):
 
         gens = []
         for p in prompts:
-            r = self.local.generate(p, kwargs.get("max_new_tokens", self.max_new_tokens), stop)
+            r = self.local.generate(p, kwargs.get("max_new_tokens", self.max_new_tokens), stop or self.stop)
             info = r.as_dict()
             gens.append([Generation(text=info.pop("text"), generation_info=info)])
         return LLMResult(generations=gens)
 
     def _stream(self, prompt: str, stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[GenerationChunk]:
-        s = self.local.stream(prompt, kwargs.get("max_new_tokens", self.max_new_tokens), stop)
+        s = self.local.stream(prompt, kwargs.get("max_new_tokens", self.max_new_tokens), stop or self.stop)
         for piece in s:
             if run_manager is not None:
                 run_manager.on_llm_new_token(piece)
@@ -406,10 +409,14 @@ class LocalChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     local: Any
     max_new_tokens: int = 64
+    stop: list[str] | None = None  # default stop strings (a call's own stop= replaces them)
 
     @classmethod
-    def from_name(cls, name: str, max_new_tokens: int = 64, **options: Any) -> LocalChatModel:
-        return cls(local=get_model(name, **options), max_new_tokens=max_new_tokens)
+    def from_name(cls, name: str, max_new_tokens: int = 64, stop: Sequence[str] | None = None,
+                  **options: Any) -> LocalChatModel:
+        """Share one loaded model per process (``cachemux.models.get_model``)."""
+        return cls(local=get_model(name, **options), max_new_tokens=max_new_tokens,
+                   stop=list(stop) if stop else None)
 
     @property
     def _llm_type(self) -> str:
@@ -417,7 +424,7 @@ class LocalChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.local.name, "max_new_tokens": self.max_new_tokens}
+        return {"model": self.local.name, "max_new_tokens": self.max_new_tokens, "stop": self.stop}
 
     @staticmethod
     def _messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
@@ -437,14 +444,16 @@ class LocalChatModel(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        r = self.local.generate(self._messages(messages), kwargs.get("max_new_tokens", self.max_new_tokens), stop)
+        r = self.local.generate(self._messages(messages), kwargs.get("max_new_tokens", self.max_new_tokens),
+                                stop or self.stop)
         meta, usage = self._meta(r)
         msg = AIMessage(content=r.text, response_metadata=meta, usage_metadata=usage)
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        s = self.local.stream(self._messages(messages), kwargs.get("max_new_tokens", self.max_new_tokens), stop)
+        s = self.local.stream(self._messages(messages), kwargs.get("max_new_tokens", self.max_new_tokens),
+                              stop or self.stop)
         for piece in s:
             if run_manager is not None:
                 run_manager.on_llm_new_token(piece)

@@ -16,7 +16,8 @@ the routing record in ``additional_kwargs["cachemux"]`` (keys as in ``MuxOutcome
 ``cached``).
 
 The cache sees completions and chats apart (a chat's earlier messages are its exact scope; its
-last user message is compared by meaning); entries hold ``{"text", "model"}`` as JSON and are
+last user message is compared by meaning; so is a completion's question when ``query_fn``
+finds it in the prompt, the rest of the prompt being its exact scope); entries hold ``{"text", "model", "cost"}`` as JSON and are
 priced at the selector's expected cost for the query (the paper's joint design). ``query_fn``
 maps the prompt text (a completion prompt, or a chat's last user message) to what the selector
 sees: a RAG prompt holds retrieved context too, so pass a function that extracts the question.
@@ -120,6 +121,20 @@ class CacheMuxLLM(LLM):
     def _query(self, text: str) -> Any:
         return self._query_fn(text) if self._query_fn is not None else text
 
+    def _completion_parts(self, prompt: str) -> tuple[str | None, str, Any]:
+        """(text compared by meaning, exact scope, selector query) of a completion prompt. With a
+        ``query_fn`` that finds the question inside the prompt, only the question is compared by
+        meaning and the rest (the retrieved context, the template) must match exactly: two
+        questions about one context must not share an answer because the context dominates their
+        embeddings. Otherwise the whole prompt is compared."""
+        if self._query_fn is None:
+            return None, "", prompt
+        q = self._query_fn(prompt)
+        if isinstance(q, str) and q.strip() and q in prompt:
+            i = prompt.rfind(q)
+            return q, prompt[:i] + "\x00" + prompt[i + len(q):], q
+        return None, "", q
+
     @staticmethod
     def _chat_parts(messages: Sequence[ChatMessage]) -> tuple[str, str | bool, str, str]:
         """(cache prompt, text compared by meaning, exact scope, selector text) of a chat."""
@@ -134,55 +149,60 @@ class CacheMuxLLM(LLM):
         return prompt, last, _CHAT_SCOPE + json.dumps(turns[:-1], ensure_ascii=False), last
 
     @staticmethod
-    def _value(text: str, model: str) -> str:
-        return json.dumps({"text": text, "model": model}, ensure_ascii=False)
+    def _value(text: str, model: str, cost: float) -> str:
+        return json.dumps({"text": text, "model": model, "cost": cost}, ensure_ascii=False)
 
     def _hit(self, hit: Any, query: Any) -> tuple[str, dict[str, Any]]:
         try:
             d = json.loads(hit.value)
-            text, model = str(d["text"]), d.get("model")
+            text, model, paid = str(d["text"]), d.get("model"), d.get("cost")
         except (ValueError, KeyError, TypeError):
-            text, model = hit.value, None
-        return text, self._mux.hit_outcome(query, hit, model).metadata()
+            text, model, paid = hit.value, None, None
+        return text, self._mux.hit_outcome(query, hit, model, paid).metadata()
 
     def _finish(self, query: Any, route: Any, attempts: Sequence[Attempt], expected: float | None,
                 prompt: str, embed: str | bool, scope: str) -> dict[str, Any]:
         final = attempts[-1]
-        return self._mux.finish(query, route, attempts, expected, prompt, self._value(final.text, final.model),
+        value = self._value(final.text, final.model, self._mux.route_cost(route, attempts))
+        return self._mux.finish(query, route, attempts, expected, prompt, value,
                                 embed_text=embed, scope=scope).metadata()
 
     # ---- completion ----------------------------------------------------------------------------------
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        mux, query = self._mux, self._query(prompt)
-        hit = mux.lookup(prompt)
+        mux = self._mux
+        embed, scope, query = self._completion_parts(prompt)
+        hit = mux.lookup(prompt, embed_text=embed, scope=scope)
         if hit is not None:
             text, meta = self._hit(hit, query)
             return CompletionResponse(text=text, additional_kwargs={"cachemux": meta})
         route, expected = mux.plan(query)
         attempts = mux.run_route(query, route, lambda m: self.llms[m].complete(prompt, formatted=formatted, **kwargs),
                                  _text)
-        meta = self._finish(query, route, attempts, expected, prompt, None, "")  # type: ignore[arg-type]
+        meta = self._finish(query, route, attempts, expected, prompt, embed, scope)  # type: ignore[arg-type]
         return _with_meta(attempts[-1].output, meta)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        mux, query = self._mux, self._query(prompt)
-        hit = await asyncio.to_thread(mux.lookup, prompt)
+        mux = self._mux
+        embed, scope, query = self._completion_parts(prompt)
+        hit = await asyncio.to_thread(lambda: mux.lookup(prompt, embed_text=embed, scope=scope))
         if hit is not None:
             text, meta = self._hit(hit, query)
             return CompletionResponse(text=text, additional_kwargs={"cachemux": meta})
         route, expected = await asyncio.to_thread(mux.plan, query)
         attempts = await mux.arun_route(query, route, lambda m: self.llms[m].acomplete(prompt, formatted=formatted,
                                                                                        **kwargs), _text)
-        meta = await asyncio.to_thread(self._finish, query, route, attempts, expected, prompt, None, "")
+        meta = await asyncio.to_thread(self._finish, query, route, attempts, expected, prompt, embed, scope)
         return _with_meta(attempts[-1].output, meta)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        embed, scope, query = self._completion_parts(prompt)
+
         def gen() -> Iterator[CompletionResponse]:
             for kind, item in self._stream_steps(
-                    prompt, None, "", self._query(prompt),
+                    prompt, embed, scope, query,
                     lambda m: self.llms[m].complete(prompt, formatted=formatted, **kwargs),
                     lambda m: self.llms[m].stream_complete(prompt, formatted=formatted, **kwargs)):
                 if kind == "chunk":
@@ -196,9 +216,11 @@ class CacheMuxLLM(LLM):
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False,
                                **kwargs: Any) -> CompletionResponseAsyncGen:
+        embed, scope, query = self._completion_parts(prompt)
+
         async def gen() -> AsyncIterator[CompletionResponse]:
             async for kind, item in self._astream_steps(
-                    prompt, None, "", self._query(prompt),
+                    prompt, embed, scope, query,
                     lambda m: self.llms[m].acomplete(prompt, formatted=formatted, **kwargs),
                     lambda m: self.llms[m].astream_complete(prompt, formatted=formatted, **kwargs)):
                 if kind == "chunk":

@@ -146,6 +146,21 @@ def test_cache_serves_repeats_and_keeps_chats_apart():
     assert llm.stats()["hits"] == 2
 
 
+def test_semantic_hits_compare_the_question_within_the_same_context():
+    ctx = "Context: " + DOCS[0] + "\nQuestion: "
+    models = fakes()
+    llm = CacheMuxLLM(models, KeywordSelector(), costs=COSTS, cache=SemanticCache(threshold=0.95),
+                      query_fn=lambda p: p.rsplit("Question: ", 1)[-1].split("\n")[0])
+    llm.complete(ctx + "Who designed the Eiffel Tower?\nAnswer:")
+    para = llm.complete(ctx + "Who was the designer of the Eiffel Tower?\nAnswer:")
+    assert para.additional_kwargs["cachemux"]["cache_hit"] == "semantic"
+    other = llm.complete(ctx + "When was the Eiffel Tower completed?\nAnswer:")
+    assert other.additional_kwargs["cachemux"]["cache_hit"] is False
+    moved = llm.complete("Context: " + DOCS[1] + "\nQuestion: Who designed the Eiffel Tower?\nAnswer:")
+    assert moved.additional_kwargs["cachemux"]["cache_hit"] is False  # another context: never shared
+    assert models["small"].calls == 3
+
+
 def test_cascade_with_judge():
     llm = CacheMuxLLM(fakes(), StaticSelector(("small", "large")), costs=COSTS,
                       judge=lambda q, m, text: m == "large")

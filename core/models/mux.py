@@ -63,6 +63,7 @@ class MuxOutcome:
     cost: float = 0.0                  # what this request cost (0 on a hit)
     admitted: bool | None = None       # None: no cache, or a hit
     model: str | None = None           # the model whose answer is served
+    saved: float | None = None         # on a hit: what producing the cached answer cost
 
     @property
     def answer(self) -> Attempt | None:
@@ -75,8 +76,9 @@ class MuxOutcome:
         before routing (None before any feedback); ``route_costs``: the selector's per-route
         estimate after this request (``"small>large"`` for a cascade); ``model_costs``: each run's
         measured cost; ``latency``: seconds per model run; ``cache_hit``: None without a cache,
-        else False or ``"exact"``/``"semantic"``; ``similarity`` and ``saved`` on hits (saved = the
-        cached entry's cost); ``cached``: whether the answer was admitted."""
+        else False or ``"exact"``/``"semantic"``; ``similarity`` and ``saved`` on hits (what the
+        cached answer cost to produce) and ``entry_cost`` (the price the cache ranks it by: the
+        selector's expected cost when it was admitted); ``cached``: whether the answer was admitted."""
         m: dict[str, Any] = {
             "model": self.model,
             "route": list(self.route) if self.route else None,
@@ -92,7 +94,8 @@ class MuxOutcome:
         }
         if self.hit is not None:
             m["similarity"] = self.hit.similarity
-            m["saved"] = self.hit.cost
+            m["saved"] = self.hit.cost if self.saved is None else self.saved
+            m["entry_cost"] = self.hit.cost
         return m
 
 
@@ -157,7 +160,6 @@ class ModelMux:
         if hit is not None:
             with self._lock:
                 self.hits += 1
-                self.saved += hit.cost
         return hit
 
     def plan(self, query: Any) -> tuple[Route, float | None]:
@@ -189,9 +191,7 @@ class ModelMux:
         """Let the selector learn; offer ``value`` (the served answer, serialised) to the cache."""
         ran = {a.model: a.cost for a in attempts}
         success = {a.model: a.success for a in attempts}
-        cost, _ = route_cost(route, ran, success, self.selector.penalty)
-        if cost is None:  # the caller stopped early (a judge said no and nothing came after)
-            cost = sum(ran.values())
+        cost = self.route_cost(route, attempts)
         with self._lock:
             self.selector.observe(query, ran, success)
             after = self.selector.expected_cost(query)
@@ -207,8 +207,19 @@ class ModelMux:
         return MuxOutcome(query=query, route=route, attempts=tuple(attempts), expected_cost=expected,
                           route_costs=estimates, cost=cost, admitted=admitted, model=attempts[-1].model)
 
-    def hit_outcome(self, query: Any, hit: Any, model: str | None) -> MuxOutcome:
-        return MuxOutcome(query=query, hit=hit, model=model)
+    def route_cost(self, route: Route, attempts: Sequence[Attempt]) -> float:
+        """What the attempts cost under the paper's cascade pricing (``route_cost``)."""
+        cost, _ = route_cost(route, {a.model: a.cost for a in attempts},
+                             {a.model: a.success for a in attempts}, self.selector.penalty)
+        return sum(a.cost for a in attempts) if cost is None else cost
+
+    def hit_outcome(self, query: Any, hit: Any, model: str | None, paid: float | None = None) -> MuxOutcome:
+        """The outcome of a cache hit. ``paid``: what producing the cached answer cost (adapters
+        store it with the value); the hit saved that much. Without it, the entry's cost."""
+        saved = hit.cost if paid is None else float(paid)
+        with self._lock:
+            self.saved += saved
+        return MuxOutcome(query=query, hit=hit, model=model, saved=saved)
 
     # ---- whole requests -------------------------------------------------------------------------
     def run_route(self, query: Any, route: Route, call: Callable[[str], Any],
@@ -238,7 +249,7 @@ class ModelMux:
 
     def stats(self) -> dict[str, Any]:
         """Requests, cache hits, model calls and answers per model, total cost paid, cost saved
-        by hits (the hit entries' costs), and the cache's own stats when there is one."""
+        by hits (what their answers cost to produce), and the cache's own stats when there is one."""
         with self._lock:
             s: dict[str, Any] = {"requests": self.requests, "hits": self.hits, "calls": dict(self.calls),
                                  "answered": dict(self.answered), "total_cost": self.total_cost,

@@ -1,0 +1,45 @@
+"""The RAG examples run offline on CPU in their quick form: both local models answer through the
+router/LLM wrapper, the cache serves the repeat exactly and the paraphrase by meaning."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # effective only if torch is not loaded yet
+
+import pytest  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def examples_on_path():
+    sys.path.insert(0, str(EXAMPLES))
+    yield
+    sys.path.remove(str(EXAMPLES))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["langchain_rag", "llamaindex_rag"])
+def test_example_quick(name, capsys):
+    out = importlib.import_module(name).main(["--quick"])
+    printed = capsys.readouterr().out
+    assert "loaded smollm2-135m" in printed and "loaded gemma3-270m" in printed
+    assert "answered by:" in printed and "cache: 2 hits of 4 (1 exact, 1 semantic)" in printed
+    assert out["questions"] == 4 and out["exact_hits"] == 1 and out["semantic_hits"] == 1
+    rows = out["rows"]
+    assert [r["cache_hit"] for r in rows] == [False, False, "exact", "semantic"]
+    assert all(r["answer"].strip() for r in rows)
+    assert rows[2]["answer"] == rows[0]["answer"] and rows[3]["answer"] == rows[1]["answer"]
+    assert out["flops_paid"] > 0 and out["flops_saved_by_cache"] > 0
+    assert sum(out["model_calls"].values()) >= 2
+    assert all(r["model"] in ("small", "large") for r in rows)
+
+
+def test_docs_are_shipped():
+    docs = sorted(p.name for p in (EXAMPLES / "docs").glob("*.txt"))
+    assert len(docs) >= 5
