@@ -31,7 +31,11 @@ __all__ = [
     "PredictorConfig",
     "QualityPredictor",
     "TrainedSelector",
+    "build_torch_head",
+    "cached_embeddings",
+    "default_cache_dir",
     "packaged_embedder",
+    "route_expected_cost",
     "text_features",
 ]
 

@@ -3,6 +3,25 @@
 Data (``shared/data/routing``, see its README): RouteLLM's MMLU / GSM8K / MT-Bench correctness of
 Mixtral-8x7B ("small") and GPT-4 ("large"), and dcrouter's 9 open models' scores. Fit and tune on
 the MMLU ``train`` subjects only (SPLITS.json); everything else is for reporting.
+
+Protocol of ``run_evaluation`` (``cachemux train-multiplexer``):
+1. Embed every prompt with the packaged MiniLM (cached on disk as .npy).
+2. Cross-validate candidate heads over the MMLU train subjects, whole subjects per fold (the
+   report sets are other subjects and other domains). The head and ranking are chosen by the
+   share of large-model calls avoided at 93-97% of the large model's quality, out of fold.
+3. Calibrate on the chosen head's out-of-fold predictions: thresholds on P(small fails) for target
+   shares of large calls (RouteLLM's quantile calibration) and for 95% quality, and a failure price
+   for the expected-cost rule.
+4. Refit on all train subjects; report AUC, the $ cost saved and the large calls avoided at 95% of
+   the large model's quality on MMLU test subjects, GSM8K and MT-Bench, beside random routing, the
+   oracle, a plain logistic regression (sklearn's default C = 1) and a length-only router, and what
+   the train-calibrated rules do there unchanged.
+5. dcrouter: a 9-output head, tuned on a random 20% of train.json, reported on test.json.
+
+Costs are RouteLLM's prices (GPT-4 $24.7, Mixtral $0.24 per 1M tokens) x tokens (chars / 4). With
+per-token prices a long prompt costs more to send to the large model, so "$ saved" rewards
+sending long prompts to the small model whatever their difficulty; "calls avoided" does not,
+which is why model selection uses it and why the length-only router is reported.
 """
 
 from __future__ import annotations
@@ -22,22 +41,32 @@ from cachemux.errors import ConfigError
 from cachemux.multiplexer.trained import EMBEDDING_MODEL_ID, PredictorConfig, QualityPredictor, build_torch_head
 
 __all__ = [
+    "COST_AWARE",
+    "SCORES",
+    "Curve",
+    "EvalConfig",
     "FitConfig",
     "RoutingSet",
     "all_eval_texts",
+    "calibrate_failure_price",
     "calibrate_quality",
     "calibrate_share",
     "cost_at_quality",
+    "deployed_report",
     "fit_predictor",
     "group_folds",
     "load_dcrouter",
     "load_gsm8k",
     "load_mmlu_set",
     "load_mtbench",
+    "multi_curve",
     "oracle_curve",
+    "out_of_fold",
+    "pair_report",
     "random_curve",
     "roc_auc",
     "routing_curve",
+    "run_evaluation",
 ]
 
 SMALL, LARGE = "small", "large"
