@@ -49,7 +49,7 @@ def build(args: Any) -> tuple[Any, Any]:
         "small": LocalChatModel.from_name(rc.SMALL, max_new_tokens=args.tokens, stop=["\n"]),
         "large": LocalChatModel.from_name(rc.LARGE, max_new_tokens=args.tokens, stop=["\n"]),
     }
-    router = CacheMuxRouter(models, rc.make_selector(args.predictor), costs="flops",
+    router = CacheMuxRouter(models, rc.make_selector(args.predictor, args.tokens), costs="flops",
                             cache=CacheMuxCache(threshold=rc.THRESHOLD), judge=rc.make_judge(retrieve))
     # system = the retrieved context (the cache's exact scope), human = the question (compared by
     # meaning): a paraphrase with the same context is a semantic hit, never across contexts

@@ -33,7 +33,8 @@ def build(args: Any) -> tuple[Any, Any]:
         "small": LocalLLM.from_name(rc.SMALL, max_new_tokens=args.tokens, stop=["\n"]),
         "large": LocalLLM.from_name(rc.LARGE, max_new_tokens=args.tokens, stop=["\n"]),
     }
-    llm = CacheMuxLLM(llms, rc.make_selector(args.predictor), costs="flops", cache=SemanticCache(threshold=rc.THRESHOLD),
+    llm = CacheMuxLLM(llms, rc.make_selector(args.predictor, args.tokens), costs="flops",
+                      cache=SemanticCache(threshold=rc.THRESHOLD),
                       judge=rc.make_judge(retrieve),
                       # the selector and the judge see the question, not the retrieved context
                       query_fn=lambda prompt: prompt.rsplit("Question:", 1)[-1].split("\n")[0].strip())

@@ -64,18 +64,20 @@ def load_documents() -> list[tuple[str, str]]:
     return [(p.name, p.read_text(encoding="utf-8").strip()) for p in sorted(DOCS_DIR.glob("*.txt"))]
 
 
-def make_selector(predictor: str | None) -> Any:
+def make_selector(predictor: str | None, tokens: int) -> Any:
     """With a trained multiplexer: per question, the route with the least expected cost among the
     paper's two, cascade (small, then large if the judge rejects the small answer) or large alone.
     Without one: always the cascade (the judge still decides per question)."""
     from cachemux.multiplexer import StaticSelector
 
     if predictor:
+        from cachemux.models import get_model
         from cachemux.multiplexer.trained import TrainedSelector
 
-        # FLOPs per generated token, relative (measured: Gemma-3-270M ~2x SmolLM2-135M)
-        return TrainedSelector(predictor, routes=[("small", "large"), ("large",)],
-                               costs={"small": 1.0, "large": 2.0})
+        # priced in the router's unit (FLOPs): a typical call here, ~150 prompt tokens + the answer
+        costs = {"small": get_model(SMALL).flops_profile.generation(150, tokens),
+                 "large": get_model(LARGE).flops_profile.generation(150, tokens)}
+        return TrainedSelector(predictor, routes=[("small", "large"), ("large",)], costs=costs)
     return StaticSelector(("small", "large"))
 
 

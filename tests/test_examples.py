@@ -40,6 +40,26 @@ def test_example_quick(name, capsys):
     assert all(r["model"] in ("small", "large") for r in rows)
 
 
+@pytest.mark.slow
+def test_example_with_a_trained_multiplexer(tmp_path, capsys):
+    """--predictor: the trained selector routes (a hand-set head: P(small ok) = 0.5, P(large ok)
+    = 0.95 for every question, so the cascade's expected cost, small + 0.5 x 2 x large, loses to
+    the large model alone)."""
+    import numpy as np
+
+    from cachemux.multiplexer.trained import PredictorConfig, QualityPredictor
+
+    cfg = PredictorConfig(models=("small", "large"))
+    params = {"feature_mean": np.zeros(384, np.float32), "feature_std": np.ones(384, np.float32),
+              "out.weight": np.zeros((2, 384), np.float32), "out.bias": np.array([0.0, 2.944], np.float32)}
+    QualityPredictor(cfg, params).save(tmp_path / "head")
+    out = importlib.import_module("langchain_rag").main(["--quick", "--tokens", "8",
+                                                         "--predictor", str(tmp_path / "head")])
+    misses = [r for r in out["rows"] if not r["cache_hit"]]
+    assert misses and all(r["models_run"] == ["large"] for r in misses)
+    assert out["model_calls"]["small"] == 0
+
+
 def test_docs_are_shipped():
     docs = sorted(p.name for p in (EXAMPLES / "docs").glob("*.txt"))
     assert len(docs) >= 5

@@ -195,8 +195,7 @@ class ModelMux:
         with self._lock:
             self.selector.observe(query, ran, success)
             after = self.selector.expected_cost(query)
-            estimates = {">".join(r): self.selector.estimates.mean((query, r)) for r in self.selector.routes} \
-                if _hashable(query) else {}
+            estimates = self._route_estimates(query)
             self.total_cost += cost
             self.answered[attempts[-1].model] += 1
         admitted = None
@@ -206,6 +205,17 @@ class ModelMux:
                                          embed_text=embed_text, scope=scope)
         return MuxOutcome(query=query, route=route, attempts=tuple(attempts), expected_cost=expected,
                           route_costs=estimates, cost=cost, admitted=admitted, model=attempts[-1].model)
+
+    def _route_estimates(self, query: Any) -> dict[str, float | None]:
+        """Per-route cost estimates: the selector's own model where it has one (the trained
+        selector's predicted costs), else its running means of observed route costs."""
+        if not _hashable(query):
+            return {}
+        sel = self.selector
+        own = getattr(sel, "route_costs", None)
+        if callable(own):
+            return {">".join(r): float(c) for r, c in own(query).items()}
+        return {">".join(r): sel.estimates.mean((query, r)) for r in sel.routes}
 
     def route_cost(self, route: Route, attempts: Sequence[Attempt]) -> float:
         """What the attempts cost under the paper's cascade pricing (``route_cost``)."""
