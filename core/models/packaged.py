@@ -75,6 +75,20 @@ def _assembled_gemma(m: PackagedModel) -> Path:
     return Path(pkg.assemble(output_path=target))
 
 
+# Measured on the 2-core shared CPU machine (torch 2.13 CPU, transformers 5.24, fp32,
+# OMP_WAIT_POLICY=PASSIVE; `python -m cachemux.models bench`), November 2026:
+#
+#                     install    first load       reload from    decode      FLOPs/token
+#                     (no cache) (de-quantise     fp32 cache     (greedy)    2 x (body + LM head)
+#                                + save fp32)
+#   smollm2-135m      1.6 s      25 s (29 s busy) 2.2-3.6 s      70 ms/token 269 M (106 M + 28 M params)
+#   gemma3-270m       4.5 s      56 s (77 s busy) 3.0-5.8 s      109 ms/tok  536 M (100 M + 168 M params)
+#   ratio large/small                                            1.5x        2.0x
+#
+# The two bodies are about the same size; Gemma's extra cost is its 262k-word output layer, paid
+# once per *generated* token. A prompt's tokens pay the body only, so on a RAG prompt (~200 tokens
+# in, 16 out) the pair costs about the same: 53 GFLOPs / 1.6 s (SmolLM2, chat template) vs
+# 48 GFLOPs / 2.1 s (Gemma, whose tokenizer needs fewer tokens for the same text).
 PACKAGED: dict[str, PackagedModel] = {
     m.name: m for m in (
         PackagedModel(
