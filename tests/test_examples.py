@@ -18,9 +18,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 @pytest.fixture(scope="module", autouse=True)
 def examples_on_path():
+    from llama_index.core import Settings
+
+    saved = Settings._llm, Settings._embed_model  # the LlamaIndex example sets both globally
     sys.path.insert(0, str(EXAMPLES))
     yield
     sys.path.remove(str(EXAMPLES))
+    Settings._llm, Settings._embed_model = saved
 
 
 @pytest.mark.slow
