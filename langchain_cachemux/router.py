@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -61,6 +62,8 @@ from cachemux.models.mux import Attempt, ModelMux, MuxOutcome
 from cachemux.multiplexer.selectors import Selector
 
 __all__ = ["CacheMuxRouter", "LocalChatModel", "LocalLLM", "RoutedText", "local_models"]
+
+log = logging.getLogger(__name__)
 
 _ALLOWED = [Generation, ChatGeneration, AIMessage, AIMessageChunk]
 _OUTPUTS = ("auto", "dict")
@@ -139,9 +142,18 @@ class CacheMuxRouter(Runnable[LanguageModelInput, Any]):
         return pv, prompt, text, scope, query
 
     def _hit_output(self, hit: Any, query: Any) -> Any:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # loads() is marked beta
-            gens = loads(hit.value, allowed_objects=_ALLOWED)
+        """The cached answer with its routing record, or None if the value cannot be revived
+        (another LangChain version, a foreign entry): then the request is served as a miss."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # loads() is marked beta
+                gens = loads(hit.value, allowed_objects=_ALLOWED)
+            if not isinstance(gens, list) or not gens or not isinstance(gens[0], Generation):
+                raise TypeError(f"expected a list of generations, got {type(gens).__name__}")
+        except Exception as exc:
+            log.warning("cachemux router: cached value cannot be revived (%s: %s); served as a miss",
+                        type(exc).__name__, exc)
+            return None
         g = gens[0]
         if isinstance(g, ChatGeneration):
             prev = dict(g.message.response_metadata.get("cachemux") or {})
@@ -183,8 +195,9 @@ class CacheMuxRouter(Runnable[LanguageModelInput, Any]):
     def _invoke(self, input: LanguageModelInput, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         pv, prompt, text, scope, query = self._parts(input)
         hit = self.mux.lookup(prompt, embed_text=text, scope=scope)
-        if hit is not None:
-            return self._hit_output(hit, query)
+        served = None if hit is None else self._hit_output(hit, query)
+        if served is not None:
+            return served
         route, expected = self.mux.plan(query)
         child = _child(config, run_manager)
         attempts = self.mux.run_route(query, route, lambda m: self.models[m].invoke(pv, child, **kwargs), _text)
@@ -199,8 +212,9 @@ class CacheMuxRouter(Runnable[LanguageModelInput, Any]):
         # the cache and the selector are synchronous (store I/O, embeddings): off the event loop
         pv, prompt, text, scope, query = await run_in_executor(None, self._parts, input)
         hit = await run_in_executor(None, lambda: self.mux.lookup(prompt, embed_text=text, scope=scope))
-        if hit is not None:
-            return self._hit_output(hit, query)
+        served = None if hit is None else self._hit_output(hit, query)
+        if served is not None:
+            return served
         route, expected = await run_in_executor(None, self.mux.plan, query)
         child = _child(config, run_manager)
         attempts = await self.mux.arun_route(query, route, lambda m: self.models[m].ainvoke(pv, child, **kwargs),
@@ -213,8 +227,9 @@ class CacheMuxRouter(Runnable[LanguageModelInput, Any]):
         config = ensure_config(config)
         pv, prompt, text, scope, query = self._parts(input)
         hit = self.mux.lookup(prompt, embed_text=text, scope=scope)
-        if hit is not None:
-            yield self._as_chunk(self._hit_output(hit, query))
+        served = None if hit is None else self._hit_output(hit, query)
+        if served is not None:
+            yield self._as_chunk(served)
             return
         route, expected = self.mux.plan(query)
         attempts: list[Attempt] = []
@@ -241,8 +256,9 @@ class CacheMuxRouter(Runnable[LanguageModelInput, Any]):
         config = ensure_config(config)
         pv, prompt, text, scope, query = await run_in_executor(None, self._parts, input)
         hit = await run_in_executor(None, lambda: self.mux.lookup(prompt, embed_text=text, scope=scope))
-        if hit is not None:
-            yield self._as_chunk(self._hit_output(hit, query))
+        served = None if hit is None else self._hit_output(hit, query)
+        if served is not None:
+            yield self._as_chunk(served)
             return
         route, expected = await run_in_executor(None, self.mux.plan, query)
         attempts: list[Attempt] = []

@@ -140,6 +140,15 @@ def test_cache_hit_skips_the_selector_and_reports_the_saving():
     assert SemanticCache(semantic=False).lookup("a hard question", router.mux.llm_string) is None
 
 
+def test_unreadable_cached_value_is_served_as_a_miss():
+    cache = SemanticCache(semantic=False)
+    router = CacheMuxRouter(chat_models(), KeywordSelector(), costs=COSTS, cache=cache)
+    cache.lookup("easy", router.mux.llm_string)
+    cache.update("easy", router.mux.llm_string, '{"not": "a generation"}', cost=1.0)
+    out = router.invoke("easy")
+    assert out.content == "small says hi" and out.response_metadata["cachemux"]["models_run"] == ["small"]
+
+
 def test_cascade_with_judge_pays_the_penalty():
     sel = StaticSelector(("small", "large"))
     judge_calls = []
