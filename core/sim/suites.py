@@ -38,6 +38,7 @@ class Cell:
     cache_size: int
     num_queries: int | None
     num_requests: int
+    max_seeds: int | None = None  # the large settings run on the first few seeds only (time budget)
 
     def workload(self, seed: int) -> Workload:
         if self.suite == "synthetic":
@@ -76,9 +77,9 @@ def _routing_cells() -> list[Cell]:
             for alpha in (0.2, 0.5, 0.8):
                 out.append(Cell("routing", "paper", scenario, alpha, ROUTING_RATIO, acc, 40, 100, 10_000))
     for cache in (10, 25, 50, 100, 200, 400):  # larger query set, cache sizes around the paper's 40
-        out.append(Cell("routing", "cache-sweep", "online", 0.5, ROUTING_RATIO, 1.0, cache, 1000, 50_000))
+        out.append(Cell("routing", "cache-sweep", "online", 0.5, ROUTING_RATIO, 1.0, cache, 1000, 30_000, 3))
     for cache in (140, 1404):  # all 14,042 MMLU prompts, cache = 1% and 10% of them
-        out.append(Cell("routing", "full-set", "online", 0.5, ROUTING_RATIO, 1.0, cache, None, 100_000))
+        out.append(Cell("routing", "full-set", "online", 0.5, ROUTING_RATIO, 1.0, cache, None, 100_000, 3))
     return out
 
 
@@ -110,7 +111,8 @@ def _task(args: tuple[Cell, int]) -> tuple[Cell, int, dict[tuple[str, str], floa
 def run_cells(cells: Iterable[Cell], seeds: Iterable[int], jobs: int | None = None,
               progress: Callable[[int], None] | None = None) -> dict[Cell, dict[int, dict]]:
     """Run every (cell, seed); results[cell][seed][(cache, selector)] = cost/1000."""
-    tasks = [(c, s) for c in cells for s in seeds]
+    seeds = list(seeds)
+    tasks = [(c, s) for c in cells for s in (seeds[:c.max_seeds] if c.max_seeds else seeds)]
     jobs = jobs or min(len(tasks), os.cpu_count() or 1)
     results: dict[Cell, dict[int, dict]] = {}
     if jobs <= 1:
@@ -136,6 +138,7 @@ def aggregate(results: dict[Cell, dict[int, dict]]) -> tuple[list[dict], list[di
         seeds = sorted(by_seed)
         base = asdict(cell)
         base.pop("suite")
+        base.pop("max_seeds")
         for cache in CACHES:
             for selector in SELECTORS:
                 vals = [by_seed[s][(cache, selector)] for s in seeds]
