@@ -398,7 +398,8 @@ class SemanticCache:
 
     def stats(self) -> dict[str, Any]:
         """Counters since this object was created (this process): hits by kind, misses, cost
-        saved (sum of the hit entries' costs), evictions caused by our updates, faults."""
+        saved (sum of the hit entries' costs), evictions caused by our updates, faults; plus
+        ``store``, the store's own counters across all its users, when it keeps them."""
         with self._lock:
             s: dict[str, Any] = dict(self._counts)
             s["hits"] = s["exact_hits"] + s["semantic_hits"]
@@ -409,6 +410,10 @@ class SemanticCache:
                 1 for p in self._index.partitions() if self._index.part(p).backend != "exact")  # type: ignore[union-attr]
         try:
             s["entries"] = len(self.store)
+            # the store's own counters cover every process sharing it (disk, Redis)
+            store_stats = getattr(self.store, "stats", None)
+            if callable(store_stats):
+                s["store"] = store_stats()
         except Exception:
             s["entries"] = None
         return s

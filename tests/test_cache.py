@@ -254,6 +254,8 @@ def test_disk_store_shared_by_two_caches_keeps_both_indexes_in_step(spy, tmp_pat
     a.check_invariants()
     b.check_invariants()
     assert a.stats()["indexed"] == b.stats()["indexed"] == 2
+    assert b.stats()["evictions"] == 1 and a.stats()["evictions"] == 0  # this process's updates
+    assert a.stats()["store"]["evictions"] == 1  # the shared store's count, all users
     for c in (a, b):
         c.close()
     # persistence: a new cache on the directory rebuilds its index from the stored embeddings

@@ -74,6 +74,13 @@ def test_embeddings_are_unit_float32_and_meaningful(embedder):
     np.testing.assert_allclose(embedder.embed_one("hello"), embedder.embed(["hello"])[0], atol=1e-6)
 
 
+def test_single_text_path_equals_batched_encode(embedder):
+    texts = ["What is the capital of France?", "short", "word " * 300, "naïve café ☕ — 東京?"]
+    one_by_one = np.stack([embedder.embed_one(t) for t in texts])
+    batched = embedder.embed(texts)  # sentence-transformers' encode(), padded batch
+    np.testing.assert_allclose(one_by_one, batched, atol=1e-5)
+
+
 def test_fits_says_whether_a_text_is_embedded_whole(embedder):
     assert embedder.max_tokens == 256
     assert embedder.fits("short question?")

@@ -2,8 +2,8 @@
 
 Small partitions are searched exactly: one matrix-vector product over L2-normalised float32 rows
 (cosine = dot product), with O(1) removal by moving the last row into the hole. Past
-``ann_threshold`` entries the exact scan costs more than the embedding itself (about 1.6 ms at
-10k and 16 ms at 100k rows of 384 floats on the 2-core reference machine), so an HNSW index from
+``ann_threshold`` entries the exact scan becomes a visible part of a lookup (about 1.1 ms at 10k
+and 8 ms at 100k rows of 384 floats on the 2-core reference machine), so an HNSW index from
 **usearch** proposes candidates, which are then re-scored exactly against the float32 rows: the
 threshold decision is always made on exact cosines, and the ANN only has to put the true match
 among its ``ann_candidates`` results.
@@ -13,16 +13,23 @@ Why usearch (measured on this project's machine, CPython 3.11 x86_64, 100k rando
 * **usearch** (``usearch>=2.12``): prebuilt manylinux/macOS/Windows wheels for every current
   CPython (2.3 MB, plus its ``numkong`` kernels), HNSW with native ``remove(key)`` (what eviction
   needs), integer labels we map to store keys, cosine metric and int8/f16 quantisation. Search
-  ~0.5 ms per query at 100k (int8), insert ~1 ms, removal ~1 us.
+  ~0.5-0.9 ms per query at 100k (int8), insert ~1 ms, removal ~1 us.
 * **hnswlib**: no wheel on PyPI for CPython 3.11 (``pip download --only-binary=:all:`` finds
   none): installing needs a C++ compiler, which a cache library must not require.
 * **faiss-cpu**: wheels exist (19 MB), search ~0.4 ms, but ``IndexHNSWFlat.remove_ids`` raises
   (HNSW cannot delete); only flat/IVF indexes delete, and IVF needs training on data we do not
   have when a cache starts empty. Tombstones plus periodic rebuilds would be ours to get right.
 
+Defaults (int8 vectors in the graph, connectivity 16, expansion 128 for adds and searches): with
+100k random unit vectors (the worst case for HNSW: no neighbourhood structure) a near-duplicate
+is among the 8 candidates 99.0% of the time at 0.9 ms per search (96% / 0.4 ms with expansion
+64); among ~49k real question embeddings, 100% at 0.3-0.5 ms. Bulk build: 70 s for 100k random
+vectors, 18 s for 49k real ones on 2 busy cores.
+
 The ANN is built in one batch when a partition crosses ``ann_threshold`` (a one-off pause of
-seconds at 20k entries: it happens inside an ``update``, after an LLM call) and dropped again
-below half the threshold, so a partition hovering at the threshold does not rebuild every time.
+seconds at 20k entries: it happens inside an ``update``, after an LLM call, or when a cache
+reopens a large persistent store) and dropped again below half the threshold, so a partition
+hovering at the threshold does not rebuild every time.
 If usearch is not installed the index stays exact (correct, slower) and logs that once.
 """
 
@@ -58,7 +65,7 @@ class VectorIndex:
         self.ann_threshold = ann_threshold
         self.ann_candidates = max(1, int(ann_candidates))
         self.ann_options = {"metric": "cos", "dtype": "i8", "connectivity": 16,
-                            "expansion_add": 128, "expansion_search": 64, **(ann_options or {})}
+                            "expansion_add": 128, "expansion_search": 128, **(ann_options or {})}
         self._mat = np.zeros((16, self.dim), dtype=np.float32)
         self._keys: list[str] = []          # row -> key
         self._rows: dict[str, int] = {}     # key -> row
@@ -182,7 +189,9 @@ class VectorIndex:
             scores = self._mat[rows] @ q
             order = np.argsort(-scores, kind="stable")[:k]
             return [(self._keys[int(rows[i])], float(scores[i])) for i in order]
-        scores = self._mat[:n] @ q
+        # einsum, not BLAS: a matrix-vector product is memory-bound, and OpenBLAS's threads only
+        # add synchronisation (measured at 10k x 384 on 2 busy cores: 7.8 ms with `@`, 1.1 ms here)
+        scores = np.einsum("ij,j->i", self._mat[:n], q, optimize=False)
         if k == 1:
             i = int(np.argmax(scores))
             return [(self._keys[i], float(scores[i]))]
