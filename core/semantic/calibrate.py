@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
     parser.add_argument("--precision", type=float, default=0.95, help="dev precision the threshold must reach (default 0.95)")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="embedding cache (default $CACHEMUX_CACHE or ~/.cache/cachemux/embeddings)")
+                        help="embedding cache (default: $CACHEMUX_CACHE/embeddings, else ~/.cache/cachemux/embeddings)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder for JSON + PNG (default results/)")
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
     parser.add_argument("--threads", type=int, default=None,
