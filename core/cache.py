@@ -56,6 +56,7 @@ import math
 import os
 import threading
 import time
+from pathlib import Path
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -69,15 +70,18 @@ from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.keys import check_text, exact_key, normalize_prompt, partition_id
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
 from cachemux.stores.base import CHANGES_RESET, Entry, Store
-from cachemux.stores.memory import MemoryStore
+from cachemux.stores.disk import DiskStore
 
 __all__ = ["CostInfo", "Match", "SemanticCache"]
 
 log = logging.getLogger(__name__)
 
 PROMPT_KEEP_CHARS = 2_000   # of each prompt kept in its entry, for inspection only
-_DEFAULT_CAPACITY = 10_000
-_DEFAULT_POLICY = "gdsf"
+
+def default_store_dir() -> Path:
+    """Where the embedded default store lives: ``$CACHEMUX_STORE_DIR`` or ``~/.cache/cachemux/store``."""
+    env = os.environ.get("CACHEMUX_STORE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "cachemux" / "store"
 _WARN_EVERY_S = 10.0
 
 
@@ -106,8 +110,9 @@ class Match:
 class SemanticCache:
     """A GDSF/LEC-evicted LLM answer cache with exact and semantic (embedding) matching.
 
-    ``store``: where entries live (default: a ``MemoryStore(capacity, policy)``); pass a
-    ``DiskStore``/``RedisStore`` to persist or share. ``policy``/``capacity`` configure the
+    ``store``: where entries live (default: the embedded persistent ``DiskStore`` at
+    ``default_store_dir()``, process-safe; ``MemoryStore()`` for an in-process cache,
+    ``RedisStore(url)`` to share across hosts). ``policy``/``capacity`` configure the
     default store only (a given store has its own). ``embedder``: an ``Embedder``, a
     sentence-transformers name/path, or None for the packaged all-MiniLM-L6-v2; ``semantic=False``
     makes an exact-only cache that never loads a model. ``threshold``: the cosine similarity a
@@ -125,8 +130,8 @@ class SemanticCache:
                  candidates: int = 4, index_options: Mapping[str, Any] | None = None,
                  max_pending: int = 10_000) -> None:
         if store is None:
-            store = MemoryStore(_DEFAULT_CAPACITY if capacity is None else capacity,
-                                _DEFAULT_POLICY if policy is None else policy)
+            # an existing default store keeps its own capacity and policy unless they are given
+            store = DiskStore(default_store_dir(), capacity, policy)
         elif not isinstance(store, Store):
             raise ConfigError(f"store must be a cachemux Store (MemoryStore, DiskStore, RedisStore), "
                               f"got {type(store).__name__}")

@@ -10,7 +10,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_store(tmp_path_factory, monkeypatch):
+    """The embedded default store is a DiskStore in a user folder: each test gets its own."""
+    monkeypatch.setenv("CACHEMUX_STORE_DIR", str(tmp_path_factory.mktemp("default-store")))
 
 settings.register_profile("cachemux", deadline=None)
 settings.load_profile("cachemux")

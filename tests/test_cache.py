@@ -51,8 +51,22 @@ def spy(embedder):
 
 
 def make(spy, **kw) -> SemanticCache:
+    """An in-memory cache (these tests look at policy internals); the default store has its own test."""
     kw.setdefault("threshold", 0.8)
+    if "store" not in kw:
+        kw["store"] = MemoryStore(kw.pop("capacity", 10_000), kw.pop("policy", "gdsf"))
     return SemanticCache(embedder=spy, **kw)
+
+
+def test_default_store_is_the_persistent_disk_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("CACHEMUX_STORE_DIR", str(tmp_path / "store"))
+    a = SemanticCache(semantic=False)
+    assert isinstance(a.store, DiskStore) and a.store.directory == tmp_path / "store"
+    assert a.lookup("q?", LLM) is None and a.update("q?", LLM, "A", cost=1.0)
+    a.store.close()
+    b = SemanticCache(semantic=False)  # another process or a restart sees the committed entry
+    assert b.lookup("q?", LLM) == "A"
+    b.check_invariants()
 
 
 def test_exact_hit_needs_no_embedding_and_semantic_hit_counts_on_the_match(spy):

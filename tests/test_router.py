@@ -19,7 +19,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk  # noqa: E402
 from langchain_core.output_parsers import StrOutputParser  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate  # noqa: E402
 
-from cachemux.cache import SemanticCache  # noqa: E402
+from cachemux.cache import SemanticCache
+from cachemux.stores import MemoryStore  # noqa: E402
 from cachemux.errors import ConfigError  # noqa: E402
 from cachemux.multiplexer import OnlineSelector, Selector, StaticSelector  # noqa: E402
 from langchain_cachemux import CacheMuxCache  # noqa: E402
@@ -137,7 +138,7 @@ def test_cache_hit_skips_the_selector_and_reports_the_saving():
     s = router.stats()
     assert s["hits"] == 2 and s["saved"] == 4.0 and s["cache"]["exact_hits"] == 2
     # the router's partition is its own: a single model's cache entries never answer it
-    assert SemanticCache(semantic=False).lookup("a hard question", router.mux.llm_string) is None
+    assert SemanticCache(MemoryStore(10), semantic=False).lookup("a hard question", router.mux.llm_string) is None
 
 
 def test_unreadable_cached_value_is_served_as_a_miss():
