@@ -123,8 +123,13 @@ def test_oracle_and_trained_selectors_route() -> None:
     cfg = PredictorConfig(("small", "large"), embedding_dim=0, text_features=("log_chars",))
     pred = QualityPredictor(cfg, {"feature_mean": np.zeros(1), "feature_std": np.ones(1),
                                   "out.weight": np.zeros((2, 1)), "out.bias": np.array([3.0, 3.0])})  # p ~ 0.95
-    sel = make_selector("trained", trained=lambda: TrainedSelector(
-        pred, routes=[("small", "large"), ("large",)], costs={"small": 1.0, "large": 3.0}, text_of=str))
+    def factory(explore: float = 0.0) -> TrainedSelector:
+        return TrainedSelector(pred, routes=[("small", "large"), ("large",)], costs={"small": 1.0, "large": 3.0},
+                               text_of=str, explore=explore)
+
+    assert make_selector("trained", trained=factory).explore == 0.0
+    assert make_selector("trained-explore", trained=factory, explore=2.0).explore == 2.0
+    sel = make_selector("trained", trained=factory)
     assert sel.choose(0) == ("small", "large")
     t = serve_trace([0, 1, 1, 1], "lfu", sel, 0.5, _replay(small_ok, large_ok), "latency")
     # q1's cascade failed: the online update lowers P(small right) and the large route wins after

@@ -339,3 +339,48 @@ def test_cli_registers_train_multiplexer(capsys):
         main(["train-multiplexer", "--help"])
     assert exc.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_explore_tries_the_cheap_model_once_then_follows_the_outcome():
+    # a query the predictor finds hard: without exploration it always goes to the large model and
+    # nothing is ever learnt about the small one on it
+    costs = {"small": 1.0, "large": 20.0}
+    hard = "1234 * 5678 = 9876543 ?"
+    plain = TrainedSelector(toy_predictor(), [("small", "large"), ("large",)], costs=costs)
+    p = plain.success_prob(hard)["small"]
+    assert p < 0.1 and plain.choose(hard) == ("large",)
+    sel = TrainedSelector(toy_predictor(), [("small", "large"), ("large",)], costs=costs, explore=4.0,
+                          prior_strength=0.5)
+    q_opt = (0.5 * p + 4.0) / 4.5
+    assert sel.choice_prob(hard)["small"] == pytest.approx(q_opt)
+    assert sel.success_prob(hard)["small"] == pytest.approx(p)  # the plain posterior is unchanged
+    assert sel.choose(hard) == ("small", "large")  # 1 + (1 - q) * 2 * 20 < 20: try it
+    assert sel.expected_cost(hard) == pytest.approx(1.0 + (1 - q_opt) * FAIL_PENALTY * 20.0)
+    # the small model turns out right on it: keep the cascade (posterior, no optimism left)
+    sel.observe(hard, {"small": 1.0}, {"small": True})
+    assert sel.choice_prob(hard)["small"] == pytest.approx((0.5 * p + 1) / 1.5)
+    assert sel.choose(hard) == ("small", "large")
+    # another hard query on which the small model fails: back to the large model for good
+    hard2 = "4321 * 8765 = 1234567 ?"
+    assert sel.choose(hard2) == ("small", "large")
+    sel.observe(hard2, {"small": 1.0, "large": 20.0}, {"small": False, "large": None})
+    assert sel.choose(hard2) == ("large",)
+    # exploration is relative to the price: a 1.05x pair never explores a hard query
+    flat = TrainedSelector(toy_predictor(), [("small", "large"), ("large",)], costs={"small": 1.0, "large": 1.05},
+                           explore=4.0, prior_strength=0.5)
+    assert flat.choose(hard) == ("large",)
+
+
+def test_selector_memory_is_bounded():
+    sel = TrainedSelector(toy_predictor(), [("small", "large"), ("large",)], costs={"small": 1.0, "large": 10.0},
+                          cache_size=3)
+    for i in range(10):
+        q = f"question {i}"
+        sel.choose(q)
+        sel.observe(q, {"small": 1.0, "large": 10.0}, {"small": False, "large": True})
+    assert len(sel._pred) <= 3 and len(sel._obs) <= 3 * 2 and len(sel._cost_obs) <= 3 * 2
+    assert sel.success_prob("question 9")["small"] < sel.predicted("question 9")["small"]  # recent: kept
+    for bad in ({"explore": -1}, {"explore": float("nan")}, {"explore": "lots"}, {"cache_size": 0},
+                {"cache_size": 2.5}):
+        with pytest.raises(ConfigError):
+            TrainedSelector(toy_predictor(), costs={"small": 1.0, "large": 10.0}, **bad)

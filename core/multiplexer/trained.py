@@ -462,6 +462,16 @@ class TrainedSelector(Selector):
       observations; each observed success/failure of model m on query q updates it (Beta
       posterior mean), so repeated queries converge to what actually happened, as the paper's
       per-query online selector does. Observed costs of (q, m) replace the priced ones.
+    * ``explore``: optimism for what has not been tried. While model m has never been observed
+      on query q, *choosing* uses the posterior after ``explore`` imagined successes,
+      (k p + e) / (k + e), instead of the prediction p, so a cheaper model that may answer well is
+      tried on a query that comes back (a cache miss again), and from then on its real outcome
+      decides. The paper's online selector prices unexplored routes optimistically for the same
+      reason: without it, a query first sent to the large model never reveals that the small one
+      would have done. 0 (default) trusts the predictor and never explores. ``success_prob`` stays
+      the plain posterior; ``route_costs``/``expected_cost`` are what the choice used.
+    * ``cache_size``: how many queries' predictions (and observations, per model) are kept; the
+      oldest are forgotten first, so a long-running app's memory stays bounded.
 
     ``expected_cost(q)`` is the chosen route's expected cost under the current estimates: what the
     joint engine uses as the cache priority.
@@ -473,7 +483,7 @@ class TrainedSelector(Selector):
                  routes: Sequence[Route | Sequence[str] | str] | None = None, costs: Costs | None = None,
                  penalty: float = FAIL_PENALTY, *, failure_price: float | str | None = None,
                  threshold: float | str | None = None, text_of: Callable[[Hashable], str] | None = None,
-                 prior_strength: float = 1.0, cache_size: int = 100_000) -> None:
+                 prior_strength: float = 1.0, explore: float = 0.0, cache_size: int = 100_000) -> None:
         if not isinstance(predictor, QualityPredictor):
             predictor = QualityPredictor.load(predictor)
         self.predictor = predictor
@@ -518,8 +528,17 @@ class TrainedSelector(Selector):
         if not (prior_strength > 0.0) or math.isinf(prior_strength):
             raise ConfigError(f"prior_strength must be a finite number > 0, got {prior_strength!r}")
         self.prior_strength = float(prior_strength)
+        try:
+            explore = float(explore)
+        except (TypeError, ValueError):
+            raise ConfigError(f"explore must be a number >= 0 (imagined successes), got {explore!r}") from None
+        if not (explore >= 0.0) or math.isinf(explore):
+            raise ConfigError(f"explore must be a finite number >= 0 (imagined successes), got {explore!r}")
+        self.explore = explore
         self.text_of = text_of
-        self.cache_size = int(cache_size)
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
+            raise ConfigError(f"cache_size must be an int >= 1, got {cache_size!r}")
+        self.cache_size = cache_size
         self._pred: dict[Hashable, np.ndarray] = {}  # query -> predicted P(success) per model (prior)
         self._obs: dict[tuple[Hashable, str], list[float]] = {}  # (q, m) -> [successes, trials]
         self._cost_obs: dict[tuple[Hashable, str], list[float]] = {}  # (q, m) -> [sum, n]
@@ -615,6 +634,17 @@ class TrainedSelector(Selector):
                 p[m] = (k * p[m] + o[0]) / (k + o[1])
         return p
 
+    def choice_prob(self, query: Hashable) -> dict[str, float]:
+        """What choosing uses: ``success_prob``, except that a model never observed on ``query``
+        gets ``explore`` imagined successes, (k p + e) / (k + e)."""
+        p = self.success_prob(query)
+        if self.explore > 0.0:
+            k, e = self.prior_strength, self.explore
+            for m in p:
+                if (query, m) not in self._obs:
+                    p[m] = (k * p[m] + e) / (k + e)
+        return p
+
     def predict_batch(self, queries: Sequence[Hashable]) -> np.ndarray:
         """(n, len(self.models)) posterior P(success) for many queries (one embedding batch)."""
         self.prime(queries)
@@ -628,8 +658,9 @@ class TrainedSelector(Selector):
         return 0.0 if self._cascades else self.penalty * max(cost.values())
 
     def route_costs(self, query: Hashable) -> dict[Route, float]:
-        """Expected cost of every route for ``query`` (``route_expected_cost`` with the estimates)."""
-        p, c = self.success_prob(query), self.costs_for(query)
+        """Expected cost of every route for ``query`` (``route_expected_cost`` with the estimates;
+        optimistic for untried models when ``explore`` > 0)."""
+        p, c = self.choice_prob(query), self.costs_for(query)
         fail = self._failure_price(c)
         return {r: route_expected_cost(r, p, c, self.penalty, fail) for r in self.routes}
 
@@ -638,7 +669,7 @@ class TrainedSelector(Selector):
         if self.threshold is None:
             best = min(self.routes, key=lambda r: rc[r])  # ties: the earlier route
             return best, rc[best]
-        p, c = self.success_prob(query), self.costs_for(query)
+        p, c = self.choice_prob(query), self.costs_for(query)
         by_cost = sorted(self.routes, key=lambda r: c[r[0]])  # stable: ties keep the given order
         for r in by_cost:
             if 1.0 - p[r[0]] <= self.threshold:
@@ -677,6 +708,10 @@ class TrainedSelector(Selector):
                 o = self._obs.setdefault((query, m), [0.0, 0])
                 o[0] += 1.0 if ok else 0.0
                 o[1] += 1
+        limit = self.cache_size * len(self.models)  # bounded memory: forget the oldest queries first
+        for table in (self._cost_obs, self._obs):
+            while len(table) > limit:
+                table.pop(next(iter(table)))
 
 
 def _tokens(text: str) -> int:

@@ -46,7 +46,7 @@ __all__ = [
 
 TASK_VERSION = "cloze-v1"
 CACHES = ("lfu", "lec", "gdsf")
-SELECTORS = ("large", "cascade", "trained", "oracle")
+SELECTORS = ("large", "cascade", "trained", "trained-explore", "oracle")
 SMALL_ROUTE: Route = ("small", "large")  # the paper's cascade
 LARGE_ROUTE: Route = ("large",)
 
@@ -277,17 +277,20 @@ def make_policy_for(cache: str, capacity: int) -> Any:
     raise UnknownNameError("cache", cache, CACHES)
 
 
-def make_selector(selector: str, *, trained: Callable[[], Selector] | None = None,
+def make_selector(selector: str, *, trained: Callable[..., Selector] | None = None,
                   truth: Callable[[Any], Mapping[Route, float]] | None = None,
-                  penalty: float = FAIL_PENALTY) -> Selector:
+                  penalty: float = FAIL_PENALTY, explore: float = 1.0) -> Selector:
+    """A fresh selector by name. ``trained``: a factory ``(explore=e) -> TrainedSelector``;
+    "trained" calls it with ``explore=0`` (trust the predictor), "trained-explore" with
+    ``explore`` (an untried model gets that many imagined successes)."""
     if selector == "large":
         return StaticSelector(LARGE_ROUTE, penalty)
     if selector == "cascade":
         return StaticSelector(SMALL_ROUTE, penalty)
-    if selector == "trained":
+    if selector in ("trained", "trained-explore"):
         if trained is None:
             raise ConfigError("the trained selector needs a factory (trained=...)")
-        return trained()
+        return trained(explore=explore if selector == "trained-explore" else 0.0)
     if selector == "oracle":
         if truth is None:
             raise ConfigError("the oracle selector needs the true route costs (truth=...)")
