@@ -408,7 +408,7 @@ def _plot(rows: list[dict], live: list[dict], out: Path, alphas: list[float]) ->
         for j, (c, s) in enumerate(methods):
             ys = [cell(rs, a, c, s)[key] / scale for a in alphas]
             ax.bar(x + (j - len(methods) / 2 + 0.5) * width, ys, width, color=colors[(c, s)], label=_label(c, s),
-                   edgecolor="black" if (c, s) in (BASE, OURS) else None, linewidth=1.2)
+                   edgecolor="black" if (c, s) in (BASE, OURS, (OURS[0], "trained-explore")) else None, linewidth=1.2)
         ax.set_xticks(x, [f"alpha={a}" for a in alphas])
         ax.grid(axis="y", alpha=0.3)
 
