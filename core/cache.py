@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from cachemux.errors import ConfigError, InvariantError, MissingCostError, check_positive
+from cachemux.errors import ConfigError, InvariantError, MissingCostError, check_nonnegative, check_positive
 from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.keys import check_text, exact_key, normalize_prompt, partition_id
@@ -509,13 +509,9 @@ class SemanticCache:
 
 
 def _check_cost(name: str, cost: object) -> float:
-    try:
-        c = float(cost)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {cost!r}") from None
-    if isinstance(cost, bool) or not (c >= 0.0) or c == math.inf:
+    if isinstance(cost, bool):  # a flag passed by mistake, not a cost
         raise ConfigError(f"{name} must be a finite number >= 0, got {cost!r}")
-    return c
+    return check_nonnegative(name, cost)
 
 
 def _check_vector(vec: object) -> np.ndarray:

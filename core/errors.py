@@ -12,6 +12,7 @@ __all__ = [
     "StoreError",
     "UnknownNameError",
     "check_cost",
+    "check_nonnegative",
     "check_positive",
 ]
 
@@ -58,6 +59,17 @@ def check_positive(name: str, value: object) -> float:
     return v
 
 
+def check_nonnegative(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number >= 0 (NaN fails), else raise ConfigError."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not (v >= 0.0) or v == float("inf"):  # catches NaN too
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
 def check_cost(key: object, cost: object) -> float:
     """Validate one request's cost: a finite number >= 0 (NaN, negatives and None are errors)."""
     if cost is None:
@@ -65,10 +77,4 @@ def check_cost(key: object, cost: object) -> float:
             f"request for key {key!r} has no cost, but this policy is cost-aware; "
             "pass cost=... or use a cost-oblivious policy (lru, fifo, lfu)"
         )
-    try:
-        c = float(cost)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"cost for key {key!r} must be a number, got {cost!r}") from None
-    if not (c >= 0.0) or c == float("inf"):  # catches NaN too
-        raise ConfigError(f"cost for key {key!r} must be a finite number >= 0, got {cost!r}")
-    return c
+    return check_nonnegative(f"cost for key {key!r}", cost)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cachemux.errors import ConfigError, UnknownNameError
+from cachemux.errors import ConfigError, UnknownNameError, check_nonnegative, check_positive
 from cachemux.multiplexer.routes import FAIL_PENALTY, Route
 from cachemux.multiplexer.selectors import Selector
 
@@ -515,26 +515,11 @@ class TrainedSelector(Selector):
                 raise UnknownNameError("calibrated failure price", failure_price,
                                        [k for k, v in cal.items() if v.get("failure_price") is not None])
             failure_price = cal[failure_price]["failure_price"]
-        if failure_price is not None:
-            try:
-                failure_price = float(failure_price)
-            except (TypeError, ValueError):
-                raise ConfigError(f"failure_price must be a number >= 0, got {failure_price!r}") from None
-            if not (failure_price >= 0.0) or math.isinf(failure_price):
-                raise ConfigError(f"failure_price must be a finite number >= 0, got {failure_price!r}")
-        self.failure_price = failure_price
+        self.failure_price = None if failure_price is None else check_nonnegative("failure_price", failure_price)
         self._cascades = any(len(r) > 1 for r in self.routes)
         self.threshold = self._resolve_threshold(threshold)
-        if not (prior_strength > 0.0) or math.isinf(prior_strength):
-            raise ConfigError(f"prior_strength must be a finite number > 0, got {prior_strength!r}")
-        self.prior_strength = float(prior_strength)
-        try:
-            explore = float(explore)
-        except (TypeError, ValueError):
-            raise ConfigError(f"explore must be a number >= 0 (imagined successes), got {explore!r}") from None
-        if not (explore >= 0.0) or math.isinf(explore):
-            raise ConfigError(f"explore must be a finite number >= 0 (imagined successes), got {explore!r}")
-        self.explore = explore
+        self.prior_strength = check_positive("prior_strength", prior_strength)
+        self.explore = check_nonnegative("explore (imagined successes)", explore)
         self.text_of = text_of
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
             raise ConfigError(f"cache_size must be an int >= 1, got {cache_size!r}")
@@ -566,14 +551,7 @@ class TrainedSelector(Selector):
             if m not in costs:
                 raise ConfigError(f"{what} has no cost for model {m!r} (it has {sorted(costs)}; "
                                   f"the routes use {list(self.models)})")
-            c = costs[m]
-            try:
-                c = float(c)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{what}: cost of model {m!r} must be a number, got {c!r}") from None
-            if not (c >= 0.0) or math.isinf(c):  # NaN fails c >= 0
-                raise ConfigError(f"{what}: cost of model {m!r} must be a finite number >= 0, got {c!r}")
-            out[m] = c
+            out[m] = check_nonnegative(f"{what}: cost of model {m!r}", costs[m])
         return out
 
     def _text(self, query: Hashable) -> str:
@@ -692,12 +670,7 @@ class TrainedSelector(Selector):
         for m, c in ran.items():  # validate everything before recording anything
             if m not in self._col:
                 raise UnknownNameError("model", m, self.models)
-            try:
-                clean[m] = float(c)
-            except (TypeError, ValueError):
-                raise ConfigError(f"observed cost of model {m!r} must be a number, got {c!r}") from None
-            if not (clean[m] >= 0.0) or math.isinf(clean[m]):
-                raise ConfigError(f"observed cost of model {m!r} must be a finite number >= 0, got {c!r}")
+            clean[m] = check_nonnegative(f"observed cost of model {m!r}", c)
         super().observe(query, clean, success)
         for m, c in clean.items():
             s = self._cost_obs.setdefault((query, m), [0.0, 0])

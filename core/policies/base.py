@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any, ClassVar
 
-from cachemux.errors import ConfigError, InvariantError, check_cost, check_positive
+from cachemux.errors import InvariantError, check_cost, check_positive
 
 __all__ = ["Policy"]
 
@@ -225,10 +225,4 @@ def _valid_cost(key: Hashable, cost: object) -> float:
 
 
 def _check_size(key: Hashable, size: object) -> float:
-    try:
-        s = float(size)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"size for key {key!r} must be a number, got {size!r}") from None
-    if not (s > 0) or s == math.inf:
-        raise ConfigError(f"size for key {key!r} must be a finite number > 0, got {size!r}")
-    return s
+    return check_positive(f"size for key {key!r}", size)
