@@ -550,3 +550,50 @@ def test_differential_hypothesis(make_store: Any, kind: str, policy: tuple, ops:
     other = make_store(kind, 3, name, **options)
     _replay(ops, ref, other, f"{kind}/{name}{options}")
     other.check_invariants()
+
+
+def test_shared_invariant_check_catches_each_corruption() -> None:
+    from cachemux.errors import InvariantError
+    from cachemux.stores._policy import resolve_policy
+
+    spec = resolve_policy("gdsf", 10, {})
+    # a consistent GDSF state: H = clock + n * cost / size
+    rows = [("a", 1.0, 2.0, 1.0, 0.0, 2.0, 1, 1), ("b", 2.0, 4.0, 3.0, 0.5, 6.5, 2, 2)]
+    values = {"a": Entry("A", 2.0).to_json(), "b": Entry("B", 4.0, size=2.0).to_json()}
+    ok = {"count": 2, "used": 3.0, "seq": 2, "clock": 0.5}
+
+    def check(rows=rows, values=values, **state: float) -> None:
+        spec.check_entries("test store", rows, values, {}, **{**ok, **state},
+                           parse=lambda k, t: Entry.from_json(t))
+
+    check()
+    bad = [({"count": 3}, "entries but count"), ({"used": 4.0}, "sizes sum"),
+           ({"rows": [rows[0], ("b", 9.0, 4.0, 3.0, 0.5, 0.5 + 12 / 9, 2, 2)], "used": 10.0}, "value has size/cost"),
+           ({"seq": 1}, "beyond the counter"), ({"clock": 0.0}, "ranked at clock"),
+           ({"rows": [rows[0], ("b", 2.0, 4.0, 3.0, 0.5, 7.0, 2, 2)]}, "implies"),
+           ({"rows": [rows[0], ("b", 2.0, 4.0, 3.0, 0.5, 6.5, 1, 1)]}, "duplicate tie-break"),
+           ({"values": {"a": values["a"]}}, "has no value"),
+           ({"rows": [("a", 20.0, 2.0, 1.0, 0.0, 0.1, 1, 1)], "count": 1, "used": 20.0}, "exceeds capacity")]
+    for change, message in bad:
+        with pytest.raises(InvariantError, match=message):
+            check(**change)
+
+
+@pytest.mark.parametrize("kind", SHARED)
+def test_check_invariants_sees_a_tampered_priority(make_store: Any, kind: str) -> None:
+    from cachemux.errors import InvariantError
+
+    store = make_store(kind, 10, "gdsf")
+    store.put("a", Entry("A", 2.0))
+    store.put("b", Entry("B", 3.0))
+    store.check_invariants()
+    if kind == "disk":
+        with store._txn() as sql:
+            sql("UPDATE cachemux_entries SET prio = prio + 1 WHERE key = 'a'")
+    else:
+        meta_key = store._keys[3]  # "m": key -> "size cost n base prio seq ins"
+        fields = store.client.hget(meta_key, "a").decode().split()
+        fields[4] = repr(float(fields[4]) + 1)
+        store.client.hset(meta_key, "a", " ".join(fields))
+    with pytest.raises(InvariantError):
+        store.check_invariants()

@@ -6,9 +6,10 @@ import inspect
 import json
 import math
 from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cachemux.errors import ConfigError, UnknownNameError, check_positive
+from cachemux.errors import ConfigError, InvariantError, UnknownNameError, check_positive
 from cachemux.policies import POLICIES, make_policy
 
 __all__ = ["STORE_POLICIES", "StorePolicy", "resolve_policy"]
@@ -73,6 +74,45 @@ class StorePolicy:
         if self.family == "greedy-dual":
             return base + (n if self.use_freq else 1) * cost / size
         return self.score(n, cost, size)
+
+    def check_entries(self, where: str, rows: Sequence[Sequence[Any]], values: Mapping[str, Any],
+                      history: Mapping[str, float], *, count: float, used: float, seq: float, clock: float,
+                      parse: Callable[[str, Any], Any]) -> None:
+        """The invariants the disk and Redis stores share, over their stored state: ``rows`` are
+        ``(key, size, cost, n, base, prio, seq, ins)`` per entry; ``count``, ``used``, ``seq`` and
+        ``clock`` the store's counters; ``values`` key -> stored value text, which ``parse`` turns
+        into an ``Entry`` (or raises). The count and the sizes agree with the counters, the store
+        is within capacity, every priority follows from its entry's state, every value parses and
+        agrees with its metadata, and tie-break sequence numbers are unique."""
+        if len(rows) != count:
+            raise InvariantError(f"{where}: {len(rows)} entries but count={count:g}")
+        total = math.fsum(r[1] for r in rows)
+        if not math.isclose(total, used, rel_tol=1e-9, abs_tol=1e-9):
+            raise InvariantError(f"{where}: used={used} but entry sizes sum to {total}")
+        if used > self.capacity * (1 + 1e-12):
+            raise InvariantError(f"{where}: used={used} exceeds capacity={self.capacity}")
+        seqs = set()
+        for key, size, cost, n, base, prio, s, ins in rows:
+            seqs.add(s)
+            if s > seq or ins > seq:
+                raise InvariantError(f"{where}: {key!r} has seq {s:g}/{ins:g} beyond the counter {seq:g}")
+            want = self.want_priority(size, cost, n, base, int(s), int(ins))
+            if not math.isclose(prio, want, rel_tol=1e-12, abs_tol=1e-12):
+                raise InvariantError(f"{where}: {key!r} has priority {prio}, its state implies {want}")
+            if self.family == "greedy-dual" and base > clock:
+                raise InvariantError(f"{where}: {key!r} was ranked at clock {base} > clock {clock}")
+            h = history.get(key)
+            if self.history and h and not math.isclose(n, h, rel_tol=1e-9):
+                raise InvariantError(f"{where}: {key!r} ranked by frequency {n}, its count is {h}")
+            text = values.get(key)
+            if text is None:
+                raise InvariantError(f"{where}: {key!r} has no value")
+            e = parse(key, text)
+            if e.size != size or (self.cost_aware and e.cost != cost):
+                raise InvariantError(f"{where}: {key!r} value has size/cost {e.size}/{e.cost}, "
+                                     f"metadata {size}/{cost}")
+        if len(seqs) != len(rows):
+            raise InvariantError(f"{where}: duplicate tie-break sequence numbers")
 
 
 def resolve_policy(name: object, capacity: object, options: dict[str, Any]) -> StorePolicy:

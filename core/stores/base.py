@@ -14,7 +14,7 @@ import numpy as np
 
 from cachemux.errors import ConfigError, StoreError
 
-__all__ = ["CHANGES_RESET", "Entry", "PutResult", "Store"]
+__all__ = ["CHANGES_RESET", "Entry", "PutResult", "Store", "check_key"]
 
 # The op ``changes()`` returns when the caller's cursor is outside the retained change log
 # (trimmed, taken on another or a recreated store, or 0 on first use): drop the derived index and
@@ -125,3 +125,9 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_key(key: object) -> None:
+    """Store keys are str (the cache's hashed keys); anything else is a caller's bug."""
+    if type(key) is not str:
+        raise ConfigError(f"store keys must be str, got {type(key).__name__}")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import secrets
 import sqlite3
@@ -43,7 +42,7 @@ from typing import Any
 
 from cachemux.errors import ConfigError, InvariantError, StoreError
 from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT, StorePolicy, resolve_policy
-from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
 
 try:  # diskcache is a core dependency; keep the import error readable anyway
     import diskcache
@@ -486,7 +485,7 @@ class DiskStore(Store):
 
     # ---- the Store API --------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
-        _check_key(key)
+        check_key(key)
         with self._txn() as sql:
             st = self._state(sql)
             row = sql("SELECT n, cost, size FROM cachemux_entries WHERE key = ?", (key,)).fetchone()
@@ -506,13 +505,13 @@ class DiskStore(Store):
         return self._parse(key, text)
 
     def peek(self, key: str) -> Entry | None:
-        _check_key(key)
+        check_key(key)
         with self._read():
             text = self._value(key)
         return None if text is None else self._parse(key, text)
 
     def put(self, key: str, entry: Entry) -> PutResult:
-        _check_key(key)
+        check_key(key)
         if not isinstance(entry, Entry):
             raise ConfigError(f"put() needs an Entry, got {type(entry).__name__}")
         cost, size = float(entry.cost), float(entry.size)
@@ -532,7 +531,7 @@ class DiskStore(Store):
         return PutResult(admitted, tuple(evicted))
 
     def delete(self, key: str) -> bool:
-        _check_key(key)
+        check_key(key)
         with self._txn() as sql:
             st = self._state(sql)
             found = self._remove(sql, st, key)
@@ -607,39 +606,12 @@ class DiskStore(Store):
             order = [k for (k,) in sql("SELECT key FROM cachemux_entries INDEXED BY"
                                         " cachemux_entries_order ORDER BY prio, seq")]
         where = f"disk store {self.directory}"
-        if len(rows) != st.count:
-            raise InvariantError(f"{where}: {len(rows)} entries but count={st.count}")
         if n_values != len(rows):
             raise InvariantError(f"{where}: {n_values} values but {len(rows)} entries")
         if sorted(order) != sorted(k for k, *_ in rows):
             raise InvariantError(f"{where}: the priority index and the entries disagree")
-        total = math.fsum(r[1] for r in rows)
-        if not math.isclose(total, st.used, rel_tol=1e-9, abs_tol=1e-9):
-            raise InvariantError(f"{where}: used={st.used} but entry sizes sum to {total}")
-        if st.used > spec.capacity * (1 + 1e-12):
-            raise InvariantError(f"{where}: used={st.used} exceeds capacity={spec.capacity}")
-        seqs = set()
-        for key, size, cost, n, base, prio, seq, ins in rows:
-            seqs.add(seq)
-            if seq > st.seq or ins > st.seq:
-                raise InvariantError(f"{where}: {key!r} has seq {seq}/{ins} beyond the counter {st.seq}")
-            want = spec.want_priority(size, cost, n, base, seq, ins)
-            if not math.isclose(prio, want, rel_tol=1e-12, abs_tol=1e-12):
-                raise InvariantError(f"{where}: {key!r} has priority {prio}, its state implies {want}")
-            if spec.family == "greedy-dual" and base > st.clock:
-                raise InvariantError(f"{where}: {key!r} was ranked at clock {base} > clock {st.clock}")
-            h = history.get(key)
-            if spec.history and h and not math.isclose(n, h, rel_tol=1e-9):
-                raise InvariantError(f"{where}: {key!r} ranked by frequency {n}, its count is {h}")
-            text = values[key]
-            if text is None:
-                raise InvariantError(f"{where}: {key!r} has no value")
-            e = self._parse(key, text)
-            if e.size != size or (spec.cost_aware and e.cost != cost):
-                raise InvariantError(f"{where}: {key!r} value has size/cost {e.size}/{e.cost}, "
-                                     f"metadata {size}/{cost}")
-        if len(seqs) != len(rows):
-            raise InvariantError(f"{where}: duplicate tie-break sequence numbers")
+        spec.check_entries(where, rows, values, history, count=st.count, used=st.used, seq=st.seq,
+                           clock=st.clock, parse=self._parse)
 
     def close(self) -> None:
         cache, self._cache = self._cache, None
@@ -648,8 +620,3 @@ class DiskStore(Store):
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self.directory)!r}, policy={self.spec.name!r}, capacity={self.spec.capacity:g})"
-
-
-def _check_key(key: object) -> None:
-    if type(key) is not str:
-        raise ConfigError(f"store keys must be str, got {type(key).__name__}")

@@ -31,7 +31,7 @@ from typing import Any
 from cachemux.errors import ConfigError, InvariantError, StoreError
 from cachemux.stores import _redis_lua as lua
 from cachemux.stores._policy import StorePolicy, resolve_policy
-from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
 
 __all__ = ["RedisStore"]
 
@@ -181,26 +181,26 @@ class RedisStore(Store):
 
     # ---- the Store API --------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
-        _check_key(key)
+        check_key(key)
         out = self._run("GET", key)
         if int(out[0]) == 0:
             return None
         return self._parse(key, out[1])
 
     def peek(self, key: str) -> Entry | None:
-        _check_key(key)
+        check_key(key)
         text = self._plain(self.client.hget, self._keys[2], key)
         return None if text is None else self._parse(key, text)
 
     def put(self, key: str, entry: Entry) -> PutResult:
-        _check_key(key)
+        check_key(key)
         if not isinstance(entry, Entry):
             raise ConfigError(f"put() needs an Entry, got {type(entry).__name__}")
         out = self._run("PUT", key, entry.to_json(), repr(float(entry.cost)), repr(float(entry.size)))
         return PutResult(int(out[0]) == 1, tuple(_s(k) for k in out[1:]))
 
     def delete(self, key: str) -> bool:
-        _check_key(key)
+        check_key(key)
         return int(self._run("DELETE", key)) == 1
 
     def clear(self) -> None:
@@ -258,15 +258,8 @@ class RedisStore(Store):
         zset = {k: float(_s(v)) for k, v in pairs(z_raw).items()}
         values = pairs(v_raw)
         history = {k: float(_s(v)) for k, v in pairs(h_raw).items()}
-        if len(meta) != st["count"]:
-            raise InvariantError(f"{where}: {len(meta)} entries but count={st['count']:g}")
         if set(values) != set(meta):
             raise InvariantError(f"{where}: values for {len(values)} keys, state for {len(meta)}")
-        total = math.fsum(m[0] for m in meta.values())
-        if not math.isclose(total, st["used"], rel_tol=1e-9, abs_tol=1e-9):
-            raise InvariantError(f"{where}: used={st['used']} but entry sizes sum to {total}")
-        if st["used"] > spec.capacity * (1 + 1e-12):
-            raise InvariantError(f"{where}: used={st['used']} exceeds capacity={spec.capacity}")
         want_members = {f"{int(m[5]):016x}{k}": (k, m[4]) for k, m in meta.items()}
         if set(zset) != set(want_members):
             raise InvariantError(f"{where}: the sorted set and the entries disagree")
@@ -274,25 +267,8 @@ class RedisStore(Store):
             k, prio = want_members[member]
             if score != prio:
                 raise InvariantError(f"{where}: {k!r} scores {score} in the sorted set, {prio} in its state")
-        seqs = set()
-        for k, (size, cost, n, base, prio, seq, ins) in meta.items():
-            seqs.add(seq)
-            if seq > st["seq"] or ins > st["seq"]:
-                raise InvariantError(f"{where}: {k!r} has seq {seq:g}/{ins:g} beyond the counter {st['seq']:g}")
-            want = spec.want_priority(size, cost, n, base, int(seq), int(ins))
-            if not math.isclose(prio, want, rel_tol=1e-12, abs_tol=1e-12):
-                raise InvariantError(f"{where}: {k!r} has priority {prio}, its state implies {want}")
-            if spec.family == "greedy-dual" and base > st["clock"]:
-                raise InvariantError(f"{where}: {k!r} was ranked at clock {base} > clock {st['clock']}")
-            h = history.get(k)
-            if spec.history and h and not math.isclose(n, h, rel_tol=1e-9):
-                raise InvariantError(f"{where}: {k!r} ranked by frequency {n}, its count is {h}")
-            e = self._parse(k, values[k])
-            if e.size != size or (spec.cost_aware and e.cost != cost):
-                raise InvariantError(f"{where}: {k!r} value has size/cost {e.size}/{e.cost}, "
-                                     f"metadata {size}/{cost}")
-        if len(seqs) != len(meta):
-            raise InvariantError(f"{where}: duplicate tie-break sequence numbers")
+        spec.check_entries(where, [(k, *m) for k, m in meta.items()], values, history, count=st["count"],
+                           used=st["used"], seq=st["seq"], clock=st["clock"], parse=self._parse)
 
     def close(self) -> None:
         if self._own_client:
@@ -303,8 +279,3 @@ class RedisStore(Store):
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, policy={self.spec.name!r}, capacity={self.spec.capacity:g})"
-
-
-def _check_key(key: object) -> None:
-    if type(key) is not str:
-        raise ConfigError(f"store keys must be str, got {type(key).__name__}")
