@@ -175,7 +175,7 @@ class CacheMuxLLM(LLM):
         hit = mux.lookup(prompt, embed_text=embed, scope=scope)
         if hit is not None:
             text, meta = self._hit(hit, query)
-            return CompletionResponse(text=text, additional_kwargs={"cachemux": meta})
+            return _completion_response(text, meta)
         route, expected = mux.plan(query)
         attempts = mux.run_route(query, route, lambda m: self.llms[m].complete(prompt, formatted=formatted, **kwargs),
                                  _text)
@@ -189,7 +189,7 @@ class CacheMuxLLM(LLM):
         hit = await asyncio.to_thread(lambda: mux.lookup(prompt, embed_text=embed, scope=scope))
         if hit is not None:
             text, meta = self._hit(hit, query)
-            return CompletionResponse(text=text, additional_kwargs={"cachemux": meta})
+            return _completion_response(text, meta)
         route, expected = await asyncio.to_thread(mux.plan, query)
         attempts = await mux.arun_route(query, route, lambda m: self.llms[m].acomplete(prompt, formatted=formatted,
                                                                                        **kwargs), _text)
@@ -209,8 +209,7 @@ class CacheMuxLLM(LLM):
                     yield item
                 else:
                     text, meta = item
-                    yield CompletionResponse(text=text, delta="" if kind == "meta" else text,
-                                             additional_kwargs={"cachemux": meta})
+                    yield _completion_response(text, meta, delta="" if kind == "meta" else text)
         return gen()
 
     @llm_completion_callback()
@@ -227,8 +226,7 @@ class CacheMuxLLM(LLM):
                     yield item
                 else:
                     text, meta = item
-                    yield CompletionResponse(text=text, delta="" if kind == "meta" else text,
-                                             additional_kwargs={"cachemux": meta})
+                    yield _completion_response(text, meta, delta="" if kind == "meta" else text)
         return gen()
 
     # ---- chat ------------------------------------------------------------------------------------------
@@ -369,6 +367,10 @@ def _text(r: Any) -> str:
 def _with_meta(r: Any, meta: dict[str, Any]) -> Any:
     r.additional_kwargs = {**(r.additional_kwargs or {}), "cachemux": meta}
     return r
+
+
+def _completion_response(text: str, meta: dict[str, Any], delta: str | None = None) -> CompletionResponse:
+    return CompletionResponse(text=text, delta=delta, additional_kwargs={"cachemux": meta})
 
 
 def _chat_response(text: str, meta: dict[str, Any], delta: str | None = None) -> ChatResponse:

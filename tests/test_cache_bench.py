@@ -7,20 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_data import has_qqp_pairs
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_cache.py"
 
 
-def _has_data() -> bool:
-    from cachemux.semantic.calibrate import _default_data
-
-    try:
-        return _default_data().is_file()
-    except Exception:
-        return False
-
-
-@pytest.mark.skipif(not _has_data(), reason="shared QQP data not found")
+@pytest.mark.skipif(not has_qqp_pairs(), reason="shared QQP data not found")
 def test_bench_cache_runs_and_reports(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("bench_cache", BENCH)
     bench = importlib.util.module_from_spec(spec)

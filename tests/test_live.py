@@ -3,12 +3,11 @@ through JointEngine (fake models: no weights, a few seconds)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 from cachemux.errors import ConfigError, UnknownNameError
+from cachemux.models.local import GenerationResult
 from cachemux.multiplexer.trained import PredictorConfig, QualityPredictor, TrainedSelector
 from cachemux.sim.live import (
     Answer,
@@ -25,16 +24,6 @@ from cachemux.sim.live import (
 )
 
 
-@dataclass(frozen=True)
-class _Result:
-    text: str
-    model: str
-    latency: float
-    flops: float
-    tokens_in: int
-    tokens_out: int
-
-
 class _FakeModel:
     """Answers the gold word for items whose qid is in ``knows``, else "the"."""
 
@@ -42,11 +31,12 @@ class _FakeModel:
         self.name, self.knows, self.latency, self.calls = name, knows, latency, 0
         self.by_ctx = {it.context: it for it in items}
 
-    def generate(self, prompt: str, max_new_tokens: int = 3) -> _Result:
+    def generate(self, prompt: str, max_new_tokens: int = 3) -> GenerationResult:
         self.calls += 1
         it = self.by_ctx[prompt]
         text = f" {it.target} and" if it.qid in self.knows else " the end"
-        return _Result(text, self.name, self.latency, 1e9 * len(prompt.split()), len(prompt.split()), max_new_tokens)
+        return GenerationResult(text, self.name, self.latency, 1e9 * len(prompt.split()), len(prompt.split()),
+                                max_new_tokens, "length")
 
 
 def _items(n: int = 6) -> list[ClozeItem]:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cachemux.cli import main
-from cachemux.semantic.calibrate import EmbeddingCache, _default_data, choose_threshold, gptcache_hits, pr_curve
+from cachemux.semantic.calibrate import EmbeddingCache, choose_threshold, gptcache_hits, pr_curve
+from shared_data import has_qqp_pairs
 
 
 def test_pr_curve_matches_brute_force():
@@ -62,14 +63,7 @@ def test_embedding_cache_roundtrip_without_pickle(tmp_path):
     assert EmbeddingCache(tmp_path, "other/model").missing(["a"]) == ["a"]
 
 
-def _has_data() -> bool:
-    try:
-        return _default_data().is_file()
-    except Exception:
-        return False
-
-
-@pytest.mark.skipif(not _has_data(), reason="shared QQP data not found")
+@pytest.mark.skipif(not has_qqp_pairs(), reason="shared QQP data not found")
 def test_calibrate_command_end_to_end(tmp_path, capsys):
     out, cache = tmp_path / "out", tmp_path / "emb"
     argv = ["calibrate-semantic", "--limit", "60", "--cache-dir", str(cache), "--out", str(out), "--no-progress"]

@@ -273,17 +273,18 @@ class PartitionedIndex:
         return self._parts.get(partition)
 
     def add(self, key: str, partition: str, vec: np.ndarray) -> None:
-        old = self._where.get(key)
-        if old is not None and old != partition:
-            self.remove(key)
-        ix = self._parts.get(partition)
-        if ix is None:
-            ix = self._parts[partition] = VectorIndex(self.dim, **self.index_options)
-        ix.add(key, vec)
+        self._index_for([key], partition).add(key, vec)
         self._where[key] = partition
 
     def add_many(self, keys: list[str], partition: str, vecs: np.ndarray) -> None:
         """Bulk ``add`` of many keys into one partition."""
+        self._index_for(keys, partition).add_many(list(keys), vecs)
+        for key in keys:
+            self._where[key] = partition
+
+    def _index_for(self, keys: list[str], partition: str) -> VectorIndex:
+        """``partition``'s index (created on first use), after removing any of ``keys`` that
+        live in another partition."""
         for key in keys:
             old = self._where.get(key)
             if old is not None and old != partition:
@@ -291,9 +292,7 @@ class PartitionedIndex:
         ix = self._parts.get(partition)
         if ix is None:
             ix = self._parts[partition] = VectorIndex(self.dim, **self.index_options)
-        ix.add_many(list(keys), vecs)
-        for key in keys:
-            self._where[key] = partition
+        return ix
 
     def remove(self, key: str) -> bool:
         partition = self._where.pop(key, None)
