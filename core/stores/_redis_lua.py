@@ -92,6 +92,17 @@ local function log(op, key)
   end
 end
 
+-- every cached entry's state (with .key), oldest admission first
+local function entries_by_insertion()
+  local m = redis.call('HGETALL', K_M)
+  local items = {}
+  for i = 1, #m, 2 do
+    local e = meta_get(m[i]); e.key = m[i]; items[#items + 1] = e
+  end
+  table.sort(items, function(a, b) return a.ins < b.ins end)
+  return items
+end
+
 -- FrequencyEstimator._rescale + FrequencyPolicy._rescaled: scale every count by f, forget the
 -- negligible ones, re-rank cached keys in admission order (rare: every ~500 half-lives)
 local function rescale(f)
@@ -102,13 +113,7 @@ local function rescale(f)
   end
   st.total = st.total * f
   st.epoch = st.epoch + 1
-  local m = redis.call('HGETALL', K_M)
-  local items = {}
-  for i = 1, #m, 2 do
-    local e = meta_get(m[i]); e.key = m[i]; items[#items + 1] = e
-  end
-  table.sort(items, function(a, b) return a.ins < b.ins end)
-  for _, e in ipairs(items) do
+  for _, e in ipairs(entries_by_insertion()) do
     redis.call('ZREM', K_Z, member(e.seq, e.key))
     e.n = e.n * f
     e.prio = score(e.n, e.cost, e.size)
@@ -302,12 +307,7 @@ return 0
 
 # remove every entry; the clock and the request history stay (as MemoryStore.clear)
 CLEAR = _PRELUDE + """
-local m = redis.call('HGETALL', K_M)
-local items = {}
-for i = 1, #m, 2 do
-  local e = meta_get(m[i]); e.key = m[i]; items[#items + 1] = e
-end
-table.sort(items, function(a, b) return a.ins < b.ins end)
+local items = entries_by_insertion()
 for _, e in ipairs(items) do
   remove(e.key)
   st.deletes = st.deletes + 1
