@@ -638,16 +638,18 @@ class TrainedSelector(Selector):
     def route_costs(self, query: Hashable) -> dict[Route, float]:
         """Expected cost of every route for ``query`` (``route_expected_cost`` with the estimates;
         optimistic for untried models when ``explore`` > 0)."""
-        p, c = self.choice_prob(query), self.costs_for(query)
+        return self._route_costs(self.choice_prob(query), self.costs_for(query))
+
+    def _route_costs(self, p: Mapping[str, float], c: Mapping[str, float]) -> dict[Route, float]:
         fail = self._failure_price(c)
         return {r: route_expected_cost(r, p, c, self.penalty, fail) for r in self.routes}
 
     def _choose(self, query: Hashable) -> tuple[Route, float]:
-        rc = self.route_costs(query)
+        p, c = self.choice_prob(query), self.costs_for(query)  # once per choice: the hot path
+        rc = self._route_costs(p, c)
         if self.threshold is None:
             best = min(self.routes, key=lambda r: rc[r])  # ties: the earlier route
             return best, rc[best]
-        p, c = self.choice_prob(query), self.costs_for(query)
         by_cost = sorted(self.routes, key=lambda r: c[r[0]])  # stable: ties keep the given order
         for r in by_cost:
             if 1.0 - p[r[0]] <= self.threshold:
