@@ -1,98 +1,309 @@
-"""lookup -> route -> generate -> account -> admit/evict, in one readable place (paper Algorithm 2)."""
+"""THE joint step: lookup -> route -> generate -> account -> admit (paper Algorithm 2), written once.
+
+``JointEngine`` serves a request through a *cache port* (``cachemux.joint.caches``: a policy + dict
+in the simulator, the semantic LLM cache in applications) and a *generate port* (run one model on
+the request). ``serve``, ``aserve``, ``stream`` and ``astream`` are thin drivers of one ``_Flow``,
+which holds the whole decision logic:
+
+    hit = cache.lookup(request)            -> served, cost 0; the entry saved what it cost to make
+    route = selector.choose(query)         -> the models to try, in order (paper §3.6)
+    run each until one succeeds            -> priced by the cost model, graded by the judge
+    selector.observe(query, ran, success)  -> it learns this query's cost on each route
+    cache.admit(request, answer, price)    -> price = selector.entry_price(query, paid)
+
+The last step is the paper's joint design: an entry is priced at what a miss would cost *under the
+multiplexer*. Before the alternatives to the route that produced it have been tried on the query,
+that is the observed cost of that route; afterwards, the selector's expected cost. Optimism about
+untried routes is for routing only: it never makes an entry look free to the cache.
+
+The generate port is a function ``generate(request, model) -> Generation`` or an object with
+``generate`` and optionally ``agenerate`` (awaitable), ``stream`` / ``astream`` (an iterator of
+chunks whose last item is the run's ``Generation``).
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Hashable, MutableMapping
-from dataclasses import dataclass
+import inspect
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from typing import Any
 
+from cachemux.errors import ConfigError
+from cachemux.joint.caches import CachePort, as_cache_port
+from cachemux.joint.costs import CostModel, Costs
+from cachemux.joint.types import Attempt, Generation, Hit, Request, Served
 from cachemux.multiplexer.routes import Route, route_cost
 from cachemux.multiplexer.selectors import Selector
-from cachemux.policies.base import Policy
 
-__all__ = ["Generation", "JointEngine", "Served"]
+__all__ = ["Chunk", "JointEngine"]
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Generation:
-    """One model's answer to one query: what it cost and whether it was good enough.
-
-    ``success=None`` means unknown (no judge): the answer is accepted and a cascade stops there.
-    ``size`` is what the answer occupies in the cache (1 per entry, or tokens/bytes).
-    """
-
-    answer: Any
-    cost: float
-    success: bool | None = None
-    size: float = 1
+Judge = Callable[[Hashable, str, str], "bool | None"]
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
-    """The outcome of one request."""
+class Chunk:
+    """A piece of a streamed answer (``JointEngine.stream`` yields these, then the ``Served``)."""
 
-    answer: Any
-    hit: bool
-    cost: float
-    route: Route | None = None
-    models: tuple[str, ...] = ()
+    __slots__ = ("model", "value")
 
+    def __init__(self, model: str, value: Any) -> None:
+        self.model = model
+        self.value = value
 
-Generate = Callable[[Hashable, str], Generation]
+    def __repr__(self) -> str:
+        return f"Chunk({self.model!r}, {self.value!r})"
 
 
 class JointEngine:
-    """Serve queries through a cache (``policy`` + optional value ``store``) and a multiplexer.
+    """Serve requests through a cache and a multiplexer (see the module docstring).
 
-    On a miss the selector picks a route, the models run in order until one succeeds, the
-    selector learns what that cost, and the answer is offered to the cache with the cost
-    *under the selector* (``selector.expected_cost``: min over routes of the estimated cost),
-    which is what makes caching and multiplexing gains multiply (the paper's joint design).
+    ``cache``: a cache port, a ``Policy`` (a key-only policy cache), a ``SemanticCache`` /
+    ``CacheMuxCache``, or None. ``selector``: any ``Selector``. ``generate``: the generate port.
+    ``costs``: how a run is priced when its ``Generation.cost`` is None (``CostModel``).
+    ``judge(query, model, text) -> bool | None`` grades answers whose generation gave no verdict.
+    ``store``: with a ``Policy`` as cache, a dict that keeps the answers (the simulator's form).
+    Thread-safe: selector decisions and the counters are serialised, model calls are not.
     """
 
-    def __init__(self, policy: Policy, selector: Selector, generate: Generate,
-                 store: MutableMapping[Hashable, Any] | None = None) -> None:
-        self.policy = policy
-        self.selector = selector
-        self.generate = generate
-        self.store = store
-        self.total_cost = 0.0
-        self.requests = 0
-
-    def serve(self, query: Hashable) -> Served:
-        self.requests += 1
-        policy, store = self.policy, self.store
-        if policy.lookup(query):
-            if store is None:
-                return Served(None, True, 0.0)
-            try:
-                return Served(store[query], True, 0.0)
-            except KeyError:  # the store lost the value (evicted elsewhere, expired): a miss
-                policy.remove(query)
-        selector = self.selector
-        route = selector.choose(query)
-        ran: dict[str, float] = {}
-        success: dict[str, bool | None] = {}
-        gen = None
-        for model in route:
-            gen = self.generate(query, model)
-            ran[model] = gen.cost
-            success[model] = gen.success
-            if gen.success is not False:
-                break
-        assert gen is not None
-        cost, _ = route_cost(route, ran, success, selector.penalty)
-        assert cost is not None
-        selector.observe(query, ran, success)
-        expected = selector.expected_cost(query)
-        evicted = policy.admit(query, cost if expected is None else expected, gen.size)
+    def __init__(self, cache: Any, selector: Selector, generate: Any, store: Any = None, *,
+                 costs: Costs | CostModel | None = None, judge: Judge | None = None,
+                 detail: bool = True) -> None:
+        if not isinstance(selector, Selector):
+            raise ConfigError(f"selector must be a cachemux Selector, got {type(selector).__name__}")
         if store is not None:
-            for key in evicted:
-                store.pop(key, None)
-            if query in policy:
-                store[query] = gen.answer
-        self.total_cost += cost
-        return Served(gen.answer, False, cost, route, tuple(ran))
+            from cachemux.joint.caches import PolicyCache
+
+            cache = PolicyCache(cache, store)
+        self.cache: CachePort | None = as_cache_port(cache)
+        self.selector = selector
+        if callable(generate) and not hasattr(generate, "generate"):
+            self._generate, self._port = generate, None
+        elif hasattr(generate, "generate"):
+            self._generate, self._port = generate.generate, generate
+        else:
+            raise ConfigError(f"generate must be a function (request, model) -> Generation or an object "
+                              f"with .generate, got {type(generate).__name__}")
+        self.costs = costs if isinstance(costs, CostModel) or costs is None else CostModel(costs, selector.models)
+        if judge is not None and not callable(judge):
+            raise ConfigError(f"judge must be a function (query, model, text) -> bool | None, got {judge!r}")
+        self.judge = judge
+        self.detail = bool(detail)  # per-route estimates in each Served (the simulator skips them)
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.hits = 0
+        self.total_cost = 0.0
+        self.saved = 0.0
+        self.calls: dict[str, int] = dict.fromkeys(selector.models, 0)
+        self.answered: dict[str, int] = dict.fromkeys(selector.models, 0)
+
+    @property
+    def policy(self) -> Any:
+        """The eviction policy when the cache is a ``PolicyCache`` (the simulator's), else None."""
+        return getattr(self.cache, "policy", None)
+
+    # ---- drivers --------------------------------------------------------------------------------
+    def serve(self, request: Any) -> Served:
+        """Serve one request (a ``Request``, or a bare query the cache keys on)."""
+        flow = _Flow(self, request)
+        hit = flow.lookup()
+        if hit is not None:
+            return hit
+        while (model := flow.next_model()) is not None:
+            t0 = time.perf_counter()
+            flow.record(model, self._generate(request, model), time.perf_counter() - t0)
+        return flow.finish()
+
+    async def aserve(self, request: Any) -> Served:
+        """``serve`` with the models awaited (``agenerate`` if the port has it); the cache and the
+        selector run in a worker thread (store I/O and embeddings would block the loop)."""
+        import asyncio
+
+        flow = _Flow(self, request)
+        hit = await asyncio.to_thread(flow.lookup)
+        if hit is not None:
+            return hit
+        call = getattr(self._port, "agenerate", None) or self._generate
+        while (model := await asyncio.to_thread(flow.next_model)) is not None:
+            t0 = time.perf_counter()
+            gen = call(request, model)
+            if inspect.isawaitable(gen):
+                gen = await gen
+            flow.record(model, gen, time.perf_counter() - t0)
+        return await asyncio.to_thread(flow.finish)
+
+    def stream(self, request: Any) -> Iterator[Chunk | Served]:
+        """Yield the answering model's chunks, then the ``Served``. A model that may be followed
+        by another (a cascade with a judge) runs whole first, since the judge needs its full
+        answer; if it is accepted its answer is not streamed (``Served.streamed`` is False)."""
+        flow = _Flow(self, request)
+        hit = flow.lookup()
+        if hit is not None:
+            yield hit
+            return
+        port_stream = getattr(self._port, "stream", None)
+        while (model := flow.next_model()) is not None:
+            t0 = time.perf_counter()
+            if port_stream is None or not flow.streams(model):
+                flow.record(model, self._generate(request, model), time.perf_counter() - t0)
+                continue
+            gen = None
+            for item in port_stream(request, model):
+                if isinstance(item, Generation):
+                    gen = item
+                else:
+                    yield Chunk(model, item)
+            flow.record(model, _settled(gen, model), time.perf_counter() - t0, streamed=True)
+        yield flow.finish()
+
+    async def astream(self, request: Any) -> AsyncIterator[Chunk | Served]:
+        """``stream`` for asyncio (``astream``/``agenerate`` of the port when it has them)."""
+        import asyncio
+
+        flow = _Flow(self, request)
+        hit = await asyncio.to_thread(flow.lookup)
+        if hit is not None:
+            yield hit
+            return
+        port_stream = getattr(self._port, "astream", None)
+        call = getattr(self._port, "agenerate", None) or self._generate
+        while (model := await asyncio.to_thread(flow.next_model)) is not None:
+            t0 = time.perf_counter()
+            if port_stream is None or not flow.streams(model):
+                gen = call(request, model)
+                if inspect.isawaitable(gen):
+                    gen = await gen
+                flow.record(model, gen, time.perf_counter() - t0)
+                continue
+            last = None
+            async for item in port_stream(request, model):
+                if isinstance(item, Generation):
+                    last = item
+                else:
+                    yield Chunk(model, item)
+            flow.record(model, _settled(last, model), time.perf_counter() - t0, streamed=True)
+        yield await asyncio.to_thread(flow.finish)
+
+    # ---- reporting ------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Requests, cache hits, model calls and answers per model, total cost paid, cost saved by
+        hits (what their answers cost to produce), and the cache's own stats when it has them."""
+        with self._lock:
+            s: dict[str, Any] = {"requests": self.requests, "hits": self.hits, "calls": dict(self.calls),
+                                 "answered": dict(self.answered), "total_cost": self.total_cost,
+                                 "saved": self.saved}
+        cache_stats = getattr(self.cache, "stats", None)
+        if callable(cache_stats):
+            s["cache"] = cache_stats()
+        return s
+
+    def route_estimates(self, query: Hashable) -> dict[str, float | None]:
+        """The selector's per-route cost estimate for ``query`` (``"small>large"`` for a cascade)."""
+        if not _hashable(query):
+            return {}
+        with self._lock:
+            return {">".join(r): c for r, c in self.selector.route_estimates(query).items()}
+
+
+def _settled(gen: Generation | None, model: str) -> Generation:
+    if gen is None:
+        raise ConfigError(f"the stream of model {model!r} must end with its Generation")
+    return gen
+
+
+class _Flow:
+    """One request's decisions, free of I/O: the drivers above only run the models it names."""
+
+    __slots__ = ("engine", "request", "query", "route", "attempts", "expected", "_i", "_done", "_streamed",
+                 "_gen")
+
+    def __init__(self, engine: JointEngine, request: Any) -> None:
+        self.engine = engine
+        self.request = request
+        self.query = request.query if type(request) is Request else request
+        self.attempts: list[Attempt] = []
+        self._i = 0
+        self._done = False
+        self._streamed = False
+
+    def lookup(self) -> Served | None:
+        """A ``Served`` for a cache hit, else None and the route is chosen."""
+        eng = self.engine
+        hit: Hit | None = eng.cache.lookup(self.request) if eng.cache is not None else None
+        with eng._lock:
+            eng.requests += 1
+            if hit is None:
+                self.route: Route = eng.selector.choose(self.query)
+                self.expected = eng.selector.expected_cost(self.query)
+                return None
+            eng.hits += 1
+            saved = hit.price if hit.paid is None else hit.paid
+            eng.saved += saved
+        return Served(hit.answer, True, 0.0, kind=hit.kind, similarity=hit.similarity, model=hit.model,
+                      price=hit.price, saved=saved)
+
+    def next_model(self) -> str | None:
+        """The next model of the route to run, or None: the cascade loop (paper §3.6) — model i
+        runs only if every earlier one failed; the last one's answer is accepted as it is."""
+        if self._done or self._i >= len(self.route):
+            return None
+        return self.route[self._i]
+
+    def streams(self, model: str) -> bool:
+        """Whether ``model``'s answer can go out as it is generated: no later model can replace it."""
+        return self._i == len(self.route) - 1 or self.engine.judge is None
+
+    def record(self, model: str, gen: Any, seconds: float, streamed: bool = False) -> None:
+        if not isinstance(gen, Generation):
+            raise ConfigError(f"generate must return a cachemux Generation, got {type(gen).__name__} from {model!r}")
+        eng = self.engine
+        latency = seconds if gen.latency is None else gen.latency
+        cost = gen.cost
+        if cost is None:
+            if eng.costs is None:
+                raise ConfigError(f"model {model!r} returned no cost and the engine has no cost model (costs=)")
+            cost = eng.costs(model, gen.answer, latency, gen.usage)
+        ok = gen.success
+        if ok is None and eng.judge is not None:
+            ok = eng.judge(self.query, model, gen.text if gen.text is not None else str(gen.answer))
+        self.attempts.append(Attempt(model, gen.answer, cost, ok, latency))
+        self._gen = gen
+        self._streamed = streamed
+        self._i += 1
+        if ok is not False:
+            self._done = True
+
+    def finish(self) -> Served:
+        """Account the run, let the selector learn, offer the answer to the cache."""
+        eng, q, route, attempts = self.engine, self.query, self.route, self.attempts
+        if not attempts:
+            raise ConfigError(f"route {route!r} ran no model")
+        ran = {a.model: a.cost for a in attempts}
+        success = {a.model: a.success for a in attempts}
+        paid, _ = route_cost(route, ran, success, eng.selector.penalty)
+        if paid is None:  # pragma: no cover - the loop runs the route until it is decided
+            paid = sum(ran.values())
+        final = attempts[-1]
+        with eng._lock:
+            sel = eng.selector
+            sel.observe(q, ran, success)
+            price = sel.entry_price(q, paid)
+            estimates = ({">".join(r): c for r, c in sel.route_estimates(q).items()}
+                         if eng.detail and _hashable(q) else {})
+            eng.total_cost += paid
+            for a in attempts:
+                eng.calls[a.model] = eng.calls.get(a.model, 0) + 1
+            eng.answered[final.model] = eng.answered.get(final.model, 0) + 1
+        admitted = None
+        if eng.cache is not None:
+            admitted = eng.cache.admit(self.request, final.answer, price, self._gen.size, model=final.model, paid=paid)
+        return Served(final.answer, False, paid, route, tuple(ran), tuple(attempts), model=final.model,
+                      price=price, admitted=admitted, expected_cost=self.expected, route_costs=estimates,
+                      streamed=self._streamed)
+
+
+def _hashable(q: Any) -> bool:
+    try:
+        hash(q)
+    except TypeError:
+        return False
+    return True

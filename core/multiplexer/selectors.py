@@ -69,6 +69,21 @@ class Selector(ABC):
     def _candidates(self, query: Hashable) -> tuple[Route, ...]:
         return self.routes
 
+    def entry_price(self, query: Hashable, paid: float) -> float:
+        """What the cache should price an entry for ``query`` at, after a miss that cost ``paid``:
+        the selector's expected cost once every candidate route has been observed on ``query``,
+        before that the cost just paid (an untried route's optimism is for routing only: it must
+        never make an entry look free)."""
+        est = self.estimates
+        vals = [est.mean((query, r)) for r in self._candidates(query)]
+        if any(v is None for v in vals):
+            return float(paid)
+        return min(vals)  # type: ignore[type-var]
+
+    def route_estimates(self, query: Hashable) -> dict[Route, float | None]:
+        """The per-route cost estimates for ``query`` (running means; None where unobserved)."""
+        return {r: self.estimates.mean((query, r)) for r in self.routes}
+
 
 class StaticSelector(Selector):
     """Always the same route: always-large, always-small, or a fixed cascade."""
@@ -99,6 +114,13 @@ class OracleSelector(Selector):
     def expected_cost(self, query: Hashable) -> float | None:
         t = self.truth(query)
         return min(t[r] for r in self.routes)
+
+    def entry_price(self, query: Hashable, paid: float) -> float:
+        return self.expected_cost(query)  # type: ignore[return-value]  # the truth is known
+
+    def route_estimates(self, query: Hashable) -> dict[Route, float | None]:
+        t = self.truth(query)
+        return {r: t[r] for r in self.routes}
 
 
 class NoisyOracleSelector(OracleSelector):

@@ -667,13 +667,22 @@ class TrainedSelector(Selector):
         """The chosen route's expected cost: what a cache miss on ``query`` is expected to cost."""
         return self._choose(query)[1]
 
+    def entry_price(self, query: Hashable, paid: float) -> float:
+        """The chosen route's expected cost under the posterior P(success) *without* the
+        exploration bonus (optimism is for routing, never for the cache's price)."""
+        route = self._choose(query)[0]
+        return self._route_costs(self.success_prob(query), self.costs_for(query))[route]
+
+    def route_estimates(self, query: Hashable) -> dict[Route, float | None]:
+        return dict(self._route_costs(self.success_prob(query), self.costs_for(query)))
+
     def observe(self, query: Hashable, ran: Mapping[str, float], success: Mapping[str, bool | None]) -> None:
         clean = {}
         for m, c in ran.items():  # validate everything before recording anything
             if m not in self._col:
                 raise UnknownNameError("model", m, self.models)
             clean[m] = check_nonnegative(f"observed cost of model {m!r}", c)
-        super().observe(query, clean, success)
+        # no base-class running means: the predictor and the tables below are all this reads
         for m, c in clean.items():
             s = self._cost_obs.setdefault((query, m), [0.0, 0])
             s[0] += c

@@ -317,7 +317,7 @@ def serve_trace(requests: Iterable[int], cache: str, selector: Selector, capacit
         tally.calls[model] = tally.calls.get(model, 0) + 1
         return Generation(ans, lat if unit == "latency" else fl / unit_scale, ans.correct, 1)
 
-    engine = JointEngine(make_policy_for(cache, capacity), selector, generate, store={})
+    engine = JointEngine(make_policy_for(cache, capacity), selector, generate, store={}, detail=False)
     t0 = time.perf_counter()
     for q in requests:
         served = engine.serve(q)

@@ -137,7 +137,7 @@ def run(w: Workload, method: Method, capacity: int, *, record: bool = False) -> 
     if isinstance(policy, LECOffline):
         for key in policy.warm():
             policy.admit(key)
-    engine = JointEngine(policy, selector, generate)
+    engine = JointEngine(policy, selector, generate, detail=False)
     serve = engine.serve
     per = np.empty(w.num_requests) if record else None
     hits = 0
