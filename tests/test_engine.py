@@ -73,3 +73,118 @@ def test_invariants_hold_through_the_engine(policy):
     for i in range(200):
         eng.serve(["easy", "hard", "x"][i % 3] if i % 7 else "easy")
         policy.check_invariants()
+
+
+def test_hand_computed_trace_pins_costs_hits_and_prices():
+    """LRU(2) + the online selector (untried routes score 0, ties go to the cascade) on a trace
+    worked out by hand; see the comments for each step."""
+    store: dict = {}
+    eng = JointEngine(LRU(2), OnlineSelector([CAS, LARGE]), generate, store)
+    got = [eng.serve(q) for q in ["easy", "hard", "easy", "x", "hard", "easy"]]
+    # 1 easy: cascade, small ok (1); the large route is untried -> priced at what was paid, 1
+    # 2 hard: cascade, small fails: 1 + 2*10 = 21; both routes now known (21, 10) -> price 10
+    # 3 easy: hit
+    # 4 x: cascade, small ok (1); evicts hard (least recent)
+    # 5 hard: large (10 < 21); evicts easy
+    # 6 easy: large is untried -> explored (score 0 < 1): 100; price min(1, 100) = 1; evicts x
+    assert [r.cost for r in got] == [1.0, 21.0, 0.0, 1.0, 10.0, 100.0]
+    assert [r.hit for r in got] == [False, False, True, False, False, False]
+    assert [r.price for r in got] == [1.0, 10.0, 1.0, 1.0, 10.0, 1.0]  # a hit reports its entry's price
+    assert [r.route for r in got] == [CAS, CAS, None, CAS, LARGE, LARGE]
+    assert got[2].saved == 1.0 and got[2].model == "small"
+    assert eng.total_cost == 133.0 and eng.hits == 1 and eng.requests == 6
+    assert set(store) == {"hard", "easy"} and store["easy"] == "easy:large"
+    assert eng.stats()["calls"] == {"small": 3, "large": 3}
+
+
+def test_an_unexplored_route_never_prices_an_entry_at_zero():
+    """The README's selector and cost table: the old engine priced every entry 0 (the optimistic
+    score of the untried large route); the entry must cost what a miss would."""
+    from cachemux.joint import Request
+
+    def gen(req, model):
+        return Generation(f"{req.query}:{model}", None, None)
+
+    eng = JointEngine(LEC(10), OnlineSelector([CAS, LARGE]), gen, {}, costs={"small": 1.0, "large": 10.0})
+    r = eng.serve(Request("What is the capital of France?"))
+    assert r.price == 1.0 and r.cost == 1.0 and r.admitted
+    assert r.metadata()["entry_cost"] == 1.0
+
+
+class _Port:
+    """A generate port with every method: answers are the model's name, streamed in two pieces;
+    no verdict of its own (the engine's judge grades)."""
+
+    def generate(self, req, model):
+        return Generation(f"{model}-answer", None, None, text=f"{model}-answer")
+
+    async def agenerate(self, req, model):
+        return self.generate(req, model)
+
+    def stream(self, req, model):
+        yield f"{model}-"
+        yield "answer"
+        yield self.generate(req, model)
+
+    async def astream(self, req, model):
+        for item in self.stream(req, model):
+            yield item
+
+
+def test_async_and_stream_drivers_agree_with_serve():
+    import asyncio
+
+    from cachemux.joint import Chunk, Request, Served
+
+    costs = {"small": 1.0, "large": 10.0}
+    judge = lambda q, m, text: m != "small"  # noqa: E731 - the small model always fails
+    outs = []
+    for mode in ("serve", "aserve", "stream", "astream"):
+        eng = JointEngine(LRU(4), StaticSelector(CAS), _Port(), {}, costs=costs, judge=judge)
+        req = Request("q")
+        if mode == "serve":
+            r = eng.serve(req)
+        elif mode == "aserve":
+            r = asyncio.run(eng.aserve(req))
+        elif mode == "stream":
+            items = list(eng.stream(req))
+        else:
+            async def collect():
+                return [i async for i in eng.astream(req)]
+            items = asyncio.run(collect())
+        if mode in ("stream", "astream"):
+            chunks = [i.value for i in items if isinstance(i, Chunk)]
+            r = items[-1]
+            assert isinstance(r, Served) and r.streamed
+            # the judged small model ran whole; only the large model's answer was streamed
+            assert chunks == ["large-", "answer"] and {i.model for i in items[:-1]} == {"large"}
+        outs.append((r.answer, r.cost, r.models, r.price))
+        hit = eng.serve(req)
+        assert hit.hit and hit.answer == "large-answer" and hit.saved == 1.0 + 2 * 10.0
+    assert len(set(outs)) == 1 and outs[0] == ("large-answer", 21.0, ("small", "large"), 21.0)
+
+
+def test_generate_must_return_a_generation_and_a_priced_cost():
+    from cachemux.errors import ConfigError
+
+    eng = JointEngine(LRU(2), StaticSelector(LARGE), lambda q, m: "text")
+    with pytest.raises(ConfigError, match="Generation"):
+        eng.serve("q")
+    eng = JointEngine(LRU(2), StaticSelector(LARGE), lambda q, m: Generation("a"))
+    with pytest.raises(ConfigError, match="no cost"):
+        eng.serve("q")
+    with pytest.raises(ConfigError, match="costs"):
+        JointEngine(LRU(2), StaticSelector(LARGE), generate, costs="dollars")
+
+
+def test_threads_share_one_engine_without_losing_counts():
+    from concurrent.futures import ThreadPoolExecutor
+
+    eng = JointEngine(LRU(3), OnlineSelector([CAS, LARGE]), generate, {})
+    qs = ["easy", "hard", "x", "y"] * 250
+    QUERIES.setdefault("y", (1.0, True, 5.0))
+    with ThreadPoolExecutor(8) as ex:
+        served = list(ex.map(eng.serve, qs))
+    assert eng.requests == 1000 and eng.hits == sum(r.hit for r in served)
+    assert eng.total_cost == pytest.approx(sum(r.cost for r in served))
+    eng.policy.check_invariants()
