@@ -1,33 +1,37 @@
-"""``CacheMuxLLM``: a LlamaIndex LLM that picks one of several LlamaIndex LLMs per call with a
-cachemux ``Selector``, through an optional cachemux ``SemanticCache``.
+"""``CacheMuxLLM``: a LlamaIndex LLM that serves each call through cachemux's joint engine -- the
+semantic cache, then a ``Selector`` choosing which of several LlamaIndex LLMs answers.
 
 ::
 
     from llama_index.core import Settings
+    from cachemux import OnlineSelector, SemanticCache
     from llamaindex_cachemux import CacheMuxLLM, LocalLLM
-    Settings.llm = CacheMuxLLM({"small": LocalLLM.from_name("smollm2-135m"),
-                                "large": LocalLLM.from_name("gemma3-270m")},
-                               selector, costs={"small": 1.0, "large": 2.0}, cache=SemanticCache())
+    Settings.llm = CacheMuxLLM({"small": LocalLLM("smollm2-135m"), "large": LocalLLM("gemma3-270m")},
+                               OnlineSelector([("small", "large"), ("large",)]),
+                               costs={"small": 1.0, "large": 10.0}, cache=SemanticCache())
 
 Every response (``CompletionResponse``/``ChatResponse``, and the last chunk of a stream) carries
-the routing record in ``additional_kwargs["cachemux"]`` (keys as in ``MuxOutcome.metadata``:
-``model``, ``route``, ``models_run``, ``cost``, ``expected_cost``, ``route_costs``,
-``model_costs``, ``latency``, ``success``, ``cache_hit``, ``similarity``/``saved`` on hits,
-``cached``).
+the routing record ``Served.metadata()`` in ``additional_kwargs["cachemux"]`` (``model``,
+``route``, ``models_run``, ``cost``, ``expected_cost``, ``route_costs``, ``model_costs``,
+``latency``, ``success``, ``cache_hit``, ``cached``, ``entry_cost``; ``similarity``/``saved`` on
+hits). On a miss the response is the answering model's own, so its fields are kept.
 
-The cache sees completions and chats apart (a chat's earlier messages are its exact scope; its
-last user message is compared by meaning; so is a completion's question when ``query_fn``
-finds it in the prompt, the rest of the prompt being its exact scope); entries hold ``{"text", "model", "cost"}`` as JSON and are
-priced at the selector's expected cost for the query (the paper's joint design). ``query_fn``
-maps the prompt text (a completion prompt, or a chat's last user message) to what the selector
-sees: a RAG prompt holds retrieved context too, so pass a function that extracts the question.
+The cache key holds the models' configurations and the call's options (``max_tokens``,
+``temperature``, ``stop``, ...) and whether it is a completion or a chat: an answer is never
+served to a call made with other options. A chat's last user message is compared by meaning,
+its earlier messages being the exact scope; so is a completion's question when ``query_fn``
+finds it in the prompt (the rest of the prompt, e.g. retrieved context, being the scope).
+``query_fn`` maps the prompt text (a completion prompt, or a chat's last message) to what the
+selector routes on: a RAG prompt holds retrieved context too, so pass one that extracts the question.
 """
 
 from __future__ import annotations
 
-import asyncio
+import enum
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from llama_index.core.base.llms.types import (
@@ -40,54 +44,67 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
     MessageRole,
+    TextBlock,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.llm import LLM
-from pydantic import ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr
 
-from cachemux.errors import ConfigError
-from cachemux.models.mux import Attempt, ModelMux
-from cachemux.multiplexer.selectors import Selector
+from cachemux import Chunk, ConfigError, Generation, JointEngine, Request, Selector, SemanticPort, Served
 
 __all__ = ["CacheMuxLLM"]
 
-_CHAT_SCOPE = "\x00chat:"  # chats never share entries with completions
+# model fields never written into a cache key (the key is stored with each entry)
+_SECRET = re.compile(r"api_?key|secret|password|token$|^key$|_key$|auth|credential", re.I)
+# LLM fields LlamaIndex leaves out of to_dict() that still shape the prompt a model sees
+_PROMPT_FIELDS = ("messages_to_prompt", "completion_to_prompt", "query_wrapper_prompt")
+
+
+@dataclass(slots=True)
+class _Call:
+    """A call as the generate port runs it; ``responses`` keeps each model's own response."""
+
+    chat: bool
+    input: Any  # the prompt, or the messages
+    kwargs: dict[str, Any]
+    responses: dict[str, Any] = field(default_factory=dict)
 
 
 class CacheMuxLLM(LLM):
-    """Route each call to one of ``llms`` (``{"small": llm_a, "large": llm_b}``) with ``selector``.
+    """Serve each call with one of ``models`` (``{"small": llm_a, "large": llm_b}``) chosen by
+    ``selector``, through ``cache`` (a ``SemanticCache``, or a LangChain ``CacheMuxCache``).
 
     ``costs``: ``{model: cost}``, ``"latency"`` (measured seconds, the default), ``"flops"``
-    (``additional_kwargs["flops"]`` as ``LocalLLM`` reports it) or ``f(model, response, seconds)``.
-    ``cache``: a ``cachemux.cache.SemanticCache`` (a LangChain ``CacheMuxCache`` works too).
-    ``judge(query, model, text) -> bool | None`` grades answers for cascade routes.
+    (``additional_kwargs["flops"]``, as ``LocalLLM`` reports it), ``"tokens"`` (its
+    ``tokens_in + tokens_out``) or ``f(model, text, seconds)``. ``judge(query, model, text) ->
+    bool | None`` grades answers for cascade routes.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
-    llms: dict[str, Any]
-    _mux: ModelMux = PrivateAttr()
+    models: dict[str, Any]
+    _engine: JointEngine = PrivateAttr()
     _query_fn: Callable[[str], Any] | None = PrivateAttr(default=None)
 
-    def __init__(self, llms: Mapping[str, LLM], selector: Selector, *,
+    def __init__(self, models: Mapping[str, LLM], selector: Selector, *,
                  costs: Mapping[str, float] | str | Callable[[str, Any, float], float] = "latency",
                  cache: Any = None, judge: Callable[[Any, str, str], bool | None] | None = None,
-                 query_fn: Callable[[str], Any] | None = None, llm_string: str | None = None,
-                 **kwargs: Any) -> None:
-        if not isinstance(llms, Mapping) or not llms:
-            raise ConfigError("llms must be a non-empty mapping {name: LlamaIndex LLM}")
-        for n, m in llms.items():
+                 query_fn: Callable[[str], Any] | None = None, **kwargs: Any) -> None:
+        if not isinstance(models, Mapping) or not models:
+            raise ConfigError("models must be a non-empty mapping {name: LlamaIndex LLM}")
+        for n, m in models.items():
             if not isinstance(m, LLM):
-                raise ConfigError(f"llm {n!r} must be a LlamaIndex LLM, got {type(m).__name__}")
-        super().__init__(llms=dict(llms), **kwargs)
-        cache = getattr(cache, "cache", cache)  # a LangChain CacheMuxCache wraps a SemanticCache
-        if cache is not None and not hasattr(cache, "match"):
-            raise ConfigError(f"cache must be a cachemux SemanticCache, got {type(cache).__name__}")
-        if llm_string is None:
-            llm_string = "cachemux-llamaindex:" + json.dumps(
-                {k: [type(m).__name__, m.metadata.model_name, m.metadata.num_output] for k, m in llms.items()},
-                sort_keys=True)
-        self._mux = ModelMux(list(llms), selector, costs=_costs(costs), cache=cache,
-                             llm_string=llm_string, judge=judge)
+                raise ConfigError(f"models[{n!r}] must be a LlamaIndex LLM, got {type(m).__name__}")
+        missing = [m for m in getattr(selector, "models", ()) if m not in models]
+        if missing:
+            raise ConfigError(f"selector routes use {missing}, not among the models {list(models)}")
+        if query_fn is not None and not callable(query_fn):
+            raise ConfigError(f"query_fn must be a function (prompt text) -> query, got {query_fn!r}")
+        semantic = cache if cache is None or hasattr(cache, "match") else getattr(cache, "cache", None)
+        if cache is not None and not (hasattr(semantic, "match") and hasattr(semantic, "update")):
+            raise ConfigError(f"cache must be a cachemux SemanticCache (or a CacheMuxCache), got {type(cache).__name__}")
+        super().__init__(models=dict(models), **kwargs)
+        self._engine = JointEngine(None if semantic is None else SemanticPort(semantic), selector,
+                                   _Port(self.models), costs=costs, judge=judge)
         self._query_fn = query_fn
 
     @classmethod
@@ -95,296 +112,203 @@ class CacheMuxLLM(LLM):
         return "cachemux_llm"
 
     @property
-    def mux(self) -> ModelMux:
-        return self._mux
+    def engine(self) -> JointEngine:
+        return self._engine
 
     @property
     def selector(self) -> Selector:
-        return self._mux.selector
+        return self._engine.selector
 
     def stats(self) -> dict[str, Any]:
-        return self._mux.stats()
+        return self._engine.stats()
 
     @property
     def metadata(self) -> LLMMetadata:
         """The tightest context window and the largest output budget of the wrapped models (a
         prompt packed for it fits whichever model answers); a chat model only if all are."""
-        metas = [m.metadata for m in self.llms.values()]
+        metas = [m.metadata for m in self.models.values()]
         return LLMMetadata(
             context_window=min(m.context_window for m in metas),
             num_output=max(m.num_output for m in metas),
             is_chat_model=all(m.is_chat_model for m in metas),
             is_function_calling_model=False,
-            model_name="cachemux[" + ",".join(f"{k}={m.model_name}" for k, m in zip(self.llms, metas)) + "]")
+            model_name="cachemux[" + ",".join(f"{k}={m.model_name}" for k, m in zip(self.models, metas)) + "]")
 
-    # ---- request parts -----------------------------------------------------------------------------
-    def _query(self, text: str) -> Any:
-        return self._query_fn(text) if self._query_fn is not None else text
+    # ---- framework input -> Request ---------------------------------------------------------------
+    def _config(self, kind: str, options: Mapping[str, Any]) -> str:
+        return json.dumps({"call": kind, "models": {k: _llm_config(m) for k, m in self.models.items()},
+                           "options": dict(options)},
+                          sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_plain)
 
-    def _completion_parts(self, prompt: str) -> tuple[str | None, str, Any]:
-        """(text compared by meaning, exact scope, selector query) of a completion prompt. With a
-        ``query_fn`` that finds the question inside the prompt, only the question is compared by
-        meaning and the rest (the retrieved context, the template) must match exactly: two
-        questions about one context must not share an answer because the context dominates their
-        embeddings. Otherwise the whole prompt is compared."""
-        if self._query_fn is None:
-            return None, "", prompt
-        q = self._query_fn(prompt)
-        if isinstance(q, str) and q.strip() and q in prompt:
-            i = prompt.rfind(q)
-            return q, prompt[:i] + "\x00" + prompt[i + len(q):], q
-        return None, "", q
+    def _completion(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> Request:
+        """A completion's request. With a ``query_fn`` that finds the question inside the prompt,
+        only the question is compared by meaning and the rest (the retrieved context, the
+        template) must match exactly: two questions about one context must not share an answer
+        because the context dominates their embeddings. Otherwise the whole prompt is compared."""
+        call = _Call(False, prompt, {"formatted": formatted, **kwargs})
+        embed, scope, query = None, "", prompt
+        if self._query_fn is not None:
+            query = self._query_fn(prompt)
+            if isinstance(query, str) and query.strip() and query in prompt:
+                i = prompt.rfind(query)
+                embed, scope = query, prompt[:i] + "\x00" + prompt[i + len(query):]
+        return Request(query, prompt, self._config("complete", call.kwargs), embed, scope, call)
 
-    @staticmethod
-    def _chat_parts(messages: Sequence[ChatMessage]) -> tuple[str, str | bool, str, str]:
-        """(cache prompt, text compared by meaning, exact scope, selector text) of a chat."""
-        turns = [[m.role.value if isinstance(m.role, MessageRole) else str(m.role), m.content or ""]
-                 for m in messages]
+    def _chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Request:
+        """A chat's request: its last user message is compared by meaning, the earlier ones are
+        the exact scope (a last message of another role: exact only)."""
+        turns = [_turn(m) for m in messages]
         if not turns:
-            raise ConfigError("chat() needs at least one message")
-        prompt = _CHAT_SCOPE + json.dumps(turns, ensure_ascii=False)
-        role, last = turns[-1]
-        if role != "user":  # nothing to compare by meaning: exact only
-            return prompt, False, "", last
-        return prompt, last, _CHAT_SCOPE + json.dumps(turns[:-1], ensure_ascii=False), last
+            raise ConfigError("messages: a chat needs at least one message")
+        last = messages[-1].content or ""
+        user = turns[-1][0] == "user" and len(turns[-1]) == 2
+        scope = json.dumps(turns[:-1], ensure_ascii=False) if user else ""
+        query = self._query_fn(last) if self._query_fn is not None else last
+        return Request(query, json.dumps(turns, ensure_ascii=False), self._config("chat", kwargs),
+                       last if user else False, scope, _Call(True, list(messages), dict(kwargs)))
+
+    # ---- Served -> framework output ---------------------------------------------------------------
+    @staticmethod
+    def _respond(served: Served, call: _Call) -> Any:
+        meta = served.metadata()
+        own = None if served.hit else call.responses.get(served.model)
+        if own is None:
+            return _response(call.chat, served.answer, meta)
+        own.additional_kwargs = {**(own.additional_kwargs or {}), "cachemux": meta}
+        return own
 
     @staticmethod
-    def _value(text: str, model: str, cost: float) -> str:
-        return json.dumps({"text": text, "model": model, "cost": cost}, ensure_ascii=False)
+    def _chunk(item: Chunk | Served, call: _Call) -> Any:
+        """A model's chunk as it is, or the last one, carrying the routing record (and the whole
+        answer as its delta when that was not streamed: a hit, an accepted judged cascade step)."""
+        if isinstance(item, Chunk):
+            return item.value
+        return _response(call.chat, item.answer, item.metadata(), "" if item.streamed else item.answer)
 
-    def _hit(self, hit: Any, query: Any) -> tuple[str, dict[str, Any]]:
-        try:
-            d = json.loads(hit.value)
-            text, model, paid = str(d["text"]), d.get("model"), d.get("cost")
-        except (ValueError, KeyError, TypeError):
-            text, model, paid = hit.value, None, None
-        return text, self._mux.hit_outcome(query, hit, model, paid).metadata()
+    def _stream(self, req: Request) -> Iterator[Any]:
+        return (self._chunk(item, req.payload) for item in self._engine.stream(req))
 
-    def _finish(self, query: Any, route: Any, attempts: Sequence[Attempt], expected: float | None,
-                prompt: str, embed: str | bool, scope: str) -> dict[str, Any]:
-        final = attempts[-1]
-        value = self._value(final.text, final.model, self._mux.route_cost(route, attempts))
-        return self._mux.finish(query, route, attempts, expected, prompt, value,
-                                embed_text=embed, scope=scope).metadata()
+    async def _astream(self, req: Request) -> AsyncIterator[Any]:
+        async for item in self._engine.astream(req):
+            yield self._chunk(item, req.payload)
 
-    # ---- completion ----------------------------------------------------------------------------------
+    # ---- the eight call forms ---------------------------------------------------------------------
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        mux = self._mux
-        embed, scope, query = self._completion_parts(prompt)
-        hit = mux.lookup(prompt, embed_text=embed, scope=scope)
-        if hit is not None:
-            text, meta = self._hit(hit, query)
-            return _completion_response(text, meta)
-        route, expected = mux.plan(query)
-        attempts = mux.run_route(query, route, lambda m: self.llms[m].complete(prompt, formatted=formatted, **kwargs),
-                                 _text)
-        meta = self._finish(query, route, attempts, expected, prompt, embed, scope)  # type: ignore[arg-type]
-        return _with_meta(attempts[-1].output, meta)
+        req = self._completion(prompt, formatted, kwargs)
+        return self._respond(self._engine.serve(req), req.payload)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        mux = self._mux
-        embed, scope, query = self._completion_parts(prompt)
-        hit = await asyncio.to_thread(lambda: mux.lookup(prompt, embed_text=embed, scope=scope))
-        if hit is not None:
-            text, meta = self._hit(hit, query)
-            return _completion_response(text, meta)
-        route, expected = await asyncio.to_thread(mux.plan, query)
-        attempts = await mux.arun_route(query, route, lambda m: self.llms[m].acomplete(prompt, formatted=formatted,
-                                                                                       **kwargs), _text)
-        meta = await asyncio.to_thread(self._finish, query, route, attempts, expected, prompt, embed, scope)
-        return _with_meta(attempts[-1].output, meta)
+        req = self._completion(prompt, formatted, kwargs)
+        return self._respond(await self._engine.aserve(req), req.payload)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        embed, scope, query = self._completion_parts(prompt)
-
-        def gen() -> Iterator[CompletionResponse]:
-            for kind, item in self._stream_steps(
-                    prompt, embed, scope, query,
-                    lambda m: self.llms[m].complete(prompt, formatted=formatted, **kwargs),
-                    lambda m: self.llms[m].stream_complete(prompt, formatted=formatted, **kwargs)):
-                if kind == "chunk":
-                    yield item
-                else:
-                    text, meta = item
-                    yield _completion_response(text, meta, delta="" if kind == "meta" else text)
-        return gen()
+        return self._stream(self._completion(prompt, formatted, kwargs))
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False,
                                **kwargs: Any) -> CompletionResponseAsyncGen:
-        embed, scope, query = self._completion_parts(prompt)
+        return self._astream(self._completion(prompt, formatted, kwargs))
 
-        async def gen() -> AsyncIterator[CompletionResponse]:
-            async for kind, item in self._astream_steps(
-                    prompt, embed, scope, query,
-                    lambda m: self.llms[m].acomplete(prompt, formatted=formatted, **kwargs),
-                    lambda m: self.llms[m].astream_complete(prompt, formatted=formatted, **kwargs)):
-                if kind == "chunk":
-                    yield item
-                else:
-                    text, meta = item
-                    yield _completion_response(text, meta, delta="" if kind == "meta" else text)
-        return gen()
-
-    # ---- chat ------------------------------------------------------------------------------------------
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        mux = self._mux
-        prompt, embed, scope, last = self._chat_parts(messages)
-        query = self._query(last)
-        hit = mux.lookup(prompt, embed_text=embed, scope=scope)
-        if hit is not None:
-            text, meta = self._hit(hit, query)
-            return _chat_response(text, meta)
-        route, expected = mux.plan(query)
-        attempts = mux.run_route(query, route, lambda m: self.llms[m].chat(messages, **kwargs), _text)
-        meta = self._finish(query, route, attempts, expected, prompt, embed, scope)
-        return _with_meta(attempts[-1].output, meta)
+        req = self._chat(messages, kwargs)
+        return self._respond(self._engine.serve(req), req.payload)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        mux = self._mux
-        prompt, embed, scope, last = self._chat_parts(messages)
-        query = self._query(last)
-        hit = await asyncio.to_thread(lambda: mux.lookup(prompt, embed_text=embed, scope=scope))
-        if hit is not None:
-            text, meta = self._hit(hit, query)
-            return _chat_response(text, meta)
-        route, expected = await asyncio.to_thread(mux.plan, query)
-        attempts = await mux.arun_route(query, route, lambda m: self.llms[m].achat(messages, **kwargs), _text)
-        meta = await asyncio.to_thread(self._finish, query, route, attempts, expected, prompt, embed, scope)
-        return _with_meta(attempts[-1].output, meta)
+        req = self._chat(messages, kwargs)
+        return self._respond(await self._engine.aserve(req), req.payload)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        prompt, embed, scope, last = self._chat_parts(messages)
-
-        def gen() -> Iterator[ChatResponse]:
-            for kind, item in self._stream_steps(
-                    prompt, embed, scope, self._query(last),
-                    lambda m: self.llms[m].chat(messages, **kwargs),
-                    lambda m: self.llms[m].stream_chat(messages, **kwargs)):
-                if kind == "chunk":
-                    yield item
-                else:
-                    text, meta = item
-                    yield _chat_response(text, meta, delta="" if kind == "meta" else text)
-        return gen()
+        return self._stream(self._chat(messages, kwargs))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        prompt, embed, scope, last = self._chat_parts(messages)
-
-        async def gen() -> AsyncIterator[ChatResponse]:
-            async for kind, item in self._astream_steps(
-                    prompt, embed, scope, self._query(last),
-                    lambda m: self.llms[m].achat(messages, **kwargs),
-                    lambda m: self.llms[m].astream_chat(messages, **kwargs)):
-                if kind == "chunk":
-                    yield item
-                else:
-                    text, meta = item
-                    yield _chat_response(text, meta, delta="" if kind == "meta" else text)
-        return gen()
-
-    # ---- streaming, written once for completions and chats ------------------------------------------
-    def _stream_steps(self, prompt: str, embed: str | bool | None, scope: str, query: Any,
-                      whole: Callable[[str], Any], stream: Callable[[str], Iterator[Any]]
-                      ) -> Iterator[tuple[str, Any]]:
-        """Yields ("chunk", response) for the model's chunks, ("whole", (text, meta)) for a cache
-        hit or a graded cascade step, and ("meta", (text, meta)) once at the end of a stream."""
-        mux = self._mux
-        hit = mux.lookup(prompt, embed_text=embed, scope=scope)
-        if hit is not None:
-            yield "whole", self._hit(hit, query)
-            return
-        route, expected = mux.plan(query)
-        attempts: list[Attempt] = []
-        for i, name in enumerate(route):
-            if i < len(route) - 1 and mux.judge is not None:  # the judge needs the whole answer
-                attempts += mux.run_route(query, (name,), whole, _text)
-                if attempts[-1].success is not False:
-                    break
-                continue
-            t0 = _now()
-            last = None
-            for chunk in stream(name):
-                last = chunk
-                yield "chunk", chunk
-            attempts.append(mux.attempt(query, name, last, _text(last), _now() - t0))
-            meta = self._finish(query, route, attempts, expected, prompt, embed, scope)  # type: ignore[arg-type]
-            yield "meta", (_text(last), meta)
-            return
-        meta = self._finish(query, route, attempts, expected, prompt, embed, scope)  # type: ignore[arg-type]
-        yield "whole", (attempts[-1].text, meta)
-
-    async def _astream_steps(self, prompt: str, embed: str | bool | None, scope: str, query: Any,
-                             whole: Callable[[str], Any], stream: Callable[[str], Any]
-                             ) -> AsyncIterator[tuple[str, Any]]:
-        mux = self._mux
-        hit = await asyncio.to_thread(lambda: mux.lookup(prompt, embed_text=embed, scope=scope))
-        if hit is not None:
-            yield "whole", self._hit(hit, query)
-            return
-        route, expected = await asyncio.to_thread(mux.plan, query)
-        attempts: list[Attempt] = []
-        for i, name in enumerate(route):
-            if i < len(route) - 1 and mux.judge is not None:
-                attempts += await mux.arun_route(query, (name,), whole, _text)
-                if attempts[-1].success is not False:
-                    break
-                continue
-            t0 = _now()
-            last = None
-            async for chunk in await stream(name):
-                last = chunk
-                yield "chunk", chunk
-            attempts.append(mux.attempt(query, name, last, _text(last), _now() - t0))
-            meta = await asyncio.to_thread(self._finish, query, route, attempts, expected, prompt, embed, scope)
-            yield "meta", (_text(last), meta)
-            return
-        meta = await asyncio.to_thread(self._finish, query, route, attempts, expected, prompt, embed, scope)
-        yield "whole", (attempts[-1].text, meta)
+        return self._astream(self._chat(messages, kwargs))
 
 
-def _now() -> float:
-    import time
+class _Port:
+    """The engine's generate port: run one wrapped LLM on the call, with the call's options."""
 
-    return time.perf_counter()
+    def __init__(self, models: Mapping[str, LLM]) -> None:
+        self.models = models
+
+    def generate(self, req: Request, model: str) -> Generation:
+        c, llm = req.payload, self.models[model]
+        r = llm.chat(c.input, **c.kwargs) if c.chat else llm.complete(c.input, **c.kwargs)
+        return _generation(r, c, model)
+
+    async def agenerate(self, req: Request, model: str) -> Generation:
+        c, llm = req.payload, self.models[model]
+        r = await (llm.achat(c.input, **c.kwargs) if c.chat else llm.acomplete(c.input, **c.kwargs))
+        return _generation(r, c, model)
+
+    def stream(self, req: Request, model: str) -> Iterator[Any]:
+        c, llm = req.payload, self.models[model]
+        last = None
+        for last in llm.stream_chat(c.input, **c.kwargs) if c.chat else llm.stream_complete(c.input, **c.kwargs):
+            yield last
+        yield _generation(last, c, model)
+
+    async def astream(self, req: Request, model: str) -> AsyncIterator[Any]:
+        c, llm = req.payload, self.models[model]
+        last = None
+        async for last in await (llm.astream_chat(c.input, **c.kwargs) if c.chat
+                                 else llm.astream_complete(c.input, **c.kwargs)):
+            yield last
+        yield _generation(last, c, model)
 
 
-def _text(r: Any) -> str:
-    if r is None:
-        return ""
-    if isinstance(r, ChatResponse):
-        return r.message.content or ""
-    return r.text or ""
+def _generation(r: Any, call: _Call, model: str) -> Generation:
+    call.responses[model] = r
+    text = "" if r is None else (r.message.content or "") if isinstance(r, ChatResponse) else (r.text or "")
+    kw = (getattr(r, "additional_kwargs", None) or {})
+    usage = {"flops": float(kw["flops"])} if "flops" in kw else {}
+    if "tokens_in" in kw and "tokens_out" in kw:
+        usage["tokens"] = float(kw["tokens_in"] + kw["tokens_out"])
+    return Generation(text, text=text, usage=usage)
 
 
-def _with_meta(r: Any, meta: dict[str, Any]) -> Any:
-    r.additional_kwargs = {**(r.additional_kwargs or {}), "cachemux": meta}
-    return r
-
-
-def _completion_response(text: str, meta: dict[str, Any], delta: str | None = None) -> CompletionResponse:
+def _response(chat: bool, text: str, meta: dict[str, Any], delta: str | None = None) -> Any:
+    if chat:
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
+                            additional_kwargs={"cachemux": meta})
     return CompletionResponse(text=text, delta=delta, additional_kwargs={"cachemux": meta})
 
 
-def _chat_response(text: str, meta: dict[str, Any], delta: str | None = None) -> ChatResponse:
-    return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
-                        additional_kwargs={"cachemux": meta})
+def _turn(m: ChatMessage) -> list[Any]:
+    role = m.role.value if isinstance(m.role, MessageRole) else str(m.role)
+    if not m.additional_kwargs and all(isinstance(b, TextBlock) for b in m.blocks):
+        return [role, m.content or ""]
+    return [role, m.content or "", m.model_dump(mode="json", exclude={"role"})]  # images, tool calls
 
 
-def _costs(costs: Any) -> Any:
-    if costs == "flops":
-        def flops(model: str, r: Any, seconds: float) -> float:
-            kw = getattr(r, "additional_kwargs", None) or {}
-            if "flops" not in kw:
-                raise ConfigError(f"costs='flops' needs LLMs that report additional_kwargs['flops'] "
-                                  f"(LocalLLM); {model!r} did not")
-            return float(kw["flops"])
-        return flops
-    return costs
+def _llm_config(llm: LLM) -> dict[str, Any]:
+    """What of a model decides its answers: its fields (LlamaIndex's ``to_dict``), less secrets,
+    plus the prompt formatters ``to_dict`` leaves out."""
+    d = {k: v for k, v in llm.to_dict().items() if not _SECRET.search(k) and not isinstance(v, SecretStr)}
+    d.update({f: getattr(llm, f) for f in _PROMPT_FIELDS if getattr(llm, f, None) is not None})
+    return d
+
+
+def _plain(o: Any) -> Any:
+    """JSON for an option or field that is not JSON already: a function by its qualified name (so
+    keys are stable across processes), a pydantic model by its fields; anything else by its
+    ``repr`` (one with an address makes a key that never matches again, never one that matches
+    wrongly)."""
+    if isinstance(o, enum.Enum):
+        return o.value
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=repr)
+    if isinstance(o, BaseModel):
+        try:
+            return {"type": type(o).__qualname__, **o.model_dump(mode="json")}
+        except Exception:
+            return repr(o)
+    if callable(o) and hasattr(o, "__qualname__"):
+        return f"{getattr(o, '__module__', '')}.{o.__qualname__}"
+    return repr(o)

@@ -22,10 +22,9 @@ from llama_index.core.base.llms.types import (  # noqa: E402
 )
 from llama_index.core.llms.callbacks import llm_completion_callback  # noqa: E402
 from llama_index.core.llms.custom import CustomLLM  # noqa: E402
+from pydantic import PrivateAttr  # noqa: E402
 
-from cachemux.cache import SemanticCache  # noqa: E402
-from cachemux.errors import ConfigError  # noqa: E402
-from cachemux.multiplexer import Selector, StaticSelector  # noqa: E402
+from cachemux import ConfigError, MemoryStore, Selector, SemanticCache, StaticSelector  # noqa: E402
 from llamaindex_cachemux import CacheMuxLLM, LocalEmbedding, LocalLLM  # noqa: E402
 
 
@@ -35,7 +34,12 @@ class Fake(CustomLLM):
     tag: str
     window: int = 4096
     chat_model: bool = False
-    calls: int = 0
+    # a counter, not a pydantic field: fields are the model's configuration (part of the cache key)
+    _calls: list[int] = PrivateAttr(default_factory=lambda: [0])
+
+    @property
+    def calls(self) -> int:
+        return self._calls[0]
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -44,12 +48,12 @@ class Fake(CustomLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        self.calls += 1
+        self._calls[0] += 1
         return CompletionResponse(text=f"{self.tag} answers", additional_kwargs={"flops": 10.0})
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        self.calls += 1
+        self._calls[0] += 1
 
         def gen():
             text = ""
@@ -92,7 +96,7 @@ def test_complete_and_chat_route_per_selector():
     r = llm.complete("a hard one")
     assert r.text == "large answers"
     meta = r.additional_kwargs["cachemux"]
-    assert meta["model"] == "large" and meta["cost"] == 2.0 and meta["cache_hit"] is False
+    assert meta["model"] == "large" and meta["cost"] == 2.0 and meta["cache_hit"] is None  # no cache
     assert r.additional_kwargs["flops"] == 10.0  # the model's own fields are kept
     c = llm.chat([ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="easy")])
     assert c.message.content == "small answers" and c.additional_kwargs["cachemux"]["model"] == "small"
@@ -131,7 +135,7 @@ def test_async_forms():
 
 def test_cache_serves_repeats_and_keeps_chats_apart():
     models = fakes()
-    llm = CacheMuxLLM(models, KeywordSelector(), costs=COSTS, cache=SemanticCache(semantic=False))
+    llm = CacheMuxLLM(models, KeywordSelector(), costs=COSTS, cache=SemanticCache(MemoryStore(), semantic=False))
     first = llm.complete("what is hard")
     again = llm.complete("what is hard")
     assert again.text == first.text == "large answers"
@@ -149,7 +153,7 @@ def test_cache_serves_repeats_and_keeps_chats_apart():
 def test_semantic_hits_compare_the_question_within_the_same_context():
     ctx = "Context: " + DOCS[0] + "\nQuestion: "
     models = fakes()
-    llm = CacheMuxLLM(models, KeywordSelector(), costs=COSTS, cache=SemanticCache(threshold=0.95),
+    llm = CacheMuxLLM(models, KeywordSelector(), costs=COSTS, cache=SemanticCache(MemoryStore(), threshold=0.95),
                       query_fn=lambda p: p.rsplit("Question: ", 1)[-1].split("\n")[0])
     llm.complete(ctx + "Who designed the Eiffel Tower?\nAnswer:")
     para = llm.complete(ctx + "Who was the designer of the Eiffel Tower?\nAnswer:")
@@ -189,9 +193,10 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def smol() -> LocalLLM:
-    return LocalLLM.from_name("smollm2-135m", max_new_tokens=16)
+    return LocalLLM("smollm2-135m", max_tokens=16)
 
 
+@pytest.mark.models
 def test_local_llm_all_forms(smol):
     assert smol.metadata.is_chat_model and smol.metadata.context_window == 8192
     r = smol.complete("What is the capital of France?")
@@ -200,13 +205,15 @@ def test_local_llm_all_forms(smol):
     assert "Paris" in chunks[-1].message.content and chunks[-1].additional_kwargs["tokens_out"] >= 1
 
 
+@pytest.mark.models
 def test_cachemux_llm_as_settings_llm_in_a_query_engine(smol):
     from llama_index.core import Document, Settings, VectorStoreIndex
 
-    terse = LocalLLM(local=smol.local, max_new_tokens=4)
+    terse = LocalLLM("smollm2-135m", max_tokens=4)
+    assert terse.local is smol.local  # one shared model per process
     sel = KeywordSelector()
     llm = CacheMuxLLM({"small": terse, "large": smol}, sel, costs="flops",
-                      cache=SemanticCache(semantic=False),
+                      cache=SemanticCache(MemoryStore(), semantic=False),
                       query_fn=lambda p: p.rsplit("Query:", 1)[-1])  # route on the question only
     old_llm, old_embed = Settings._llm, Settings._embed_model
     try:
