@@ -24,10 +24,18 @@ is that of the cluster of paraphrases the entry serves, not of one spelling.
 1. ``update(..., cost=x)``;
 2. ``cost_fn(CostInfo)`` if configured (for example a per-model price table; it sees the measured
    latency and whatever the adapter passed as ``info``, e.g. LangChain generations);
-3. the wall-clock latency in seconds from the miss (``lookup`` returned None) to the ``update``
-   of the same key: the time the application spent producing the answer;
-4. ``fallback_cost`` if configured, else ``MissingCostError`` (an ``update`` with no preceding
-   miss and no cost is a usage error: a silent cost of 1 would skew every eviction).
+3. the wall-clock latency in seconds from a miss (``lookup`` returned None) to the ``update`` of
+   the same key: the time the application spent producing the answer. Misses queue per key, and
+   each update takes the oldest outstanding one, so concurrent callers missing the same prompt
+   each get their own clock (at most ``max_pending`` outstanding misses in all, oldest dropped;
+   a miss older than ``PENDING_MAX_AGE_S`` (1 h) is forgotten: its call most likely failed);
+4. ``fallback_cost`` if configured;
+5. otherwise (an ``update`` with no miss before it: a warm-up, a bulk load, LangChain's
+   ``update`` called directly) the estimated price: ``tokens`` (``update(tokens=...)``, default
+   ``estimate_tokens(prompt, value)``, characters / 4) times the seconds per estimated token
+   observed in this cache (total latency / total estimated tokens of its latency-priced updates),
+   or ``FALLBACK_SECONDS_PER_TOKEN`` (0.01 s) before any observation. ``MissingCostError`` is no
+   longer raised here (kept in ``cachemux.errors`` for the policies and for compatibility).
 
 **Index in step with the store.** Our own admissions and evictions update the index directly.
 Stores shared by several processes (disk, Redis) expose a change log: before each semantic
@@ -51,32 +59,39 @@ entries keep only the first 2,000 characters of their prompt for inspection.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import math
 import os
 import threading
 import time
+from collections import OrderedDict, deque
 from pathlib import Path
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from cachemux.errors import ConfigError, InvariantError, MissingCostError, check_nonnegative, check_positive
+from cachemux.errors import ConfigError, InvariantError, check_nonnegative, check_positive
 from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.keys import check_text, exact_key, normalize_prompt, partition_id
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
 from cachemux.stores.base import CHANGES_RESET, Entry, Store
 from cachemux.stores.disk import DiskStore
+from cachemux.units import estimate_tokens
 
-__all__ = ["CostInfo", "Match", "SemanticCache"]
+__all__ = ["FALLBACK_SECONDS_PER_TOKEN", "PENDING_MAX_AGE_S", "CostInfo", "Match", "SemanticCache"]
 
 log = logging.getLogger(__name__)
 
 PROMPT_KEEP_CHARS = 2_000   # of each prompt kept in its entry, for inspection only
+# The price of an answer with no measured latency, per estimated token, until this cache has
+# measured its own: ~10 ms/token is the order of a hosted model's decode time per output token.
+FALLBACK_SECONDS_PER_TOKEN = 0.01
+PENDING_MAX_AGE_S = 3600.0  # a miss with no update for this long belongs to a call that failed
 
 def default_store_dir() -> Path:
     """Where the embedded default store lives: ``$CACHEMUX_STORE_DIR`` or ``~/.cache/cachemux/store``."""
@@ -175,11 +190,17 @@ class SemanticCache:
         self._index: PartitionedIndex | None = None  # built on first semantic use
         self._cursor = 0
         self._synced = False
-        # exact key -> (monotonic time of the miss, embedding or None): the cost clock
-        self._pending: OrderedDict[str, tuple[float, np.ndarray | None]] = OrderedDict()
+        # the cost clocks: miss id -> (exact key, monotonic time of the miss, embedding or None),
+        # oldest first, and per key the ids of its outstanding misses, oldest first
+        self._pending: OrderedDict[int, tuple[str, float, np.ndarray | None]] = OrderedDict()
+        self._pending_of: dict[str, deque[int]] = {}
+        self._miss_ids = itertools.count()
+        # seconds and estimated tokens of the latency-priced updates: the fallback price per token
+        self._latency_seconds = 0.0
+        self._latency_tokens = 0.0
         self._counts = dict.fromkeys(
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected",
-             "evictions", "errors", "dropped", "exact_only"), 0)
+             "evictions", "errors", "dropped", "exact_only", "estimated"), 0)
         self._cost_saved = 0.0
         self._last_warning = -math.inf
         self._suppressed = 0
@@ -273,11 +294,32 @@ class SemanticCache:
                 self._counts["exact_only"] += 1
         with self._lock:
             self._counts["misses"] += 1
-            self._pending[key] = (time.monotonic(), vec)
-            self._pending.move_to_end(key)
-            while len(self._pending) > self.max_pending:
-                self._pending.popitem(last=False)
+            now = time.monotonic()
+            miss = next(self._miss_ids)
+            self._pending[miss] = (key, now, vec)
+            self._pending_of.setdefault(key, deque()).append(miss)
+            self._expire_pending(now)
         return None
+
+    def _expire_pending(self, now: float) -> None:
+        """Forget the oldest misses beyond ``max_pending`` or ``PENDING_MAX_AGE_S`` (caller holds the lock)."""
+        pending = self._pending
+        while pending:
+            miss, (key, t, _) = next(iter(pending.items()))
+            if len(pending) <= self.max_pending and now - t <= PENDING_MAX_AGE_S:
+                return
+            del pending[miss]
+            self._take_miss(key)  # the globally oldest miss is also the oldest of its key
+
+    def _take_miss(self, key: str) -> tuple[str, float, np.ndarray | None] | None:
+        """Remove and return the oldest outstanding miss of ``key`` (caller holds the lock)."""
+        queue = self._pending_of.get(key)
+        if not queue:
+            return None
+        miss = queue.popleft()
+        if not queue:
+            del self._pending_of[key]
+        return self._pending.pop(miss, None)
 
     def _hit(self, m: Match) -> Match:
         with self._lock:
@@ -308,11 +350,13 @@ class SemanticCache:
     # ---- update ---------------------------------------------------------------------------------
     def update(self, prompt: str, llm_string: str, value: str, cost: float | None = None,
                size: float | None = None, *, embed_text: str | bool | None = None, scope: str = "",
-               info: Any = None, embedding: np.ndarray | None = None) -> bool:
+               info: Any = None, embedding: np.ndarray | None = None, tokens: float | None = None) -> bool:
         """Offer the answer to the store; True if admitted. A store fault drops it (logged).
-        ``embed_text`` and ``scope`` as in ``lookup`` (pass the same). ``embedding``: a vector
-        already computed for this prompt by the same model (bulk loads), used instead of running
-        the model."""
+        ``cost``: see the module docstring for what prices the entry without it. ``embed_text``
+        and ``scope`` as in ``lookup`` (pass the same). ``embedding``: a vector already computed
+        for this prompt by the same model (bulk loads), used instead of running the model.
+        ``tokens``: the estimated tokens of question and answer (default: characters / 4 of
+        ``prompt`` and ``value``; adapters storing serialised answers pass the plain texts')."""
         key, part, text = self._prepare(prompt, llm_string, embed_text, scope)
         if embedding is not None:
             embedding = _check_vector(embedding)
@@ -322,26 +366,35 @@ class SemanticCache:
         if size is None and self.size_fn is not None:
             size = self.size_fn(value)
         size = 1.0 if size is None else check_positive("size", size)
+        tokens = estimate_tokens(prompt, value) if tokens is None else _check_cost("tokens", tokens)
         with self._lock:
             self._counts["updates"] += 1
-            pending = self._pending.pop(key, None)
-        latency = None if pending is None else max(0.0, time.monotonic() - pending[0])
+            now = time.monotonic()
+            self._expire_pending(now)
+            pending = self._take_miss(key)
+        latency = None if pending is None else max(0.0, now - pending[1])
         if cost is None and self.cost_fn is not None:
             cost = _check_cost("cost_fn result", self.cost_fn(CostInfo(prompt, llm_string, value, latency, info)))
         if cost is None:
-            cost = latency if latency is not None else self.fallback_cost
-        if cost is None:
-            raise MissingCostError(
-                "update() without a preceding miss and without a cost: call lookup() first (the "
-                "cost is the latency from the miss), pass cost=..., or configure cost_fn / fallback_cost")
-        vec = pending[1] if pending is not None else None
+            with self._lock:
+                if latency is not None:  # the entry is priced in seconds: learn seconds per token
+                    cost = latency
+                    self._latency_seconds += latency
+                    self._latency_tokens += tokens
+                elif self.fallback_cost is not None:
+                    cost = self.fallback_cost
+                else:
+                    cost = tokens * self.seconds_per_token()
+                    self._counts["estimated"] += 1
+        vec = pending[2] if pending is not None else None
         if embedding is not None and self.semantic:
             vec = embedding
         elif vec is None and self._embeddable(text):
             vec = self._embed(text)  # type: ignore[arg-type]
         entry = Entry(value=value, cost=cost, size=size, partition=part, prompt=prompt[:PROMPT_KEEP_CHARS],
                       embedding=vec, created=time.time(),
-                      meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "emb": self._embedder_id})
+                      meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "llm_id": _llm_id(llm_string),
+                            "emb": self._embedder_id})
         try:
             result = self.store.put(key, entry)
         except Exception as exc:  # a store fault drops the entry; the app goes on
@@ -361,6 +414,14 @@ class SemanticCache:
                     self._index.remove(key)
         return result.admitted
 
+    def seconds_per_token(self) -> float:
+        """The fallback price per estimated token: seconds per token over this cache's
+        latency-priced updates, or ``FALLBACK_SECONDS_PER_TOKEN`` before any."""
+        with self._lock:
+            if self._latency_tokens > 0:
+                return self._latency_seconds / self._latency_tokens
+        return FALLBACK_SECONDS_PER_TOKEN
+
     # ---- maintenance ----------------------------------------------------------------------------
     def delete(self, prompt: str, llm_string: str) -> bool:
         """Forget the exact entry for ``prompt`` (True if it was cached)."""
@@ -375,24 +436,36 @@ class SemanticCache:
                 self._index.remove(key)
         return found
 
-    def clear(self, *, everything: bool = False) -> None:
-        """Remove this namespace's entries (``everything=True``: every entry in the store, all
-        namespaces). Store faults are logged, as in ``update``."""
+    def clear(self, *, llm_string: str | None = None, everything: bool = False) -> None:
+        """Remove this namespace's entries; with ``llm_string``, only those written under that
+        model configuration (matched on a hash of the whole string, however long);
+        ``everything=True``: every entry in the store, all namespaces. Store faults are logged,
+        as in ``update``. Outstanding misses keep their clocks: those calls are still running."""
+        if everything and llm_string is not None:
+            raise ConfigError("clear(everything=True) removes every entry; it takes no llm_string")
+        llm_id = None if llm_string is None else _llm_id(check_text("llm_string", llm_string))
+        removed: list[str] = []
         try:
             if everything:
                 self.store.clear()
             else:
                 for key in self.store.keys():
                     entry = self.store.peek(key)
-                    if entry is not None and entry.meta.get("ns", "") == self.namespace:
-                        self.store.delete(key)
+                    if (entry is not None and entry.meta.get("ns", "") == self.namespace
+                            and (llm_id is None or _written_by(entry.meta, llm_string, llm_id))  # type: ignore[arg-type]
+                            and self.store.delete(key)):
+                        removed.append(key)
         except Exception as exc:
             self._fault("clear", exc)
         with self._lock:
-            self._pending.clear()
-            if self._index is not None:
+            if self._index is None:
+                return
+            if everything:
                 self._index.clear()
-            self._synced = False  # re-read the store on the next semantic lookup
+                self._synced = False  # re-read the store on the next semantic lookup
+            else:
+                for key in removed:
+                    self._index.remove(key)
 
     def warmup(self) -> SemanticCache:
         """Load the embedding model and build the index now instead of on first use."""
@@ -506,6 +579,18 @@ class SemanticCache:
             suppressed, self._suppressed, self._last_warning = self._suppressed, 0, now
         more = f" ({suppressed} similar faults since the last warning)" if suppressed else ""
         log.warning("cachemux %s failed, served as a miss / dropped: %s: %s%s", op, type(exc).__name__, exc, more)
+
+
+def _llm_id(llm_string: str) -> str:
+    # entries keep only the head of a long llm_string for inspection: clear(llm_string=) matches this
+    return hashlib.blake2b(llm_string.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _written_by(meta: Mapping[str, Any], llm_string: str, llm_id: str) -> bool:
+    if "llm_id" in meta:
+        return meta["llm_id"] == llm_id
+    # an entry from before llm_id: its "llm" is exact only when it was not cut
+    return len(llm_string) < PROMPT_KEEP_CHARS and meta.get("llm") == llm_string
 
 
 def _check_cost(name: str, cost: object) -> float:

@@ -17,10 +17,17 @@ more than the words.
 
 Cost of an entry (``cost=``): ``"latency"`` (default) the seconds from the miss to the update;
 ``"tokens"`` the total tokens the model reported in the generations' metadata
-(``usage_metadata``, ``response_metadata["token_usage"]``, ``generation_info``), estimated as
-characters / 4 of prompt text plus answer when the model reports none (units must not mix in one
-cache); or a function ``CostInfo -> float`` (``info.info`` is ``{"generations", "usage"}``), for
-example tokens times a per-model price.
+(``usage_metadata``, ``response_metadata["token_usage"]``, ``generation_info``); or a function
+``CostInfo -> float`` (``info.info`` is ``{"generations", "usage"}``), for example tokens times
+a per-model price. Units never mix in one cache. What nothing measured is priced at (an
+``update`` with no ``lookup`` miss before it, as LangChain's cache tests and warm-ups do; a
+``"tokens"`` answer with no reported usage): ``fallback_cost`` if given, else the token estimate
+``cachemux.estimate_tokens(prompt text, answer texts)`` (characters / 4), as is for
+``"tokens"``, times this cache's observed seconds per estimated token for ``"latency"``
+(``SemanticCache.seconds_per_token``: 0.01 s until a latency has been measured).
+
+``clear()`` removes this namespace's entries, ``clear(llm_string=s)`` only those of one model
+configuration (call options included), ``clear(everything=True)`` the whole store.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -52,11 +58,7 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 from langchain_core.runnables.config import run_in_executor
 
-from cachemux.cache import CostInfo, SemanticCache
-from cachemux.errors import ConfigError, MissingCostError
-from cachemux.semantic.embedder import TextEmbedder
-from cachemux.semantic.threshold import DEFAULT_THRESHOLD
-from cachemux.stores.base import Store
+from cachemux import ConfigError, CostInfo, SemanticCache, Store, estimate_tokens
 
 __all__ = ["CacheMuxCache", "prompt_parts", "token_usage"]
 
@@ -67,6 +69,7 @@ _ALLOWED = [Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AI
             HumanMessage, HumanMessageChunk, SystemMessage, SystemMessageChunk, ChatMessage,
             ChatMessageChunk, FunctionMessage, FunctionMessageChunk, ToolMessage, ToolMessageChunk]
 _COSTS = ("latency", "tokens")
+_CLEAR_ARGS = ("everything", "llm_string")
 
 
 def _loads(text: str) -> Any:
@@ -78,16 +81,17 @@ def _loads(text: str) -> Any:
 class CacheMuxCache(BaseCache):
     """A LangChain cache backed by ``cachemux.cache.SemanticCache``.
 
-    Pass a ready ``cache`` or the ``SemanticCache`` arguments (``store``, ``embedder``,
-    ``semantic``, ``threshold``, ``policy``, ``capacity``, ``namespace``, ``model_groups``,
-    ``fallback_cost``). ``stats()`` returns hits (exact/semantic), misses, cost saved,
+    Pass a ready ``cache`` or the ``SemanticCache`` arguments (``store``, ``embedder`` (an
+    ``Embedder``, a model name/path, or None for the packaged one), ``semantic``, ``threshold``
+    (None: the calibrated default), ``policy``, ``capacity``, ``namespace``, ``model_groups``,
+    ``fallback_cost``). ``cost``: see the module docstring. ``stats()`` returns hits (exact/semantic), misses, cost saved,
     evictions and faults. Store faults never reach the chain: a lookup becomes a miss, an update
     is dropped, both logged.
     """
 
     def __init__(self, cache: SemanticCache | None = None, *, store: Store | None = None,
-                 embedder: TextEmbedder | str | os.PathLike[str] | None = None, semantic: bool = True,
-                 threshold: float = DEFAULT_THRESHOLD, policy: str | None = None,
+                 embedder: Any = None, semantic: bool = True,
+                 threshold: float | None = None, policy: str | None = None,
                  capacity: float | None = None, namespace: str = "",
                  model_groups: Mapping[str, Iterable[str]] | Callable[[str], str | None] | None = None,
                  cost: str | Callable[[CostInfo], float] = "latency",
@@ -100,18 +104,19 @@ class CacheMuxCache(BaseCache):
                 raise ConfigError(f"cache must be a cachemux SemanticCache, got {type(cache).__name__}")
             given = {k for k, v in (("store", store), ("embedder", embedder), ("policy", policy),
                                     ("capacity", capacity), ("model_groups", model_groups),
-                                    ("fallback_cost", fallback_cost)) if v is not None}
-            if given or namespace or not semantic or threshold != DEFAULT_THRESHOLD:
+                                    ("fallback_cost", fallback_cost), ("threshold", threshold)) if v is not None}
+            if given or namespace or not semantic:
                 raise ConfigError("pass either a ready SemanticCache or its arguments, not both "
-                                  f"(also given: {', '.join(sorted(given)) or 'namespace/semantic/threshold'})")
+                                  f"(also given: {', '.join(sorted(given)) or 'namespace/semantic'})")
             if callable(cost):
                 raise ConfigError("a cost function goes to SemanticCache(cost_fn=...) when passing a ready cache")
             self.cache = cache
         else:
             self.cache = SemanticCache(
-                store, embedder=embedder, semantic=semantic, threshold=threshold, policy=policy,
+                store, embedder=embedder, semantic=semantic, policy=policy,
                 capacity=capacity, namespace=namespace, model_groups=model_groups,
-                cost_fn=cost if callable(cost) else None, fallback_cost=fallback_cost)
+                cost_fn=cost if callable(cost) else None, fallback_cost=fallback_cost,
+                **({} if threshold is None else {"threshold": threshold}))
         self._unreadable = 0
         self._unstorable = 0
 
@@ -120,6 +125,7 @@ class CacheMuxCache(BaseCache):
 
     # ---- BaseCache ------------------------------------------------------------------------------
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        _check_args(prompt, llm_string)
         text, scope = prompt_parts(prompt)
         value = self.cache.lookup(prompt, llm_string, embed_text=text, scope=scope)
         if value is None:
@@ -136,6 +142,7 @@ class CacheMuxCache(BaseCache):
         return generations
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        _check_args(prompt, llm_string)
         try:
             value = dumps(list(return_val))
             _loads(value)  # never store what could not be read back
@@ -145,20 +152,33 @@ class CacheMuxCache(BaseCache):
                         "not cached", type(exc).__name__, exc)
             return
         text, scope = prompt_parts(prompt)
+        # the fallback price's token estimate: the words asked and answered, not the JSON around them
+        tokens = estimate_tokens(prompt if text is False else f"{scope}{text}",
+                                 *(g.text or "" for g in return_val))
         usage = token_usage(return_val)
         cost = None
         if self.cost == "tokens":
-            cost = usage if usage is not None else _estimate_tokens(prompt if text is False else f"{scope}{text}",
-                                                                    return_val)
-        try:
-            self.cache.update(prompt, llm_string, value, cost=cost, embed_text=text, scope=scope,
-                              info={"generations": return_val, "usage": usage})
-        except MissingCostError as exc:  # an update LangChain made without a lookup first
-            log.warning("cachemux: %s; not cached", exc)
+            fallback = self.cache.fallback_cost
+            cost = usage if usage is not None else (tokens if fallback is None else fallback)
+        self.cache.update(prompt, llm_string, value, cost=cost, embed_text=text, scope=scope, tokens=tokens,
+                          info={"generations": return_val, "usage": usage})
 
     def clear(self, **kwargs: Any) -> None:
-        """Remove this namespace's entries (``everything=True``: the whole store)."""
-        self.cache.clear(everything=bool(kwargs.get("everything", False)))
+        """Remove this namespace's entries. ``llm_string=s``: only the entries cached under that
+        model configuration (LangChain's llm_string: model, parameters and call options);
+        ``everything=True``: every entry in the store, all namespaces. Other keywords are a
+        ``ConfigError``."""
+        unknown = sorted(set(kwargs) - set(_CLEAR_ARGS))
+        if unknown:
+            raise ConfigError(f"clear() got unknown arguments {', '.join(unknown)}; it takes "
+                              f"{' and '.join(_CLEAR_ARGS)}")
+        everything = kwargs.get("everything", False)
+        if not isinstance(everything, bool):
+            raise ConfigError(f"everything must be a bool, got {everything!r}")
+        llm_string = kwargs.get("llm_string")
+        if llm_string is not None and not isinstance(llm_string, str):
+            raise ConfigError(f"llm_string must be str, got {type(llm_string).__name__}")
+        self.cache.clear(llm_string=llm_string, everything=everything)
 
     # The core is synchronous (store I/O and the embedding model): run it off the event loop.
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
@@ -262,6 +282,7 @@ def _total(usage: Any) -> float | None:
     return sum(nums) if nums else None
 
 
-def _estimate_tokens(prompt: str, generations: Sequence[Generation]) -> float:
-    chars = len(prompt) + sum(len(g.text or "") for g in generations)
-    return float(max(1, math.ceil(chars / 4)))
+def _check_args(prompt: object, llm_string: object) -> None:
+    for name, v in (("prompt", prompt), ("llm_string", llm_string)):
+        if not isinstance(v, str):
+            raise ConfigError(f"{name} must be str, got {type(v).__name__}: {v!r:.80}")

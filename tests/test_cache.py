@@ -3,14 +3,17 @@ frequency per cluster, cost accounting, index/store agreement, bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from cachemux.cache import CostInfo, SemanticCache
-from cachemux.errors import ConfigError, MissingCostError
+import cachemux.cache
+from cachemux.cache import FALLBACK_SECONDS_PER_TOKEN, CostInfo, SemanticCache
+from cachemux.errors import ConfigError
+from cachemux.units import estimate_tokens
 from cachemux.semantic import Embedder
 from cachemux.stores import DiskStore, MemoryStore
 
@@ -151,9 +154,13 @@ def test_cost_is_latency_from_miss_to_update_unless_given(spy):
     entry = cache.store.peek(cache.key_for(Q1, LLM))
     assert 0.045 <= entry.cost < 1.0
     assert entry.meta["llm"] == LLM and entry.embedding is not None
-    # no miss seen and no cost: a usage error, never a silent cost of 1
-    with pytest.raises(MissingCostError, match="lookup"):
-        cache.update(Q2, LLM, "Knead")
+    # no miss seen and no cost: the token estimate of question and answer at the seconds per
+    # token this cache measured (never a silent cost of 1)
+    per_token = cache.seconds_per_token()
+    assert per_token == pytest.approx(entry.cost / estimate_tokens(Q1, "Paris"))
+    assert cache.update(Q2, LLM, "Knead")
+    assert cache.store.peek(cache.key_for(Q2, LLM)).cost == pytest.approx(estimate_tokens(Q2, "Knead") * per_token)
+    assert cache.stats()["estimated"] == 1
     seen: list[CostInfo] = []
     priced = make(spy, cost_fn=lambda info: seen.append(info) or 0.002 * len(info.value), fallback_cost=0.5)
     priced.lookup(Q2, LLM)
@@ -164,6 +171,71 @@ def test_cost_is_latency_from_miss_to_update_unless_given(spy):
     fb.update(Q2, LLM, "Knead")  # no miss seen: the fallback
     assert fb.store.peek(fb.key_for(Q2, LLM)).cost == 0.5
     assert fb.lookup(Q2, LLM) == "Knead"
+
+
+def test_fallback_price_per_token_is_learnt_from_measured_latencies(spy):
+    cache = make(spy)
+    # before any measurement: the documented constant
+    assert cache.seconds_per_token() == FALLBACK_SECONDS_PER_TOKEN == 0.01
+    cache.update(Q1, LLM, '{"json": "around the answer"}', tokens=50)
+    assert cache.store.peek(cache.key_for(Q1, LLM)).cost == pytest.approx(0.5)
+    for q, tokens, wait in ((Q2, 10, 0.04), ("Who wrote Hamlet?", 30, 0.08)):
+        cache.lookup(q, LLM)
+        time.sleep(wait)
+        cache.update(q, LLM, "an answer", tokens=tokens)
+    measured = [cache.store.peek(cache.key_for(q, LLM)).cost for q in (Q2, "Who wrote Hamlet?")]
+    assert cache.seconds_per_token() == pytest.approx(sum(measured) / 40)  # total seconds / total tokens
+    assert 0.0025 <= cache.seconds_per_token() < 0.01
+    cache.update("Name a prime.", LLM, "7", tokens=100)
+    assert cache.store.peek(cache.key_for("Name a prime.", LLM)).cost == pytest.approx(100 * cache.seconds_per_token())
+    # explicit costs, a cost function or fallback_cost never feed or use the estimate
+    fb = make(spy, fallback_cost=0.25)
+    fb.lookup(Q1, LLM)
+    fb.update(Q1, LLM, "Paris", cost=9.0)
+    fb.update(Q2, LLM, "Knead", tokens=1000)
+    assert fb.seconds_per_token() == FALLBACK_SECONDS_PER_TOKEN
+    assert fb.store.peek(fb.key_for(Q2, LLM)).cost == 0.25 and fb.stats()["estimated"] == 0
+    with pytest.raises(ConfigError, match="tokens"):
+        cache.update(Q1, LLM, "Paris", tokens=-1)
+
+
+def test_misses_queue_per_key_oldest_first_bounded(spy):
+    cache = make(spy, max_pending=3)
+    for _ in range(2):
+        cache.lookup(Q1, LLM)
+        time.sleep(0.03)
+    cache.lookup(Q2, LLM)
+    cache.update(Q1, LLM, "Paris")  # the oldest miss of Q1: two waits ago
+    first = cache.store.peek(cache.key_for(Q1, LLM)).cost
+    cache.update(Q1, LLM, "Paris")  # the second miss of Q1: one wait ago
+    second = cache.store.peek(cache.key_for(Q1, LLM)).cost
+    assert first >= 0.06 and 0.03 <= second < first
+    assert cache.stats()["estimated"] == 0
+    # max_pending outstanding misses in all: Q2's and then Q3's oldest are dropped
+    q3, q4 = "Who wrote Hamlet?", "Name a prime number."
+    for q in (q3, q3, q3, q4):
+        assert cache.lookup(q, LLM) is None
+    assert len(cache._pending) == 3 and sorted(map(len, cache._pending_of.values())) == [1, 2]
+    cache.update(Q2, LLM, "Knead")  # its miss was dropped: the estimate
+    assert cache.stats()["estimated"] == 1
+    for _ in range(3):
+        cache.update(q3, LLM, "Shakespeare")
+    assert cache.stats()["estimated"] == 2  # two q3 clocks left, the third update has none
+    assert list(cache._pending_of) == [cache.key_for(q4, LLM)]
+
+
+def test_a_miss_never_updated_does_not_price_a_later_answer(spy, monkeypatch):
+    monkeypatch.setattr(cachemux.cache, "PENDING_MAX_AGE_S", 0.05)
+    cache = make(spy)
+    cache.lookup(Q1, LLM)  # this call failed: no update follows
+    time.sleep(0.1)
+    cache.update(Q1, LLM, "Paris", tokens=10)  # not priced by the stale clock
+    assert cache.store.peek(cache.key_for(Q1, LLM)).cost == pytest.approx(10 * FALLBACK_SECONDS_PER_TOKEN)
+    assert not cache._pending and not cache._pending_of
+    cache.lookup(Q2, LLM)
+    time.sleep(0.1)
+    cache.lookup("Who wrote Hamlet?", LLM)  # a new miss forgets the stale one
+    assert len(cache._pending) == 1
 
 
 def test_update_without_lookup_is_still_found_semantically(spy):
@@ -249,6 +321,35 @@ def test_clear_removes_only_this_namespace(spy):
     a.clear(everything=True)
     assert len(store) == 0 and b.lookup(Q1_PARA, LLM) is None
     b.check_invariants()
+
+
+def test_clear_one_model_configuration_matches_the_whole_llm_string(spy):
+    store = MemoryStore(100)
+    a, other_ns = make(spy, store=store, namespace="a"), make(spy, store=store, namespace="b")
+    # two configurations sharing their first 2,000 characters (entries keep only those of "llm")
+    head = "model=x " + "tool-schema " * 200
+    long_1, long_2 = head + "temperature=0", head + "temperature=1"
+    for llm in (LLM, long_1, long_2):
+        a.update(Q1, llm, f"Paris under {llm[-13:]}", cost=1.0)
+    other_ns.update(Q1, long_1, "Paris in b", cost=1.0)
+    assert a.lookup(Q1_PARA, long_1) is not None  # the index is built
+    a.clear(llm_string=long_1)
+    assert a.lookup(Q1, long_1) is None and a.lookup(Q1_PARA, long_1) is None
+    assert a.lookup(Q1, long_2) == "Paris under temperature=1" and a.lookup(Q1, LLM) is not None
+    assert other_ns.lookup(Q1, long_1) == "Paris in b"  # another namespace is untouched
+    assert a.stats()["indexed"] == 3
+    a.check_invariants()
+    # entries written before llm_id: matched on "llm" when it was not cut
+    key = a.key_for(Q2, LLM)
+    a.update(Q2, LLM, "Knead", cost=1.0)
+    entry = store.peek(key)
+    store.put(key, dataclasses.replace(entry, meta={"ns": "a", "llm": LLM, "emb": entry.meta["emb"]}))
+    a.clear(llm_string=LLM)
+    assert a.lookup(Q2, LLM) is None and a.lookup(Q1, LLM) is None
+    with pytest.raises(ConfigError, match="no llm_string"):
+        a.clear(llm_string=LLM, everything=True)
+    with pytest.raises(ConfigError, match="llm_string must be str"):
+        a.clear(llm_string=3)
 
 
 def test_disk_store_shared_by_two_caches_keeps_both_indexes_in_step(spy, tmp_path):

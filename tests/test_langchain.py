@@ -14,10 +14,11 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.outputs import ChatGeneration, Generation
 from redis_server import redis_server_factory  # noqa: F401 - fixture
 
-from cachemux.cache import SemanticCache
+from cachemux.cache import FALLBACK_SECONDS_PER_TOKEN, SemanticCache
 from cachemux.errors import ConfigError
 from cachemux.semantic import Embedder
 from cachemux.stores import DiskStore, RedisStore
+from cachemux.units import estimate_tokens
 from langchain_cachemux import CacheMuxCache, prompt_parts, token_usage
 
 Q1 = "What is the capital of France?"
@@ -133,7 +134,6 @@ def test_async_paths(global_cache):
         await cache.aclear()
         return first, second, looked, await cache.alookup("extra prompt", "llm")
 
-    cache.cache.fallback_cost = 1.0  # aupdate without a preceding miss
     first, second, looked, after_clear = asyncio.run(run())
     assert first.content == second.content == "Paris"
     assert looked == [Generation(text="x")] and after_clear is None
@@ -205,8 +205,8 @@ def test_unreadable_value_is_a_miss(global_cache):
     cache = global_cache()
     cache.cache.update("p", "llm", '{"lc": 1, "type": "constructor", "id": ["os", "system"], "kwargs": {}}', cost=1)
     assert cache.lookup("p", "llm") is None and cache.stats()["unreadable"] == 1
-    cache.update("q", "llm", [Generation(text="ok")])  # no miss seen, no fallback: logged, not cached
-    assert cache.lookup("q", "llm") is None
+    cache.update("q", "llm", [Generation(text="ok")])  # no miss seen: stored at the estimated price
+    assert cache.lookup("q", "llm") == [Generation(text="ok")]
 
 
 def test_constructor_errors(embedder):
@@ -218,3 +218,89 @@ def test_constructor_errors(embedder):
     with pytest.raises(ConfigError, match="SemanticCache"):
         CacheMuxCache(cache="not a cache")
     assert CacheMuxCache(ready).cache is ready
+
+
+def test_update_without_lookup_is_priced_by_the_token_estimate(global_cache, caplog):
+    """LangChain's contract (and its standard cache tests) store an update that no lookup preceded."""
+    cache = global_cache()
+    gens = [Generation(text="Paris is the capital."), Generation(text="Paris.")]
+    tokens = estimate_tokens(Q1, "Paris is the capital.", "Paris.")  # the texts, not the stored JSON
+    cache.update(Q1, "llm", gens)
+    assert cache.lookup(Q1, "llm") == gens
+    key = cache.cache.key_for(Q1, "llm")
+    assert cache.cache.store.peek(key).cost == pytest.approx(tokens * FALLBACK_SECONDS_PER_TOKEN)
+    # once a latency was measured, this cache's own seconds per token
+    llm = FakeListLLM(responses=["Knead the dough"], cache=cache)
+    llm.invoke("How do I bake sourdough bread?")
+    per_token = cache.cache.seconds_per_token()
+    assert per_token != FALLBACK_SECONDS_PER_TOKEN
+    cache.update("Who wrote Hamlet?", "llm", [Generation(text="Shakespeare")])
+    assert cache.cache.store.peek(cache.cache.key_for("Who wrote Hamlet?", "llm")).cost == pytest.approx(
+        estimate_tokens("Who wrote Hamlet?", "Shakespeare") * per_token)
+    assert cache.stats()["estimated"] == 2 and not [r for r in caplog.records if r.levelno >= 30]
+    # cost="tokens": the estimate itself; fallback_cost overrides either
+    tok = global_cache(cost="tokens")
+    tok.update(Q1, "llm", gens)
+    assert tok.cache.store.peek(key).cost == tokens
+    for kind in ("latency", "tokens"):
+        fixed = global_cache(cost=kind, fallback_cost=0.5)
+        fixed.update(Q1, "llm", gens)
+        assert fixed.cache.store.peek(key).cost == 0.5
+
+
+def test_call_options_are_part_of_the_key(global_cache):
+    """An answer made under stop=[...] or other call kwargs is never served to other options."""
+    cache = global_cache()
+    before = get_llm_cache()
+    set_llm_cache(None)  # the model's own cache= only
+    try:
+        chat = GenericFakeChatModel(messages=iter(["with stop", "without stop", "other kwarg", "more"]),
+                                    cache=cache)
+        assert chat.invoke(Q1, stop=["x"]).content == "with stop"
+        assert chat.invoke(Q1).content == "without stop"
+        assert chat.invoke(Q1, stop=["x"]).content == "with stop"  # the same options: a hit
+        assert chat.invoke(Q1, stop=["y"], seed=1).content == "other kwarg"
+        assert chat.invoke(Q1_PARA, stop=["y"], seed=2).content == "more"  # not even semantically
+        assert chat.invoke(Q1_PARA).content == "without stop"
+        llms = _llm_strings(cache)
+        assert len(llms) == 4 and all("stop" in s for s in llms)
+    finally:
+        set_llm_cache(before)
+
+
+def test_clear_one_configuration_or_namespace_or_everything(embedder, tmp_path):
+    store = DiskStore(tmp_path / "clear")
+    a = CacheMuxCache(store=store, embedder=embedder, threshold=0.8, namespace="a")
+    b = CacheMuxCache(store=store, embedder=embedder, threshold=0.8, namespace="b")
+    # the model's fields are part of llm_string too: one model per cache, same responses
+    m_a, m_b = (FakeListChatModel(responses=["one", "two", "three"], cache=c) for c in (a, b))
+    assert m_a.invoke(Q1, stop=["x"]).content == "one" and m_a.invoke(Q1, stop=["y"]).content == "two"
+    assert m_b.invoke(Q1, stop=["x"]).content == "one"
+    llm_x = next(s for s in _llm_strings(a) if "'x'" in s)
+    a.clear(llm_string=llm_x)
+    assert m_a.invoke(Q1_PARA, stop=["y"]).content == "two"  # other options kept (a semantic hit)
+    assert m_a.invoke(Q1_PARA, stop=["x"]).content == "three"  # that configuration's entry gone from the index
+    assert m_b.invoke(Q1, stop=["x"]).content == "one"  # and only in this namespace
+    asyncio.run(a.aclear())  # this namespace
+    assert len(store) == 1 and m_b.invoke(Q1, stop=["x"]).content == "one"
+    a.clear(everything=True)
+    assert len(store) == 0
+    with pytest.raises(ConfigError, match="unknown arguments colour, llm"):
+        a.clear(llm="x", colour=1)
+    with pytest.raises(ConfigError, match="llm_string must be str"):
+        asyncio.run(a.aclear(llm_string=3))
+    with pytest.raises(ConfigError, match="everything must be a bool"):
+        a.clear(everything="yes")
+
+
+def test_non_text_arguments_are_config_errors(global_cache):
+    cache = global_cache()
+    for bad in (None, 3, [HumanMessage("hi")]):
+        with pytest.raises(ConfigError, match="prompt must be str"):
+            cache.lookup(bad, "llm")
+        with pytest.raises(ConfigError, match="prompt must be str"):
+            cache.update(bad, "llm", [Generation(text="x")])
+        with pytest.raises(ConfigError, match="llm_string must be str"):
+            cache.lookup(Q1, bad)
+        with pytest.raises(ConfigError, match="llm_string must be str"):
+            asyncio.run(cache.aupdate(Q1, bad, [Generation(text="x")]))
