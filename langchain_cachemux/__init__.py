@@ -1,11 +1,11 @@
-"""LangChain plugin for cachemux: ``set_llm_cache(CacheMuxCache())``."""
+"""LangChain plugin for cachemux: ``set_llm_cache(CacheMuxCache())``; ``CacheMuxRouter``, a chat
+model routing among several models through the cache; ``LocalChatModel``/``LocalLLM`` over local
+transformers models."""
 
 from __future__ import annotations
 
 from langchain_cachemux.cache import CacheMuxCache, prompt_parts, token_usage
+from langchain_cachemux.local import LocalChatModel, LocalLLM
+from langchain_cachemux.router import CacheMuxRouter
 
-__all__ = ["CacheMuxCache", "prompt_parts", "token_usage"]
-
-from langchain_cachemux.router import CacheMuxRouter, LocalChatModel, LocalLLM, RoutedText  # noqa: E402
-
-__all__ += ["CacheMuxRouter", "LocalChatModel", "LocalLLM", "RoutedText"]
+__all__ = ["CacheMuxCache", "CacheMuxRouter", "LocalChatModel", "LocalLLM", "prompt_parts", "token_usage"]

@@ -1,10 +1,12 @@
-"""A local transformers model: lazy thread-safe loading (GGUF or any model name/path), greedy
-generation with measured latency and counted FLOPs."""
+"""A local transformers model: lazy thread-safe loading (GGUF or any model name/path), greedy or
+sampled generation with measured latency and counted FLOPs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import threading
@@ -14,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cachemux.errors import ConfigError
+from cachemux.errors import ConfigError, UnknownNameError
 from cachemux.models.flops import FlopsProfile
 from cachemux.models.packaged import PACKAGED, file_fingerprint, model_cache_root
 
@@ -80,10 +82,14 @@ class LocalModel:
     (slow: tens of seconds), then saved as fp32 safetensors under ``cache_dir`` (default
     ``model_cache_root()``), from where later loads take about a second.
 
+    A name that is none of these (not packaged, no such path, not in the local hub cache, and
+    not an ``org/model`` hub id that could be fetched) is refused at once with the known names.
+
     Prompts go through the tokenizer's chat template when it has one (``chat=None``, the
     default; ``True`` requires one, ``False`` never uses it), else they are used as plain text.
-    Generation is greedy. One generation runs at a time per model (a lock): concurrent callers
-    queue, so each measured latency is the model's own, not a share of the CPU.
+    Generation is greedy unless ``temperature > 0`` (then sampled; ``seed`` makes it
+    reproducible). One generation runs at a time per model (a lock): concurrent callers queue,
+    so each measured latency is the model's own, not a share of the CPU.
     """
 
     def __init__(self, model: str | os.PathLike[str], *, gguf_file: str | None = None,
@@ -94,6 +100,8 @@ class LocalModel:
         self.source = str(model)
         self.gguf_file = gguf_file
         self.packaged = PACKAGED.get(self.source) if gguf_file is None else None
+        if self.packaged is None and gguf_file is None:
+            _check_source(self.source)
         if self.packaged is None and gguf_file is None and self.source.endswith(".gguf"):
             p = Path(self.source).expanduser()
             self.source, self.gguf_file = str(p.parent), p.name
@@ -120,6 +128,13 @@ class LocalModel:
     def __repr__(self) -> str:
         state = f"loaded from {self.loaded_from} in {self.load_seconds:.1f}s" if self.loaded else "not loaded"
         return f"LocalModel({self.name!r}, {state})"
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What decides this model's answers (for cache keys): weights, prompt format, dtype."""
+        return {"name": self.name, "source": self.source, "gguf_file": self.gguf_file, "chat": self.chat,
+                "system_prompt": self.system_prompt, "max_input_tokens": self.max_input_tokens,
+                "dtype": str(self._dtype_arg)}
 
     # ---- loading --------------------------------------------------------------------------
     @property
@@ -282,14 +297,30 @@ class LocalModel:
             enc = {k: v[:, -self.max_input_tokens:] for k, v in enc.items()}  # keep the end
         return {k: v.to(self.device) for k, v in enc.items()}
 
-    def _generation_config(self, max_new_tokens: int, stop: Sequence[str] | None) -> Any:
+    def _generation_config(self, max_new_tokens: int, stop: Sequence[str] | None,
+                           temperature: float = 0.0) -> Any:
         from transformers import GenerationConfig
 
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-        return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False,
+        t = check_temperature(temperature)
+        # plain temperature sampling: no top-k/top-p cut the caller did not ask for
+        sampling = {"do_sample": True, "temperature": t, "top_k": 0, "top_p": 1.0} if t > 0 else {"do_sample": False}
+        return GenerationConfig(max_new_tokens=max_new_tokens, **sampling,
                                 eos_token_id=self._eos_ids(), pad_token_id=self.tokenizer.pad_token_id,
                                 stop_strings=list(stop) if stop else None)
+
+    def _seeded(self, seed: int | None) -> Any:
+        """Sampling from ``seed`` without touching the process's random state afterwards."""
+        if seed is None:
+            return contextlib.nullcontext()
+        import torch
+
+        devices = [torch.device(self.device).index or 0] if str(self.device).startswith("cuda") else []
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.random.fork_rng(devices=devices))
+        torch.manual_seed(seed)
+        return stack
 
     def _eos_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id
@@ -299,18 +330,20 @@ class LocalModel:
         return ids
 
     # ---- generation -----------------------------------------------------------------------
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64,
-                 stop: Sequence[str] | None = None) -> GenerationResult:
-        """Greedy generation; ``prompt`` is a string or a list of chat messages."""
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64, stop: Sequence[str] | None = None, *,
+                 temperature: float = 0.0, seed: int | None = None) -> GenerationResult:
+        """Generate from ``prompt`` (a string or a list of chat messages): greedy at
+        ``temperature=0``, else sampled (``seed``: reproducibly)."""
         import torch
 
         self.load()
         stop = _check_stop(stop)
-        gc = self._generation_config(max_new_tokens, stop)
+        gc = self._generation_config(max_new_tokens, stop, temperature)
+        seed = check_seed(seed)
         with self._gen_lock:
             t0 = time.perf_counter()
             enc = self._encode(prompt)
-            with torch.inference_mode():
+            with torch.inference_mode(), self._seeded(seed):
                 out = self._model.generate(**enc, generation_config=gc,
                                            tokenizer=self._tokenizer if stop else None)
             n_in = int(enc["input_ids"].shape[1])
@@ -319,12 +352,13 @@ class LocalModel:
             latency = time.perf_counter() - t0
         return self._result(text, new, n_in, latency, stop)
 
-    def stream(self, prompt: Prompt, max_new_tokens: int = 64,
-               stop: Sequence[str] | None = None) -> GenerationStream:
-        """Greedy generation yielding text pieces as they are decoded (see ``GenerationStream``)."""
+    def stream(self, prompt: Prompt, max_new_tokens: int = 64, stop: Sequence[str] | None = None, *,
+               temperature: float = 0.0, seed: int | None = None) -> GenerationStream:
+        """``generate`` yielding text pieces as they are decoded (see ``GenerationStream``)."""
         self.load()
-        return GenerationStream(self, prompt, self._generation_config(max_new_tokens, _check_stop(stop)),
-                                _check_stop(stop))
+        stop = _check_stop(stop)
+        return GenerationStream(self, prompt, self._generation_config(max_new_tokens, stop, temperature), stop,
+                                check_seed(seed))
 
     def _result(self, text: str, new_ids: list[int], n_in: int, latency: float,
                 stop: Sequence[str] | None) -> GenerationResult:
@@ -357,11 +391,13 @@ class GenerationStream:
     ``close()`` (or leaving a ``with`` block) stops the generation early.
     """
 
-    def __init__(self, model: LocalModel, prompt: Prompt, gc: Any, stop: Sequence[str] | None) -> None:
+    def __init__(self, model: LocalModel, prompt: Prompt, gc: Any, stop: Sequence[str] | None,
+                 seed: int | None = None) -> None:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         self._lm = model
         self._stop = stop
+        self._seed = seed
         self._cancel = threading.Event()
         self._error: BaseException | None = None
         self._new: list[int] = []
@@ -395,7 +431,7 @@ class GenerationStream:
                 self._t0 = time.perf_counter()
                 enc = lm._encode(self._prompt)
                 self._n_in = int(enc["input_ids"].shape[1])
-                with torch.inference_mode():
+                with torch.inference_mode(), lm._seeded(self._seed):
                     out = lm._model.generate(**enc, generation_config=self._gc, streamer=self._streamer,
                                              stopping_criteria=self._criteria,
                                              tokenizer=lm._tokenizer if self._stop else None)
@@ -457,6 +493,45 @@ class GenerationStream:
             pass
         assert self.result is not None
         return self.result
+
+
+def check_temperature(temperature: object) -> float:
+    """A finite temperature >= 0 (0: greedy), else ConfigError."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not (0 <= temperature < math.inf):
+        raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    return float(temperature)
+
+
+def check_seed(seed: object) -> int | None:
+    """None or an int >= 0, else ConfigError."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed must be None or an int >= 0, got {seed!r}")
+    return seed
+
+
+def _check_source(source: str) -> None:
+    """Refuse a model name that cannot be loaded, now rather than as a hub error at first use."""
+    if Path(source).expanduser().exists():
+        return
+    offline = True
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        offline = bool(constants.HF_HUB_OFFLINE)
+        if isinstance(try_to_load_from_cache(source, "config.json"), str):
+            return  # in the local hub cache
+    except Exception:  # not a valid repo id at all (HFValidationError), or no hub library
+        pass
+    else:
+        # a hub id that could still be fetched: only 'org/model' names, only when online
+        if not offline and source.count("/") == 1 and not source.startswith((".", "/", "~")):
+            return
+    err = UnknownNameError("model", source, PACKAGED)
+    where = "in the local hub cache (HF_HUB_OFFLINE is set)" if offline else "('org/model')"
+    err.args = (f"unknown model {source!r}; known: {sorted(PACKAGED)} (packaged), or an existing directory "
+                f"or .gguf file, or a hub model {where}",)
+    raise err
 
 
 def _check_stop(stop: Sequence[str] | None) -> tuple[str, ...] | None:
