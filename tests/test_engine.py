@@ -81,20 +81,25 @@ def test_hand_computed_trace_pins_costs_hits_and_prices():
     store: dict = {}
     eng = JointEngine(LRU(2), OnlineSelector([CAS, LARGE]), generate, store)
     got = [eng.serve(q) for q in ["easy", "hard", "easy", "x", "hard", "easy"]]
-    # 1 easy: cascade, small ok (1); the large route is untried -> priced at what was paid, 1
-    # 2 hard: cascade, small fails: 1 + 2*10 = 21; both routes now known (21, 10) -> price 10
-    # 3 easy: hit
-    # 4 x: cascade, small ok (1); evicts hard (least recent)
-    # 5 hard: large (10 < 21); evicts easy
-    # 6 easy: large is untried -> explored (score 0 < 1): 100; price min(1, 100) = 1; evicts x
-    assert [r.cost for r in got] == [1.0, 21.0, 0.0, 1.0, 10.0, 100.0]
-    assert [r.hit for r in got] == [False, False, True, False, False, False]
+    # 1 easy: cascade, small ok: 1. The large route is untried and would be explored next: the
+    #   price (1, what was paid) is not settled, so the answer is not cached.
+    # 2 hard: cascade, small fails: 1 + 2*10 = 21; both routes known (21, 10): cached at 10
+    # 3 easy: miss; explores large: 100; now settled (next choice: the cascade): cached at 1
+    # 4 x: cascade, small ok: 1; unsettled, not cached
+    # 5 hard: hit (saved what it cost to make: 21)   6 easy: hit (saved 100)
+    assert [r.cost for r in got] == [1.0, 21.0, 100.0, 1.0, 0.0, 0.0]
+    assert [r.hit for r in got] == [False, False, False, False, True, True]
     assert [r.price for r in got] == [1.0, 10.0, 1.0, 1.0, 10.0, 1.0]  # a hit reports its entry's price
-    assert [r.route for r in got] == [CAS, CAS, None, CAS, LARGE, LARGE]
-    assert got[2].saved == 1.0 and got[2].model == "small"
-    assert eng.total_cost == 133.0 and eng.hits == 1 and eng.requests == 6
+    assert [r.admitted for r in got] == [False, True, True, False, None, None]
+    assert [r.route for r in got] == [CAS, CAS, LARGE, CAS, None, None]
+    assert (got[4].saved, got[4].model, got[5].saved, got[5].model) == (21.0, "large", 100.0, "large")
+    assert eng.total_cost == 123.0 and eng.hits == 2 and eng.requests == 6
     assert set(store) == {"hard", "easy"} and store["easy"] == "easy:large"
-    assert eng.stats()["calls"] == {"small": 3, "large": 3}
+    assert eng.stats()["calls"] == {"small": 3, "large": 2}
+    # admit_unsettled=True caches at once, at the observed price (never the optimistic 0)
+    eng = JointEngine(LRU(2), OnlineSelector([CAS, LARGE]), generate, {}, admit_unsettled=True)
+    r = eng.serve("easy")
+    assert r.admitted and r.price == 1.0 and eng.serve("easy").hit
 
 
 def test_an_unexplored_route_never_prices_an_entry_at_zero():
@@ -106,9 +111,13 @@ def test_an_unexplored_route_never_prices_an_entry_at_zero():
         return Generation(f"{req.query}:{model}", None, None)
 
     eng = JointEngine(LEC(10), OnlineSelector([CAS, LARGE]), gen, {}, costs={"small": 1.0, "large": 10.0})
-    r = eng.serve(Request("What is the capital of France?"))
-    assert r.price == 1.0 and r.cost == 1.0 and r.admitted
-    assert r.metadata()["entry_cost"] == 1.0
+    q = Request("What is the capital of France?")
+    r = eng.serve(q)  # the cascade's small answer; large untried: priced 1, cached once settled
+    assert r.price == 1.0 and r.cost == 1.0 and r.admitted is False
+    r = eng.serve(q)  # explores large (10): settled, cached at the cheaper route's cost
+    assert r.cost == 10.0 and r.price == 1.0 and r.admitted and r.metadata()["entry_cost"] == 1.0
+    hit = eng.serve(q)
+    assert hit.hit and hit.metadata()["entry_cost"] == 1.0 and hit.saved == 10.0
 
 
 class _Port:

@@ -12,9 +12,12 @@ which holds the whole decision logic:
     cache.admit(request, answer, price)    -> price = selector.entry_price(query, paid)
 
 The last step is the paper's joint design: an entry is priced at what a miss would cost *under the
-multiplexer*. Before the alternatives to the route that produced it have been tried on the query,
-that is the observed cost of that route; afterwards, the selector's expected cost. Optimism about
-untried routes is for routing only: it never makes an entry look free to the cache.
+multiplexer*: the least observed mean cost of the query's routes (before any alternative was
+tried, the cost of the route that produced it). Optimism about untried routes is for routing only:
+it never makes an entry look free. An answer is offered to the cache once its price is known
+(``Selector.settled``: an online selector has tried the query's routes; static, oracle and trained
+selectors always know); until then the next miss may find a cheaper route, and caching the
+answer at the dearer price would hold a slot it is not worth.
 
 The generate port is a function ``generate(request, model) -> Generation`` or an object with
 ``generate`` and optionally ``agenerate`` (awaitable), ``stream`` / ``astream`` (an iterator of
@@ -62,12 +65,14 @@ class JointEngine:
     ``costs``: how a run is priced when its ``Generation.cost`` is None (``CostModel``).
     ``judge(query, model, text) -> bool | None`` grades answers whose generation gave no verdict.
     ``store``: with a ``Policy`` as cache, a dict that keeps the answers (the simulator's form).
+    ``admit_unsettled``: also cache answers whose price the selector does not know yet (by
+    default they wait until the selector has tried the query's routes: ``Selector.settled``).
     Thread-safe: selector decisions and the counters are serialised, model calls are not.
     """
 
     def __init__(self, cache: Any, selector: Selector, generate: Any, store: Any = None, *,
                  costs: Costs | CostModel | None = None, judge: Judge | None = None,
-                 detail: bool = True) -> None:
+                 detail: bool = True, admit_unsettled: bool = False) -> None:
         if not isinstance(selector, Selector):
             raise ConfigError(f"selector must be a cachemux Selector, got {type(selector).__name__}")
         if store is not None:
@@ -87,6 +92,7 @@ class JointEngine:
         if judge is not None and not callable(judge):
             raise ConfigError(f"judge must be a function (query, model, text) -> bool | None, got {judge!r}")
         self.judge = judge
+        self.admit_unsettled = bool(admit_unsettled)
         self.detail = bool(detail)  # per-route estimates in each Served (the simulator skips them)
         self._lock = threading.Lock()
         self.requests = 0
@@ -287,6 +293,7 @@ class _Flow:
             sel = eng.selector
             sel.observe(q, ran, success)
             price = sel.entry_price(q, paid)
+            offer = sel.settled(q) or eng.admit_unsettled
             estimates = ({">".join(r): c for r, c in sel.route_estimates(q).items()}
                          if eng.detail and _hashable(q) else {})
             eng.total_cost += paid
@@ -295,7 +302,7 @@ class _Flow:
             eng.answered[final.model] = eng.answered.get(final.model, 0) + 1
         admitted = None
         if eng.cache is not None:
-            admitted = eng.cache.admit(self.request, final.answer, price, self._gen.size, model=final.model, paid=paid)
+            admitted = offer and eng.cache.admit(self.request, final.answer, price, self._gen.size, model=final.model, paid=paid)
         return Served(final.answer, False, paid, route, tuple(ran), tuple(attempts), model=final.model,
                       price=price, admitted=admitted, expected_cost=self.expected, route_costs=estimates,
                       streamed=self._streamed)
