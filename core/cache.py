@@ -134,6 +134,9 @@ class SemanticCache:
     neighbour needs to be served (default calibrated on Quora question pairs, see
     ``cachemux.semantic.threshold``). ``model_groups``: ``{group: [llm_string, ...]}`` or a
     function ``llm_string -> group | None`` naming configurations that may share answers.
+    ``cost_fn`` / ``fallback_cost``: how entries are priced (module docstring); ``max_pending``:
+    how many outstanding misses keep a cost clock. ``stats()["estimated"]`` counts the updates
+    priced by the token estimate (no cost, no miss before them).
     """
 
     def __init__(self, store: Store | None = None, *, embedder: TextEmbedder | str | os.PathLike[str] | None = None,

@@ -19,12 +19,13 @@ Cost of an entry (``cost=``): ``"latency"`` (default) the seconds from the miss 
 ``"tokens"`` the total tokens the model reported in the generations' metadata
 (``usage_metadata``, ``response_metadata["token_usage"]``, ``generation_info``); or a function
 ``CostInfo -> float`` (``info.info`` is ``{"generations", "usage"}``), for example tokens times
-a per-model price. Units never mix in one cache. What nothing measured is priced at (an
-``update`` with no ``lookup`` miss before it, as LangChain's cache tests and warm-ups do; a
-``"tokens"`` answer with no reported usage): ``fallback_cost`` if given, else the token estimate
-``cachemux.estimate_tokens(prompt text, answer texts)`` (characters / 4), as is for
-``"tokens"``, times this cache's observed seconds per estimated token for ``"latency"``
-(``SemanticCache.seconds_per_token``: 0.01 s until a latency has been measured).
+a per-model price. An answer nothing measured (an ``update`` with no ``lookup`` miss before it,
+as LangChain's standard cache tests and warm-ups make; under ``"tokens"``, a model that reported
+no usage) is priced at ``fallback_cost`` if given, else from the token estimate
+E = ``cachemux.estimate_tokens(prompt text, answer texts)`` (characters / 4): under ``"tokens"``
+E itself, under ``"latency"`` E times this cache's measured seconds per estimated token
+(``SemanticCache.seconds_per_token()``; 0.01 s before any latency was measured). Units never
+mix in one cache.
 
 ``clear()`` removes this namespace's entries, ``clear(llm_string=s)`` only those of one model
 configuration (call options included), ``clear(everything=True)`` the whole store.
@@ -84,9 +85,10 @@ class CacheMuxCache(BaseCache):
     Pass a ready ``cache`` or the ``SemanticCache`` arguments (``store``, ``embedder`` (an
     ``Embedder``, a model name/path, or None for the packaged one), ``semantic``, ``threshold``
     (None: the calibrated default), ``policy``, ``capacity``, ``namespace``, ``model_groups``,
-    ``fallback_cost``). ``cost``: see the module docstring. ``stats()`` returns hits (exact/semantic), misses, cost saved,
-    evictions and faults. Store faults never reach the chain: a lookup becomes a miss, an update
-    is dropped, both logged.
+    ``fallback_cost``). ``cost``: see the module docstring. ``stats()`` returns hits
+    (exact/semantic), misses, cost saved, evictions and faults. Store faults never reach the
+    chain: a lookup becomes a miss, an update is dropped, both logged. Bad arguments (a prompt or
+    llm_string that is not ``str``, unknown ``clear`` keywords) raise ``ConfigError``.
     """
 
     def __init__(self, cache: SemanticCache | None = None, *, store: Store | None = None,
