@@ -18,7 +18,7 @@ import rag_common as rc  # sets HF_HUB_OFFLINE / OMP_WAIT_POLICY before torch lo
 def build(args: Any) -> tuple[Any, Any]:
     from llama_index.core import Document, PromptTemplate, Settings, VectorStoreIndex
 
-    from cachemux.cache import SemanticCache
+    from cachemux import SemanticCache
     from llamaindex_cachemux import CacheMuxLLM, LocalEmbedding, LocalLLM
 
     Settings.embed_model = LocalEmbedding()  # the packaged all-MiniLM-L6-v2, offline
@@ -29,11 +29,11 @@ def build(args: Any) -> tuple[Any, Any]:
     def retrieve(question: str) -> str:
         return retriever.retrieve(question)[0].node.get_content()
 
-    llms = {  # one line each: Gemma-3-270M is a base model and would ramble on
-        "small": LocalLLM.from_name(rc.SMALL, max_new_tokens=args.tokens, stop=["\n"]),
-        "large": LocalLLM.from_name(rc.LARGE, max_new_tokens=args.tokens, stop=["\n"]),
+    models = {  # one line each: Gemma-3-270M is a base model and would ramble on
+        "small": LocalLLM(rc.SMALL, max_tokens=args.tokens, stop=["\n"]),
+        "large": LocalLLM(rc.LARGE, max_tokens=args.tokens, stop=["\n"]),
     }
-    llm = CacheMuxLLM(llms, rc.make_selector(args.predictor, args.tokens), costs="flops",
+    llm = CacheMuxLLM(models, rc.make_selector(args.predictor, args.tokens), costs="flops",
                       cache=SemanticCache(threshold=rc.THRESHOLD),
                       judge=rc.make_judge(retrieve),
                       # the selector and the judge see the question, not the retrieved context

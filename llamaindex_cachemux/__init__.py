@@ -1,4 +1,6 @@
-"""LlamaIndex plugin for cachemux: ``Settings.llm = CacheMuxLLM({...}, selector, cache=...)``."""
+"""LlamaIndex plugin for cachemux: ``Settings.llm = CacheMuxLLM({"small": ..., "large": ...}, selector,
+costs=..., cache=SemanticCache())`` serves each call through the joint engine (cache, then the
+selector's route); ``LocalLLM("smollm2-135m")`` and ``LocalEmbedding()`` run the packaged models."""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ the routing record ``Served.metadata()`` in ``additional_kwargs["cachemux"]`` (`
 ``latency``, ``success``, ``cache_hit``, ``cached``, ``entry_cost``; ``similarity``/``saved`` on
 hits). On a miss the response is the answering model's own, so its fields are kept.
 
-The cache key holds the models' configurations and the call's options (``max_tokens``,
-``temperature``, ``stop``, ...) and whether it is a completion or a chat: an answer is never
-served to a call made with other options. A chat's last user message is compared by meaning,
+The cache key holds the models' configurations (their pydantic fields, less credentials) and
+the call's options (``max_tokens``, ``temperature``, ``stop``, ...) and whether it is a completion
+or a chat: an answer is never served to a call made with other options. A chat's last user message is compared by meaning,
 its earlier messages being the exact scope; so is a completion's question when ``query_fn``
 finds it in the prompt (the rest of the prompt, e.g. retrieved context, being the scope).
 ``query_fn`` maps the prompt text (a completion prompt, or a chat's last message) to what the
@@ -88,7 +88,8 @@ class CacheMuxLLM(LLM):
     def __init__(self, models: Mapping[str, LLM], selector: Selector, *,
                  costs: Mapping[str, float] | str | Callable[[str, Any, float], float] = "latency",
                  cache: Any = None, judge: Callable[[Any, str, str], bool | None] | None = None,
-                 query_fn: Callable[[str], Any] | None = None, **kwargs: Any) -> None:
+                 query_fn: Callable[[str], Any] | None = None, system_prompt: str | None = None,
+                 callback_manager: Any = None) -> None:
         if not isinstance(models, Mapping) or not models:
             raise ConfigError("models must be a non-empty mapping {name: LlamaIndex LLM}")
         for n, m in models.items():
@@ -101,8 +102,11 @@ class CacheMuxLLM(LLM):
             raise ConfigError(f"query_fn must be a function (prompt text) -> query, got {query_fn!r}")
         semantic = cache if cache is None or hasattr(cache, "match") else getattr(cache, "cache", None)
         if cache is not None and not (hasattr(semantic, "match") and hasattr(semantic, "update")):
-            raise ConfigError(f"cache must be a cachemux SemanticCache (or a CacheMuxCache), got {type(cache).__name__}")
-        super().__init__(models=dict(models), **kwargs)
+            raise ConfigError(f"cache must be a cachemux SemanticCache (or a CacheMuxCache), "
+                              f"got {type(cache).__name__}")
+        # LlamaIndex applies these two itself (predict() adds the system prompt; the callbacks)
+        base = {"system_prompt": system_prompt, "callback_manager": callback_manager}
+        super().__init__(models=dict(models), **{k: v for k, v in base.items() if v is not None})
         self._engine = JointEngine(None if semantic is None else SemanticPort(semantic), selector,
                                    _Port(self.models), costs=costs, judge=judge)
         self._query_fn = query_fn

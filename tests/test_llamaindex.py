@@ -74,6 +74,9 @@ class KeywordSelector(Selector):
         self.seen.append(query)
         return ("large",) if "hard" in str(query) else ("small",)
 
+    def settled(self, query: Hashable) -> bool:
+        return True  # it never explores: what its route cost is what a miss costs
+
 
 COSTS = {"small": 1.0, "large": 2.0}
 
@@ -173,7 +176,37 @@ def test_cascade_with_judge():
     assert r.additional_kwargs["cachemux"]["models_run"] == ["small", "large"]
     assert r.additional_kwargs["cachemux"]["cost"] == 1.0 + 2 * 2.0
     chunks = list(llm.stream_complete("q2"))
+    assert [c.delta for c in chunks] == ["large", " ", "answers", ""]  # the small model ran whole, unseen
     assert chunks[-1].additional_kwargs["cachemux"]["models_run"] == ["small", "large"]
+
+
+def test_a_stream_whose_judged_first_model_is_accepted_comes_whole():
+    models = fakes()
+    llm = CacheMuxLLM(models, StaticSelector(("small", "large")), costs=COSTS, judge=lambda q, m, text: True)
+    chunks = list(llm.stream_complete("q"))
+    assert [(c.text, c.delta) for c in chunks] == [("small answers", "small answers")]
+    assert chunks[0].additional_kwargs["cachemux"]["models_run"] == ["small"] and models["large"].calls == 0
+
+    async def go():
+        return [c async for c in await llm.astream_chat([ChatMessage(role="user", content="q")])]
+
+    (chat,) = asyncio.run(go())
+    assert chat.message.content == chat.delta == "small answers"
+
+
+def test_async_streams_are_served_from_the_cache():
+    models = fakes()
+    llm = CacheMuxLLM(models, KeywordSelector(), costs=COSTS, cache=SemanticCache(MemoryStore(), semantic=False))
+
+    async def go():
+        first = [c async for c in await llm.astream_complete("hard")]
+        again = [c async for c in await llm.astream_complete("hard")]
+        return first, again
+
+    first, again = asyncio.run(go())
+    assert first[-1].additional_kwargs["cachemux"]["cached"] is True
+    assert len(again) == 1 and again[0].text == "large answers" and again[0].delta == "large answers"
+    assert again[0].additional_kwargs["cachemux"]["cache_hit"] == "exact" and models["large"].calls == 1
 
 
 def test_bad_configurations():
@@ -181,6 +214,34 @@ def test_bad_configurations():
         CacheMuxLLM({"small": Fake(tag="s")}, KeywordSelector())
     with pytest.raises(ConfigError, match="LlamaIndex LLM"):
         CacheMuxLLM({"small": "x", "large": "y"}, KeywordSelector())
+    with pytest.raises(ConfigError, match="cost table lacks"):
+        CacheMuxLLM(fakes(), KeywordSelector(), costs={"small": 1.0})
+    with pytest.raises(ConfigError, match="selector"):
+        CacheMuxLLM(fakes(), "online")
+    with pytest.raises(ConfigError, match="query_fn"):
+        CacheMuxLLM(fakes(), KeywordSelector(), query_fn="question")
+    with pytest.raises(ConfigError, match="messages"):
+        CacheMuxLLM(fakes(), KeywordSelector(), costs=COSTS).chat([])
+
+
+def test_local_llm_refuses_what_it_cannot_honour():
+    """Checked before any weights load."""
+    with pytest.raises(ConfigError, match="max_tokens"):
+        LocalLLM("smollm2-135m", max_tokens=0)
+    with pytest.raises(ConfigError, match="temperature"):
+        LocalLLM("smollm2-135m", temperature=0.7)
+    with pytest.raises(ConfigError, match="stop"):
+        LocalLLM("smollm2-135m", stop=[""])
+    with pytest.raises(ConfigError, match="device"):
+        LocalLLM("smollm2-135m", device="tpu")
+    with pytest.raises(ConfigError, match="unknown model 'x'; known: .*smollm2-135m"):
+        LocalLLM("x")
+    llm = LocalLLM("smollm2-135m", 8, stop="\n")
+    assert (llm.model, llm.max_tokens, llm.stop) == ("smollm2-135m", 8, ["\n"])
+    assert LocalLLM.from_name("smollm2-135m", max_new_tokens=8).local is llm.local  # the older spelling
+    for bad in ({"top_p": 0.9}, {"temperature": 1.0}, {"max_tokens": -1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            llm.complete("hi", **bad)
 
 
 # ---- real local models in a query engine --------------------------------------------------------
@@ -199,10 +260,18 @@ def smol() -> LocalLLM:
 @pytest.mark.models
 def test_local_llm_all_forms(smol):
     assert smol.metadata.is_chat_model and smol.metadata.context_window == 8192
+    assert smol.metadata.model_name == "smollm2-135m" and smol.metadata.num_output == 16
     r = smol.complete("What is the capital of France?")
     assert "Paris" in r.text and r.additional_kwargs["flops"] > 0 and r.additional_kwargs["latency"] > 0
     chunks = list(smol.stream_chat([ChatMessage(role="user", content="What is the capital of France?")]))
     assert "Paris" in chunks[-1].message.content and chunks[-1].additional_kwargs["tokens_out"] >= 1
+    # the call's options are honoured: fewer tokens, a stop string, temperature 0
+    short = smol.complete("Count from one to twenty in words.", max_tokens=3, temperature=0)
+    assert short.additional_kwargs["tokens_out"] == 3 and short.additional_kwargs["finish_reason"] == "length"
+    full = smol.complete("Count from one to twenty in words.").text  # greedy: the same every time
+    word = full.split()[2]
+    cut = smol.complete("Count from one to twenty in words.", stop=[word])
+    assert cut.text == full[:full.index(word)] and cut.additional_kwargs["finish_reason"] == "stop"
 
 
 @pytest.mark.models
