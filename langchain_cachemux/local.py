@@ -91,7 +91,8 @@ class _Local(BaseModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model": self.model, "local": self._local.identity, "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "seed": self.seed, "stop": self.stop}
+                "temperature": self.temperature, "seed": self.seed,
+                "default_stop": self.stop}  # "stop" is the call's in LangChain's key
 
     def _ls(self, kind: str, stop: list[str] | None, kwargs: dict[str, Any]) -> LangSmithParams:
         return LangSmithParams(ls_provider="cachemux", ls_model_name=str(kwargs.get("model") or self.model),

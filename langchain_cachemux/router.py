@@ -120,7 +120,8 @@ class CacheMuxRouter(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"models": {n: _model_string(m) for n, m in self.models.items()},
-                "max_tokens": self.max_tokens, "temperature": self.temperature, "stop": self.stop}
+                "max_tokens": self.max_tokens, "temperature": self.temperature,
+                "default_stop": self.stop}  # "stop" is the call's in LangChain's key
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         return LangSmithParams(ls_provider="cachemux", ls_model_type="chat",

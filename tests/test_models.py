@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 
 from cachemux.errors import ConfigError, UnknownNameError  # noqa: E402
 from cachemux.models import PACKAGED, FlopsProfile, GenerationResult, LocalModel, get_model, locate_gguf  # noqa: E402
+from cachemux.models import local as local_module  # noqa: E402
 
 PROMPT = "What is the capital of France?"
 
@@ -87,9 +88,31 @@ def test_generation_result_costs():
 def test_bad_arguments():
     with pytest.raises(ConfigError, match="device"):
         LocalModel("smollm2-135m", device="tpu")
+    for bad in (-0.1, float("nan"), float("inf"), "hot", True):
+        with pytest.raises(ConfigError, match="temperature"):
+            local_module.check_temperature(bad)
+    for bad in (-1, 1.5, "7", True):
+        with pytest.raises(ConfigError, match="seed"):
+            local_module.check_seed(bad)
+
+
+@pytest.mark.parametrize("name", ["smollm2-135", "gemma-270m", "org/not-a-cached-model", "./no/such/dir",
+                                  "missing.gguf"])
+def test_a_mistyped_model_name_is_refused_at_construction_with_the_known_ones(name):
+    """Not a hub connection error at first use: the name and the packaged choices, at once."""
+    with pytest.raises(UnknownNameError, match=r"unknown model .*; known: \['gemma3-270m', 'smollm2-135m'\]"):
+        LocalModel(name)
+    with pytest.raises(UnknownNameError, match="unknown model"):
+        get_model(name)
+    assert not [k for k in local_module._SHARED if k[0] == name]  # nothing half-made is shared
+
+
+def test_existing_paths_are_accepted_without_loading(tmp_path):
+    assert not LocalModel(str(tmp_path)).loaded  # a directory: from_pretrained's business at load
 
 
 # ---- the real small model -----------------------------------------------------------------
+@pytest.mark.models
 def test_smollm2_generates_offline(smol):
     path = locate_gguf("smollm2-135m")[1]
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
@@ -103,6 +126,7 @@ def test_smollm2_generates_offline(smol):
     assert info["load_seconds"] > 0 and info["flops_per_token"] == pytest.approx(2 * 134_479_872)
 
 
+@pytest.mark.models
 def test_smollm2_flops_from_config_match_its_weights(smol):
     """The config formula counts exactly the matmul weights the loaded model has."""
     by_config = FlopsProfile.from_config(smol.model.config)
@@ -112,6 +136,7 @@ def test_smollm2_flops_from_config_match_its_weights(smol):
     assert by_config.head == 576 * 49152
 
 
+@pytest.mark.models
 def test_fp32_cache_is_safetensors_only(smol):
     cache = smol.fp32_cache
     assert smol.is_cached and cache is not None
@@ -120,6 +145,7 @@ def test_fp32_cache_is_safetensors_only(smol):
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
 
 
+@pytest.mark.models
 def test_any_transformers_directory_loads_by_path(smol):
     """The fp32 cache is a plain transformers directory: loading it by path gives the same
     greedy text (the generic from_pretrained route, as for any hub model name)."""
@@ -129,6 +155,7 @@ def test_any_transformers_directory_loads_by_path(smol):
     assert other.loaded_from == "pretrained" and b.text == a.text and b.flops == a.flops
 
 
+@pytest.mark.models
 def test_stop_strings_and_plain_prompts(smol):
     r = smol.generate(PROMPT, max_new_tokens=12, stop=["Paris"])
     assert "Paris" not in r.text and r.finish_reason == "stop"
@@ -140,6 +167,7 @@ def test_stop_strings_and_plain_prompts(smol):
         smol.generate(PROMPT, max_new_tokens=0)
 
 
+@pytest.mark.models
 def test_stream_matches_generate(smol):
     whole = smol.generate(PROMPT, max_new_tokens=10)
     stream = smol.stream(PROMPT, max_new_tokens=10)
@@ -150,6 +178,7 @@ def test_stream_matches_generate(smol):
     assert "Paris" not in "".join(stopped) and stopped.result.finish_reason == "stop"
 
 
+@pytest.mark.models
 def test_concurrent_callers_share_one_loaded_model(smol):
     assert get_model("smollm2-135m") is smol
     out: list[GenerationResult] = []
@@ -162,7 +191,25 @@ def test_concurrent_callers_share_one_loaded_model(smol):
     assert len(out) == 3 and len({r.text for r in out}) == 1
 
 
+@pytest.mark.models
+def test_temperature_samples_reproducibly_with_a_seed(smol):
+    import torch
+
+    prompt = "Tell me a story."
+    state = torch.random.get_rng_state()
+    a = smol.generate(prompt, max_new_tokens=10, temperature=1.0, seed=3)
+    b = smol.generate(prompt, max_new_tokens=10, temperature=1.0, seed=3)
+    others = {smol.generate(prompt, max_new_tokens=10, temperature=1.0, seed=s).text for s in (4, 5, 6)}
+    greedy = smol.generate(prompt, max_new_tokens=10)
+    assert a.text == b.text and others - {a.text}  # the seed decides; other seeds differ
+    assert greedy.text == smol.generate(prompt, max_new_tokens=10, temperature=0).text
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random state is untouched
+    streamed = "".join(smol.stream(prompt, max_new_tokens=10, temperature=1.0, seed=3))
+    assert streamed == a.text
+
+
 # ---- the larger model (when its fp32 cache exists) ----------------------------------------
+@pytest.mark.models
 def test_gemma_generates_and_costs_more_per_token(smol, gemma):
     r = gemma.generate("Question: What is the capital of France?\nAnswer:", max_new_tokens=6, stop=["\n"])
     assert r.text.strip() == "Paris" and not gemma.uses_chat_template

@@ -344,3 +344,63 @@ def test_local_llm_under_the_router_reports_flops(smol_chat):
     router = CacheMuxRouter({"small": llm, "large": llm}, KeywordSelector(), costs="flops")
     out = router.invoke("What is the capital of France?")
     assert record(out)["cost"] == out.response_metadata["flops"] > 0 and out.content.strip()
+
+
+# ---- LocalChatModel / LocalLLM: every parameter honoured or refused ------------------------------
+def test_local_models_refuse_what_they_cannot_honour():
+    with pytest.raises(ConfigError, match=r"unknown model 'smollm2-135'; known: \['gemma3-270m', 'smollm2-135m'\]"):
+        LocalChatModel("smollm2-135")
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        LocalLLM(model="nope")
+    for bad, match in (({"api_key": "k"}, "api_key"), ({"timeout": 5}, "timeout"), ({"max_tokens": 0}, "max_tokens"),
+                       ({"temperature": -1}, "temperature"), ({"seed": -2}, "seed"), ({"stop": "x"}, "stop"),
+                       ({"max_tokens": 5, "max_new_tokens": 5}, "not both")):
+        for cls in (LocalChatModel, LocalLLM):
+            with pytest.raises(ConfigError, match=match):
+                cls("smollm2-135m", **bad)
+
+
+def test_local_model_parameters_key_and_trace_without_loading():
+    chat = LocalChatModel("smollm2-135m", max_tokens=7, temperature=0.5, seed=1, stop=["\n"])
+    assert LocalChatModel.from_name("smollm2-135m", max_new_tokens=7).max_tokens == 7
+    assert chat.local is LocalLLM(model="smollm2-135m").local  # one loaded model per process
+    ls = chat._get_ls_params()
+    assert ls == {"ls_provider": "cachemux", "ls_model_name": "smollm2-135m", "ls_model_type": "chat",
+                  "ls_temperature": 0.5, "ls_max_tokens": 7, "ls_stop": ["\n"]}
+    assert chat._get_ls_params(model="gemma3-270m", max_tokens=3)["ls_model_name"] == "gemma3-270m"
+    keys = {LocalChatModel("smollm2-135m", **kw)._get_llm_string() for kw in
+            ({}, {"max_tokens": 7}, {"temperature": 0.5}, {"seed": 1}, {"stop": ["\n"]},
+             {"model_options": {"system_prompt": "Be brief."}})}
+    assert len(keys) == 6  # every parameter that changes the answer changes the cache key
+    assert LocalChatModel("smollm2-135m", stop=[])._get_llm_string() == LocalChatModel("smollm2-135m")._get_llm_string()
+
+
+@pytest.mark.models
+def test_local_chat_model_honours_its_parameters(smol_chat):
+    msg = smol_chat.invoke("What is the capital of France?")
+    assert "Paris" in msg.content and msg.response_metadata["model_name"] == "smollm2-135m"
+    assert msg.response_metadata["flops"] > 0 and msg.response_metadata["latency"] > 0
+    assert msg.usage_metadata["output_tokens"] >= 1
+    assert smol_chat.invoke("What is the capital of France?", max_tokens=2).usage_metadata["output_tokens"] == 2
+    assert "Paris" not in smol_chat.invoke("What is the capital of France?", stop=["Paris"]).content
+    stopped = LocalChatModel(local=smol_chat.local, max_tokens=12, stop=["Paris"])
+    assert "Paris" not in stopped.invoke("What is the capital of France?").content
+    story = "Tell me a story."
+    hot = LocalChatModel(local=smol_chat.local, max_tokens=8, temperature=1.0, seed=3)
+    assert hot.invoke(story).content == hot.invoke(story).content
+    assert {hot.invoke(story, seed=s).content for s in (4, 5, 6)} - {hot.invoke(story).content}
+    with pytest.raises(ConfigError, match=r"does not take \['top_k'\]"):
+        smol_chat.invoke("hi", top_k=3)
+    with pytest.raises(NotImplementedError, match="tool"):
+        smol_chat.invoke([("human", "hi"), AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "1"}])])
+    from langchain_core.messages import HumanMessage
+
+    with pytest.raises(NotImplementedError, match="text only"):
+        smol_chat.invoke([HumanMessage(content=[{"type": "image", "url": "http://x/y.png"}])])
+    chunks = list(LocalChatModel(local=smol_chat.local, max_tokens=4, streaming=True).stream("Hi"))
+    assert len(chunks) >= 2 and chunks[-1].chunk_position == "last"
+    llm = LocalLLM(local=smol_chat.local, max_tokens=12)
+    assert "Paris" in llm.invoke("What is the capital of France?")
+    assert "Paris" in "".join(llm.stream("What is the capital of France?"))
+    res = llm.generate(["What is the capital of France?"]).generations[0][0]
+    assert res.generation_info["flops"] > 0 and res.generation_info["tokens_out"] >= 1

@@ -88,6 +88,10 @@ def test_stop(router):
     assert served(router.invoke(Q)) == ("The capital of France is Paris.", "exact")
     assert served(router.bind(stop=["Paris"]).invoke(Q)) == ("The capital of France is ", "exact")
     assert router.models["m"].calls == 3 and router.stats()["hits"] == 2
+    # a router-level default stop is part of its configuration too
+    cut = CacheMuxRouter({"m": Echo()}, StaticSelector(("m",)), costs={"m": 1.0}, cache=router.cachemux_cache,
+                         stop=["is"])
+    assert served(cut.invoke(Q)) == ("The capital of France ", False)
     # a paraphrase, matched by meaning or not, never gets an answer made under other options
     assert router.invoke("What's the capital of France?").content == "The capital of France is Paris."
     assert router.invoke("What's the capital of France?", stop=["Paris"]).content == "The capital of France is "
