@@ -62,7 +62,7 @@ def timed(fn, args_list) -> tuple[list[float], list[Any]]:
 def load_probes(n: int, threshold: float, embedder, seed: int) -> dict[str, Any]:
     """Real duplicate pairs whose cosine reaches ``threshold`` (cached question, paraphrase) and
     real questions far from all of them (misses), with their embeddings."""
-    from cachemux.semantic.calibrate import _default_data, load_pairs
+    from cachemux.lab.calibrate_semantic import _default_data, load_pairs
     from cachemux.semantic.keys import normalize_prompt
 
     data = _default_data()

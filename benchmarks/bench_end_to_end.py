@@ -10,7 +10,7 @@ cloze task, a trained multiplexer, and the paper's caching protocol served throu
 Design (every number in the report is measured in the run that writes it):
 
 1. Task: LAMBADA-style last-word prediction on natural prose from ``shared/data/routing`` (MMLU
-   history and law passages, GSM8K word problems; ``cachemux.sim.live.build_cloze_items``): the
+   history and law passages, GSM8K word problems; ``cachemux.lab.live.build_cloze_items``): the
    prompt is the passage up to a sentence's last word (25-70 words, plain text, no chat template),
    greedy generation of ``--max-new-tokens`` (3) tokens, right iff the first generated word is the
    gold word. Why: it is the paper's own real-data FLOPs task (Lambada, top-1 == gold), it needs
@@ -96,12 +96,14 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from cachemux.multiplexer.trained import QualityPredictor, TrainedSelector, cached_embeddings, default_cache_dir  # noqa: E402
-from cachemux.multiplexer.training import FitConfig, fit_predictor, roc_auc  # noqa: E402
-from cachemux.sim.live import (  # noqa: E402
-    CACHES, TASK_VERSION, Answer, Measurements, balanced_set, build_cloze_items, judge, make_selector, measure,
+from cachemux import paths  # noqa: E402
+from cachemux.lab.live import (  # noqa: E402
+    CACHES, TASK_VERSION, Answer, Measurements, balanced_set, build_cloze_items, judge, measure, selector_for,
     serve_trace, true_route_costs,
 )
+from cachemux.lab.multiplexer_eval import roc_auc  # noqa: E402
+from cachemux.multiplexer.fitting import FitConfig, fit_predictor  # noqa: E402
+from cachemux.multiplexer.predictor import QualityPredictor, cached_embeddings  # noqa: E402
 from cachemux.sim.stats import mean_ci95, paired_ratios  # noqa: E402
 from cachemux.sim.workload import sample_requests  # noqa: E402
 
@@ -226,7 +228,8 @@ class Experiment:
         self.live_mismatch = 0
         self.live_calls = 0
 
-    def trained_factory(self, unit: str, flops_scale: float, large_factor: float | None = None):
+    def trained(self, unit: str, flops_scale: float, large_factor: float | None = None) -> dict[str, Any]:
+        """The trained selector's arguments (``TrainedSelector``) in this unit."""
         def costs(q: int) -> dict[str, float]:
             if unit == "latency":
                 return dict(self.prior_latency)
@@ -235,12 +238,8 @@ class Experiment:
                 c["large"] = large_factor * c["small"]
             return c
 
-        def make(explore: float = 0.0) -> TrainedSelector:
-            sel = TrainedSelector(self.predictor, routes=[("small", "large"), ("large",)], costs=costs,
-                                  text_of=lambda q: self.texts[q], explore=explore)
-            sel.prime(range(len(self.qset)))
-            return sel
-        return make
+        return {"predictor": self.predictor, "routes": [("small", "large"), ("large",)], "costs": costs,
+                "text_of": lambda q: self.texts[q]}
 
     def replay_call(self, large_factor: float | None = None):
         def call(q: int, role: str) -> tuple[Answer, float, float]:
@@ -288,8 +287,8 @@ def _run_grid(exp: Experiment, a: argparse.Namespace, unit: str, label: str, lar
         for seed in range(a.seeds):
             trace = _trace(n, alpha, a.requests, seed)
             for cache, sel in _methods(True):
-                selector = make_selector(sel, trained=exp.trained_factory(unit, scale, large_factor),
-                                         truth=exp.truth(unit, scale, large_factor))
+                selector = selector_for(sel, trained=exp.trained(unit, scale, large_factor),
+                                        truth=exp.truth(unit, scale, large_factor), prime=range(n))
                 t = serve_trace(trace, cache, selector, cap, exp.replay_call(large_factor), unit, unit_scale=scale)
                 per[(cache, sel)].append(t.as_dict())
                 bar.update(1)
@@ -314,7 +313,8 @@ def _run_live(exp: Experiment, a: argparse.Namespace, cap: int) -> list[dict[str
     bar = tqdm(total=len(jobs) * L, desc="live (real generation on every miss)", unit="req")
     for alpha, (cache, sel) in jobs:
         trace = _trace(n, alpha, a.requests, 0)[:L]
-        mk = lambda: make_selector(sel, trained=exp.trained_factory(unit, scale), truth=exp.truth(unit, scale))  # noqa: E731
+        mk = lambda: selector_for(sel, trained=exp.trained(unit, scale), truth=exp.truth(unit, scale),  # noqa: E731
+                                  prime=range(n))
         live = serve_trace(trace, cache, mk(), cap, exp.live_call, unit, unit_scale=scale, progress=bar.update)
         rep = serve_trace(trace, cache, mk(), cap, exp.replay_call(), unit, unit_scale=scale)
         rows.append({"mode": "live", "unit": unit, "alpha": alpha, "cache": cache, "selector": sel, "requests": L,
@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     items = build_cloze_items()
     key = {"task": TASK_VERSION, "max_new_tokens": a.max_new_tokens,
            "small": models["small"].name, "large": models["large"].name, "chat": False}
-    cache_file = a.cache_file or default_cache_dir() / "end_to_end" / (
+    cache_file = a.cache_file or paths.cache_root() / "end_to_end" / (
         f"measurements-{models['small'].name}-{models['large'].name}-{a.max_new_tokens}.json")
     store = Measurements(cache_file, key)
     pool = items[:a.candidates]

@@ -13,9 +13,9 @@ __all__ = ["main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("cachemux.sim.reproduce",
                   "run the paper's experiment suites; print tables beside the paper's, write JSON and plots"),
-    "calibrate-semantic": ("cachemux.semantic.calibrate",
+    "calibrate-semantic": ("cachemux.lab.calibrate_semantic",
                            "choose the semantic-match threshold on real question pairs (QQP)"),
-    "train-multiplexer": ("cachemux.multiplexer.train_cli",
+    "train-multiplexer": ("cachemux.lab.train_multiplexer",
                           "train the multiplexer's quality predictor on routing data; report AUC and cost saved"),
 }
 

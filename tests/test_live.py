@@ -1,4 +1,4 @@
-"""cachemux.sim.live: the cloze task, the measurement cache, and serving a trace live or replayed
+"""cachemux.lab.live: the cloze task, the measurement cache, and serving a trace live or replayed
 through JointEngine (fake models: no weights, a few seconds)."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import pytest
 
 from cachemux.errors import ConfigError, UnknownNameError
 from cachemux.models.local import GenerationResult
-from cachemux.multiplexer.trained import PredictorConfig, QualityPredictor, TrainedSelector
-from cachemux.sim.live import (
+from cachemux.lab.live import (
     Answer,
     ClozeItem,
     Measurements,
@@ -17,11 +16,14 @@ from cachemux.sim.live import (
     build_cloze_items,
     first_word,
     judge,
-    make_selector,
     measure,
+    policy_for,
+    selector_for,
     serve_trace,
     true_route_costs,
 )
+from cachemux.multiplexer import OracleSelector, StaticSelector, TrainedSelector
+from cachemux.multiplexer.predictor import PredictorConfig, QualityPredictor
 
 
 class _FakeModel:
@@ -90,14 +92,14 @@ def _replay(correct_small, correct_large, cs=1.0, cl=3.0):
 def test_serve_trace_accounts_hits_cascade_and_accuracy() -> None:
     small_ok, large_ok = [True, False, True], [True, True, False]
     trace = [0, 1, 0, 2, 1, 0]
-    t = serve_trace(trace, "lfu", make_selector("cascade"), 10, _replay(small_ok, large_ok), "latency")
+    t = serve_trace(trace, "lfu", selector_for("cascade"), 10, _replay(small_ok, large_ok), "latency")
     # misses: q0 (small ok), q1 (small fails -> large), q2 (small ok); the rest are hits
     assert (t.requests, t.hits) == (6, 3)
     assert t.latency == pytest.approx(1 + (1 + 3) + 1)  # really spent: both models once on q1
     assert t.cost == pytest.approx(1 + (1 + 2 * 3) + 1)  # the paper's price: penalty 2 on q1's large call
     assert t.flops == pytest.approx(10 * t.latency)
     assert t.correct == 6 and t.calls == {"small": 3, "large": 1} and t.answered == {"small": 2, "large": 1}
-    big = serve_trace(trace, "gdsf", make_selector("large"), 1, _replay(small_ok, large_ok), "flops", unit_scale=10)
+    big = serve_trace(trace, "gdsf", selector_for("large"), 1, _replay(small_ok, large_ok), "flops", unit_scale=10)
     assert big.cost == pytest.approx(big.flops / 10) and big.correct == 6 - (trace.count(2))
     assert big.hits == 0  # capacity 1 and no repeat in a row: every request misses
 
@@ -106,35 +108,46 @@ def test_oracle_and_trained_selectors_route() -> None:
     small_ok, large_ok = [True, False], [True, True]
     truth = true_route_costs({"small": [1.0, 1.0], "large": [3.0, 3.0]}, {"small": small_ok, "large": large_ok})
     assert truth[0][("small", "large")] == 1.0 and truth[1][("small", "large")] == 7.0
-    oracle = make_selector("oracle", truth=lambda q: truth[q])
+    oracle = selector_for("oracle", truth=lambda q: truth[q])
     t = serve_trace([0, 1], "lec", oracle, 5, _replay(small_ok, large_ok), "latency")
     assert t.calls == {"small": 1, "large": 1} and t.answered == {"small": 1, "large": 1}
 
     cfg = PredictorConfig(("small", "large"), embedding_dim=0, text_features=("log_chars",))
     pred = QualityPredictor(cfg, {"feature_mean": np.zeros(1), "feature_std": np.ones(1),
                                   "out.weight": np.zeros((2, 1)), "out.bias": np.array([3.0, 3.0])})  # p ~ 0.95
-    def factory(explore: float = 0.0) -> TrainedSelector:
-        return TrainedSelector(pred, routes=[("small", "large"), ("large",)], costs={"small": 1.0, "large": 3.0},
-                               text_of=str, explore=explore)
+    trained = {"predictor": pred, "routes": [("small", "large"), ("large",)], "costs": {"small": 1.0, "large": 3.0},
+               "text_of": str}
 
-    assert make_selector("trained", trained=factory).explore == 0.0
-    assert make_selector("trained-explore", trained=factory, explore=2.0).explore == 2.0
-    sel = make_selector("trained", trained=factory)
+    assert selector_for("trained", trained=trained).explore == 0.0
+    assert selector_for("trained-explore", trained=trained, explore=2.0).explore == 2.0
+    sel = selector_for("trained", trained=trained, prime=[0, 1])
+    assert isinstance(sel, TrainedSelector) and set(sel._pred) == {0, 1}  # predicted up front, in one batch
     assert sel.choose(0) == ("small", "large")
     t = serve_trace([0, 1, 1, 1], "lfu", sel, 0.5, _replay(small_ok, large_ok), "latency")
     # q1's cascade failed: the online update lowers P(small right) and the large route wins after
     assert sel.choose(1) == ("large",) and t.calls["small"] <= 3
 
 
+def test_the_tables_build_the_papers_methods_from_the_registries() -> None:
+    large, cascade = selector_for("large"), selector_for("cascade", penalty=3.0)
+    assert type(large) is StaticSelector and large.routes == (("large",),) and large.penalty == 2.0
+    assert type(cascade) is StaticSelector and cascade.routes == (("small", "large"),) and cascade.penalty == 3.0
+    oracle = selector_for("oracle", truth=lambda q: {("small", "large"): 1.0, ("large",): 2.0})
+    assert type(oracle) is OracleSelector and oracle.choose(0) == ("small", "large")
+    lfu, lec, gdsf = policy_for("lfu", 4), policy_for("lec", 4), policy_for("gdsf", 4)
+    assert (lfu.name, lfu.history, lfu.admission) == ("lfu", True, True)  # the paper's "perfect LFU"
+    assert (lec.name, gdsf.name, lec.capacity) == ("lec", "gdsf", 4)
+
+
 def test_errors_and_balanced_set() -> None:
     with pytest.raises(UnknownNameError):
-        make_selector("nope")
+        selector_for("nope")
     with pytest.raises(ConfigError):
-        make_selector("trained")
+        selector_for("trained")
     with pytest.raises(ConfigError):
-        serve_trace([0], "lfu", make_selector("large"), 1, _replay([True], [True]), "dollars")
+        serve_trace([0], "lfu", selector_for("large"), 1, _replay([True], [True]), "dollars")
     with pytest.raises(UnknownNameError):
-        serve_trace([0], "lru", make_selector("large"), 1, _replay([True], [True]), "latency")
+        serve_trace([0], "lru", selector_for("large"), 1, _replay([True], [True]), "latency")
     qs = [f"q{i}" for i in range(10)]
     ok = [i % 3 == 0 for i in range(10)]
     chosen = balanced_set(qs, ok, 6)

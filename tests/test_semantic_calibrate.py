@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cachemux.cli import main
-from cachemux.semantic.calibrate import EmbeddingCache, choose_threshold, gptcache_hits, pr_curve
+from cachemux.lab.calibrate_semantic import EmbeddingCache, choose_threshold, gptcache_hits, pr_curve
 from shared_data import has_qqp_pairs
 
 
@@ -90,7 +90,7 @@ def test_calibrate_command_end_to_end(tmp_path, capsys):
 def test_calibrate_module_imports_nothing_heavy():
     import subprocess
 
-    code = ("import sys, cachemux.semantic.calibrate as c, argparse; c.add_arguments(argparse.ArgumentParser()); "
+    code = ("import sys, cachemux.lab.calibrate_semantic as c, argparse; c.add_arguments(argparse.ArgumentParser()); "
             "print(sorted(m for m in ('torch', 'sentence_transformers', 'matplotlib', 'tqdm') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 

@@ -12,22 +12,10 @@ import pytest
 
 from cachemux.errors import ConfigError, UnknownNameError
 from cachemux.multiplexer import FAIL_PENALTY, TrainedSelector, route_cost
-from cachemux.multiplexer.trained import (
-    PredictorConfig,
-    QualityPredictor,
-    cached_embeddings,
-    packaged_embedder,
-    route_expected_cost,
-)
-from cachemux.multiplexer.training import (
-    FitConfig,
-    calibrate_quality,
-    calibrate_share,
-    fit_predictor,
-    group_folds,
-    load_mmlu_set,
-    out_of_fold,
-)
+from cachemux.lab.multiplexer_eval import group_folds, load_mmlu_set, out_of_fold
+from cachemux.multiplexer.fitting import FitConfig, calibrate_quality, calibrate_share, fit_predictor
+from cachemux.multiplexer.predictor import PredictorConfig, QualityPredictor, cached_embeddings, packaged_embedder
+from cachemux.multiplexer.trained import route_expected_cost
 
 N_PROMPTS = 240
 
@@ -80,7 +68,7 @@ def test_head_learns_the_training_labels(mmlu, predictor):
     data, emb, _ = mmlu
     p = predictor.predict_proba(data.texts, embeddings=emb)
     assert p.shape == (N_PROMPTS, 2) and np.all((p > 0) & (p < 1))
-    from cachemux.multiplexer.training import roc_auc
+    from cachemux.lab.multiplexer_eval import roc_auc
 
     assert roc_auc(data.labels[:, 0] > 0.5, p[:, 0]) > 0.9  # 384 dims, 240 rows, weak L2: it fits
     # the numpy forward is the torch module's forward

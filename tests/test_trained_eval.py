@@ -12,13 +12,8 @@ import pytest
 
 from cachemux.errors import ConfigError
 from cachemux.multiplexer import PredictorConfig, QualityPredictor, TrainedSelector
-from cachemux.multiplexer.training import (
-    Curve,
+from cachemux.lab.multiplexer_eval import (
     EvalConfig,
-    FitConfig,
-    calibrate_failure_price,
-    calibrate_share,
-    cost_at_quality,
     load_dcrouter,
     load_gsm8k,
     load_mtbench,
@@ -26,8 +21,15 @@ from cachemux.multiplexer.training import (
     oracle_curve,
     random_curve,
     roc_auc,
-    routing_curve,
     run_evaluation,
+)
+from cachemux.multiplexer.fitting import (
+    Curve,
+    FitConfig,
+    calibrate_failure_price,
+    calibrate_share,
+    cost_at_quality,
+    routing_curve,
 )
 
 

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from cachemux import paths
 from cachemux.errors import ConfigError
 
 __all__ = ["DEFAULT_LIMIT", "add_arguments", "choose_threshold", "gptcache_hits", "pr_curve", "run"]
@@ -70,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", type=float, default=0.95, help="dev precision the threshold must reach (default 0.95)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="embedding cache (default: $CACHEMUX_CACHE/embeddings, else ~/.cache/cachemux/embeddings)")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder for JSON + PNG (default results/)")
+    parser.add_argument("--out", type=Path, default=paths.results_dir(), help="output folder for JSON + PNG (default results/)")
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is faster on a machine shared with other jobs)")
@@ -79,14 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ---- data -----------------------------------------------------------------------------------------
 def _default_data() -> Path:
-    env = os.environ.get("CACHEMUX_DATA")
-    cands = [Path(env) / "semantic"] if env else []
-    here = Path(__file__).resolve()
-    cands += [p / "shared" / "data" / "semantic" for p in list(here.parents) + [Path.cwd(), *Path.cwd().parents]]
-    for cand in cands:
-        if (cand / "qqp_pairs.json.gz").is_file():
-            return cand / "qqp_pairs.json.gz"
-    raise ConfigError("cannot find semantic/qqp_pairs.json.gz; pass --data or set CACHEMUX_DATA=/path/to/shared/data")
+    return paths.data_file("semantic", "qqp_pairs.json.gz")
 
 
 def load_pairs(data: Path, splits: Path, limit: int, seed: int) -> dict[str, list[dict[str, Any]]]:
@@ -241,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--precision must be in (0, 1], got {args.precision}")
     data = args.data or _default_data()
     splits = args.splits or data.with_name("SPLITS.json")
-    cache_root = args.cache_dir or Path(os.environ.get("CACHEMUX_CACHE", Path.home() / ".cache" / "cachemux")) / "embeddings"
+    cache_root = args.cache_dir or paths.embeddings_dir()
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {args.threads}")

@@ -32,23 +32,26 @@ from typing import Any
 
 import numpy as np
 
+from cachemux import paths
 from cachemux.errors import ConfigError, UnknownNameError
 from cachemux.joint.engine import Generation, JointEngine
+from cachemux.multiplexer.registry import make_selector
 from cachemux.multiplexer.routes import FAIL_PENALTY, Route, route_cost
-from cachemux.multiplexer.selectors import OracleSelector, Selector, StaticSelector
-from cachemux.policies import make_policy
+from cachemux.multiplexer.selectors import Selector
+from cachemux.policies import Policy, make_policy
+from cachemux.sim.runner import ONLINE_POLICIES
 
 __all__ = [
-    "CACHES", "SELECTORS", "Answer", "ClozeItem", "Measurements", "Tally", "balanced_set",
-    "build_cloze_items", "first_word", "judge", "make_policy_for", "make_selector", "measure",
-    "serve_trace", "true_route_costs",
+    "CACHES", "SELECTORS", "SELECTOR_TABLE", "Answer", "ClozeItem", "Measurements", "Tally", "balanced_set",
+    "build_cloze_items", "first_word", "judge", "measure", "policy_for", "selector_for", "serve_trace",
+    "true_route_costs",
 ]
 
 TASK_VERSION = "cloze-v1"
 CACHES = ("lfu", "lec", "gdsf")
-SELECTORS = ("large", "cascade", "trained", "trained-explore", "oracle")
 SMALL_ROUTE: Route = ("small", "large")  # the paper's cascade
 LARGE_ROUTE: Route = ("large",)
+ROUTES = (SMALL_ROUTE, LARGE_ROUTE)
 
 _MMLU_PROSE = ("high_school_european_history", "high_school_us_history", "high_school_world_history",
                "professional_law")
@@ -105,9 +108,7 @@ def build_cloze_items(data_dir: str | os.PathLike[str] | None = None, *, seed: i
     and at least 6 words precede it in the sentence; the context is the text before that word,
     cut to its last ``max_context_words`` words and at least ``min_context_words`` long.
     """
-    from cachemux.sim.routing import default_data_dir
-
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    root = Path(data_dir) if data_dir is not None else paths.data_dir("routing")
     rng = random.Random(seed)
     items = []
     for source, text in _texts(root):
@@ -268,34 +269,47 @@ class Tally:
                 "wall_s": self.wall}
 
 
-def make_policy_for(cache: str, capacity: int) -> Any:
+def policy_for(cache: str, capacity: int) -> Policy:
     """The online policies of the paper's grid: LFU with full history (its baseline), LEC, GDSF."""
-    if cache == "lfu":
-        return make_policy("lfu", capacity, history=True)
-    if cache in ("lec", "gdsf"):
-        return make_policy(cache, capacity)
-    raise UnknownNameError("cache", cache, CACHES)
+    if cache not in CACHES:
+        raise UnknownNameError("cache", cache, CACHES)
+    name, options = ONLINE_POLICIES[cache]
+    return make_policy(name, capacity, **options)
 
 
-def make_selector(selector: str, *, trained: Callable[..., Selector] | None = None,
-                  truth: Callable[[Any], Mapping[Route, float]] | None = None,
-                  penalty: float = FAIL_PENALTY, explore: float = 1.0) -> Selector:
-    """A fresh selector by name. ``trained``: a factory ``(explore=e) -> TrainedSelector``;
-    "trained" calls it with ``explore=0`` (trust the predictor), "trained-explore" with
-    ``explore`` (an untried model gets that many imagined successes)."""
-    if selector == "large":
-        return StaticSelector(LARGE_ROUTE, penalty)
-    if selector == "cascade":
-        return StaticSelector(SMALL_ROUTE, penalty)
-    if selector in ("trained", "trained-explore"):
-        if trained is None:
-            raise ConfigError("the trained selector needs a factory (trained=...)")
-        return trained(explore=explore if selector == "trained-explore" else 0.0)
-    if selector == "oracle":
-        if truth is None:
-            raise ConfigError("the oracle selector needs the true route costs (truth=...)")
-        return OracleSelector((SMALL_ROUTE, LARGE_ROUTE), truth, penalty)
-    raise UnknownNameError("selector", selector, SELECTORS)
+def _need(what: str, value: Any) -> Any:
+    if value is None:
+        raise ConfigError(f"the {what} selector needs {what}=...")
+    return value
+
+
+# the experiment's selector names -> (``make_selector`` name, its arguments from selector_for's
+# keywords ``o``): "trained" trusts the predictor (explore=0), "trained-explore" gives an untried
+# model ``explore`` imagined successes
+SELECTOR_TABLE: dict[str, tuple[str, Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]]] = {
+    "large": ("static", lambda o: ((LARGE_ROUTE,), {})),
+    "cascade": ("static", lambda o: ((SMALL_ROUTE,), {})),
+    "trained": ("trained", lambda o: ((), {**_need("trained", o["trained"]), "explore": 0.0})),
+    "trained-explore": ("trained", lambda o: ((), {**_need("trained", o["trained"]), "explore": o["explore"]})),
+    "oracle": ("oracle", lambda o: ((ROUTES, _need("truth", o["truth"])), {})),
+}
+SELECTORS = tuple(SELECTOR_TABLE)
+
+
+def selector_for(selector: str, *, trained: Mapping[str, Any] | None = None,
+                 truth: Callable[[Any], Mapping[Route, float]] | None = None, penalty: float = FAIL_PENALTY,
+                 explore: float = 1.0, prime: Iterable[Any] | None = None) -> Selector:
+    """A fresh selector by name. ``trained``: the ``TrainedSelector`` arguments (predictor, routes,
+    costs, text_of, ...); ``truth``: the oracle's true route costs; ``prime``: queries whose
+    predictions a trained selector makes in one batch up front."""
+    if selector not in SELECTOR_TABLE:
+        raise UnknownNameError("selector", selector, SELECTORS)
+    name, build = SELECTOR_TABLE[selector]
+    args, options = build({"trained": trained, "truth": truth, "explore": explore})
+    sel = make_selector(name, *args, penalty=penalty, **options)
+    if prime is not None and hasattr(sel, "prime"):
+        sel.prime(list(prime))
+    return sel
 
 
 def serve_trace(requests: Iterable[int], cache: str, selector: Selector, capacity: int, call: Call,
@@ -317,7 +331,7 @@ def serve_trace(requests: Iterable[int], cache: str, selector: Selector, capacit
         tally.calls[model] = tally.calls.get(model, 0) + 1
         return Generation(ans, lat if unit == "latency" else fl / unit_scale, ans.correct, 1)
 
-    engine = JointEngine(make_policy_for(cache, capacity), selector, generate, store={}, detail=False)
+    engine = JointEngine(policy_for(cache, capacity), selector, generate, store={}, detail=False)
     t0 = time.perf_counter()
     for q in requests:
         served = engine.serve(q)

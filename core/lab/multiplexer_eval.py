@@ -1,4 +1,6 @@
-"""Training data, fitting, calibration and evaluation for the trained multiplexer.
+"""The trained multiplexer's evaluation (``cachemux train-multiplexer``): data sets, metrics, the
+cross-validated choice of head, the report and its plot. Fitting and calibration themselves are
+library code (``cachemux.multiplexer.fitting``).
 
 Data (``shared/data/routing``, see its README): RouteLLM's MMLU / GSM8K / MT-Bench correctness of
 Mixtral-8x7B ("small") and GPT-4 ("large"), and dcrouter's 9 open models' scores. Fit and tune on
@@ -37,24 +39,40 @@ from pathlib import Path
 
 import numpy as np
 
+from cachemux import paths
 from cachemux.errors import ConfigError
-from cachemux.multiplexer.trained import EMBEDDING_MODEL_ID, PredictorConfig, QualityPredictor, build_torch_head
+from cachemux.multiplexer.fitting import (
+    Curve,
+    FitConfig,
+    calibrate_failure_price,
+    calibrate_quality,
+    calibrate_share,
+    cost_at_quality,
+    fit_predictor,
+    per_extra_cost,
+    routing_curve,
+)
+from cachemux.multiplexer.predictor import EMBEDDING_MODEL_ID, QualityPredictor
+from cachemux.sim.routing import LARGE_MODEL as GPT4
+from cachemux.sim.routing import PRICES_PER_MTOK as PAIR_PRICES
+from cachemux.sim.routing import SMALL_MODEL as MIXTRAL
+from cachemux.units import estimate_tokens
 
 __all__ = [
+    "BAND",
     "COST_AWARE",
     "SCORES",
-    "Curve",
     "EvalConfig",
-    "FitConfig",
     "RoutingSet",
     "all_eval_texts",
-    "calibrate_failure_price",
-    "calibrate_quality",
-    "calibrate_share",
-    "cost_at_quality",
+    "dcrouter_prices",
+    "default_grid",
     "deployed_report",
-    "fit_predictor",
+    "fit_with_val",
+    "frontier_cost_at",
+    "frontier_quality_at",
     "group_folds",
+    "large_score",
     "load_dcrouter",
     "load_gsm8k",
     "load_mmlu_set",
@@ -65,20 +83,12 @@ __all__ = [
     "pair_report",
     "random_curve",
     "roc_auc",
-    "routing_curve",
     "run_evaluation",
+    "saved_at",
+    "saved_band",
 ]
 
-SMALL, LARGE = "small", "large"
-MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
-GPT4 = "gpt-4-1106-preview"
-# RouteLLM's prices for this pair, $ per million tokens (the same as cachemux.sim.routing)
-PAIR_PRICES = {SMALL: 0.24, LARGE: 24.7}
-
-
-def token_count(text: str) -> int:
-    """Tokens by OpenAI's rule of thumb, about 4 characters each (as ``cachemux.sim.routing``)."""
-    return max(1, math.ceil(len(text) / 4))
+SMALL, LARGE = "small", "large"  # the roles of PAIR_PRICES (RouteLLM's $ per 1M tokens, one table)
 
 
 @dataclass
@@ -120,9 +130,7 @@ class RoutingSet:
 
 
 def _routing_dir(data_dir: Path | None) -> Path:
-    from cachemux.sim.routing import default_data_dir
-
-    return (Path(data_dir) if data_dir is not None else default_data_dir()) / "routing"
+    return (Path(data_dir) if data_dir is not None else paths.data_dir("routing")) / "routing"
 
 
 def load_mmlu_set(split: str, data_dir: Path | None = None) -> RoutingSet:
@@ -130,7 +138,7 @@ def load_mmlu_set(split: str, data_dir: Path | None = None) -> RoutingSet:
     from cachemux.sim.routing import load_mmlu
 
     qs = load_mmlu(Path(data_dir) if data_dir is not None else None, split=split)
-    tokens = np.array([token_count(q.prompt) + 1 for q in qs], dtype=float)
+    tokens = np.array([estimate_tokens(q.prompt) + 1 for q in qs], dtype=float)
     lab = np.array([[q.small_correct, q.large_correct] for q in qs], dtype=float)
     costs = tokens[:, None] * np.array([PAIR_PRICES[SMALL], PAIR_PRICES[LARGE]]) / 1e6
     return RoutingSet(f"mmlu-{split}", [q.prompt for q in qs], (SMALL, LARGE), lab, costs, lab.copy(),
@@ -146,9 +154,9 @@ def load_gsm8k(data_dir: Path | None = None) -> RoutingSet:
         for row in csv.DictReader(f):
             texts.append(row["prompt"])
             lab.append([row[MIXTRAL] == "True", row[GPT4] == "True"])
-            p = token_count(row["prompt"])
-            costs.append([(p + token_count(row[f"{MIXTRAL}_response"])) * PAIR_PRICES[SMALL] / 1e6,
-                          (p + token_count(row[f"{GPT4}_response"])) * PAIR_PRICES[LARGE] / 1e6])
+            p = estimate_tokens(row["prompt"])
+            costs.append([(p + estimate_tokens(row[f"{MIXTRAL}_response"])) * PAIR_PRICES[SMALL] / 1e6,
+                          (p + estimate_tokens(row[f"{GPT4}_response"])) * PAIR_PRICES[LARGE] / 1e6])
     la = np.array(lab, dtype=float)
     return RoutingSet("gsm8k", texts, (SMALL, LARGE), la, np.array(costs), la.copy(), ["gsm8k"] * len(texts),
                       "correctness; cost = RouteLLM price x (prompt + own response tokens, chars/4)")
@@ -181,7 +189,7 @@ def load_mtbench(data_dir: Path | None = None) -> RoutingSet:
             continue
         score[(j["question_id"], model, j["turn"])] = float(j["score"])
         if j["turn"] == 2:  # the multi-turn judge prompt holds both of the model's answers
-            answer_tokens[(j["question_id"], model)] = sum(token_count(a) for a in _ASSISTANT.findall(j["user_prompt"]))
+            answer_tokens[(j["question_id"], model)] = sum(estimate_tokens(a) for a in _ASSISTANT.findall(j["user_prompt"]))
     texts, qual, costs, groups = [], [], [], []
     for q in qs:
         qid = q["question_id"]
@@ -191,7 +199,7 @@ def load_mtbench(data_dir: Path | None = None) -> RoutingSet:
             continue
         texts.append(q["turns"][0])
         qual.append(s)
-        p = sum(token_count(t) for t in q["turns"])
+        p = sum(estimate_tokens(t) for t in q["turns"])
         costs.append([(p + answer_tokens[(qid, m)]) * PAIR_PRICES[m] / 1e6 for m in (SMALL, LARGE)])
         groups.append(q["category"])
     qa = np.array(qual)
@@ -212,7 +220,7 @@ def load_dcrouter(split: str, data_dir: Path | None = None) -> RoutingSet:
     texts = [r["question"] for r in rows]
     lab = np.array([[float(r["scores"][m]) for m in models] for r in rows])
     price = np.array([float(cands[m]["input_price"]) for m in models])
-    tokens = np.array([token_count(t) for t in texts], dtype=float)
+    tokens = np.array([estimate_tokens(t) for t in texts], dtype=float)
     return RoutingSet(f"dcrouter-{split}", texts, models, lab, tokens[:, None] * price / 1e6, lab.copy(),
                       [str(r.get("cluster_id", "")) for r in rows],
                       "score in [0, 1] per model; cost = $/M price x prompt tokens (chars/4)")
@@ -231,117 +239,6 @@ def all_eval_texts(data_dir: Path | None = None) -> Iterator[tuple[str, list[str
     yield "mmlu-train", load_mmlu_set("train", data_dir).texts
     yield "dcrouter-test", load_dcrouter("test", data_dir).texts
     yield "dcrouter-train", load_dcrouter("train", data_dir).texts
-
-
-# --------------------------------------------------------------------------------------------
-# Fitting the head (torch): BCE per model (soft labels allowed, NaN = missing), L2 on weights
-# --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FitConfig:
-    """How to fit the head. ``l2`` is the mean-loss penalty on weights (not biases): sklearn's
-    LogisticRegression(C) is l2 = 1 / (2 C n). A logistic head (hidden=0, no dropout) is fitted
-    full-batch with L-BFGS (a convex problem: exact); an MLP with AdamW, minibatches, and early
-    stopping on ``val`` when given."""
-
-    hidden: int = 0
-    dropout: float = 0.0
-    l2: float = 1e-3
-    text_features: tuple[str, ...] = ()
-    lr: float = 1e-3
-    epochs: int = 60
-    batch_size: int = 256
-    patience: int = 6
-    seed: int = 0
-
-    def label(self) -> str:
-        head = f"mlp{self.hidden}" + (f"-do{self.dropout:g}" if self.dropout else "") if self.hidden else "logistic"
-        return f"{head}-l2={self.l2:g}" + ("+text" if self.text_features else "")
-
-
-def fit_predictor(models: Sequence[str], embeddings: np.ndarray | None, texts: Sequence[str], labels: np.ndarray,
-                  fit: FitConfig = FitConfig(), *, val: tuple[np.ndarray | None, Sequence[str], np.ndarray] | None = None,
-                  costs: dict[str, float] | None = None, meta: dict | None = None,
-                  embedding_dim: int | None = None, embedding_model: str | None = None) -> QualityPredictor:
-    """Train a ``QualityPredictor`` on (embeddings, texts) -> labels (n, len(models)) in [0, 1]."""
-    import torch
-
-    labels = np.asarray(labels, dtype=np.float32)
-    n = len(texts)
-    if labels.shape != (n, len(models)):
-        raise ConfigError(f"labels must have shape {(n, len(models))}, got {labels.shape}")
-    finite = labels[np.isfinite(labels)]
-    if finite.size and (finite.min() < 0 or finite.max() > 1):
-        raise ConfigError("labels must lie in [0, 1] (NaN marks a missing label)")
-    dim = embedding_dim if embedding_dim is not None else (0 if embeddings is None else int(np.asarray(embeddings).shape[1]))
-    cfg = PredictorConfig(tuple(models), embedding_model=embedding_model or EMBEDDING_MODEL_ID, embedding_dim=dim, text_features=fit.text_features, hidden=fit.hidden,
-                          dropout=fit.dropout, costs=dict(costs or {}), meta=dict(meta or {}))
-    shell = QualityPredictor(cfg, {k: np.zeros(s, np.float32) + (k == "feature_std") for k, s in cfg.param_shapes().items()})
-    x = shell.features(texts, embeddings if dim else None)
-    mean = x.mean(0)
-    std = x.std(0)
-    std[std < 1e-6] = 1.0
-    torch.manual_seed(fit.seed)
-    head = build_torch_head(cfg)
-    head.feature_mean.copy_(torch.from_numpy(mean))
-    head.feature_std.copy_(torch.from_numpy(std.astype(np.float32)))
-    X = torch.from_numpy(x)
-    Y = torch.from_numpy(np.nan_to_num(labels, nan=0.0))
-    M = torch.from_numpy(np.isfinite(labels).astype(np.float32))
-    weights = [p for name, p in head.named_parameters() if name.endswith("weight")]
-
-    def loss_of(xb: torch.Tensor, yb: torch.Tensor, mb: torch.Tensor) -> torch.Tensor:
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(head(xb), yb, reduction="none")
-        return (bce * mb).sum() / mb.sum().clamp_min(1.0)
-
-    def penalty() -> torch.Tensor:
-        return fit.l2 * sum((w ** 2).sum() for w in weights)
-
-    if fit.hidden == 0 and fit.dropout == 0.0:
-        opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=500, tolerance_grad=1e-6,
-                                history_size=20, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = loss_of(X, Y, M) + penalty()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-    else:
-        opt = torch.optim.AdamW(head.parameters(), lr=fit.lr, weight_decay=0.0)
-        gen = torch.Generator().manual_seed(fit.seed)
-        vx = vy = vm = None
-        if val is not None:
-            ve, vt, vl = val
-            vx = torch.from_numpy(shell.features(vt, ve if dim else None))
-            vl = np.asarray(vl, dtype=np.float32)
-            vy, vm = torch.from_numpy(np.nan_to_num(vl, nan=0.0)), torch.from_numpy(np.isfinite(vl).astype(np.float32))
-        best, best_state, bad = math.inf, None, 0
-        for _epoch in range(fit.epochs):
-            head.train()
-            perm = torch.randperm(n, generator=gen)
-            for i in range(0, n, fit.batch_size):
-                b = perm[i:i + fit.batch_size]
-                opt.zero_grad()
-                loss = loss_of(X[b], Y[b], M[b]) + penalty()
-                loss.backward()
-                opt.step()
-            if vx is not None:
-                head.eval()
-                with torch.no_grad():
-                    v = float(loss_of(vx, vy, vm))
-                if v < best - 1e-5:
-                    best, bad = v, 0
-                    best_state = {k: t.clone() for k, t in head.state_dict().items()}
-                else:
-                    bad += 1
-                    if bad >= fit.patience:
-                        break
-        if best_state is not None:
-            head.load_state_dict(best_state)
-    head.eval()
-    return QualityPredictor.from_torch(cfg, head)
 
 
 def group_folds(groups: Sequence[str], k: int, seed: int = 0) -> list[np.ndarray]:
@@ -385,26 +282,6 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((r[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-@dataclass
-class Curve:
-    """Routing the top-k queries (by ``score``) to the large model, k = 0..n."""
-
-    share: np.ndarray  # share of queries on the large model
-    quality: np.ndarray  # mean quality of the routed answers
-    cost: np.ndarray  # total cost
-
-
-def routing_curve(score_large: np.ndarray, quality: np.ndarray, costs: np.ndarray) -> Curve:
-    """Two models (columns 0 = small, 1 = large): send the queries with the highest
-    ``score_large`` to the large model, one more at a time."""
-    order = np.argsort(-np.asarray(score_large, dtype=float), kind="mergesort")
-    q, c = quality[order], costs[order]
-    n = len(q)
-    dq = np.concatenate([[0.0], np.cumsum(q[:, 1] - q[:, 0])])
-    dc = np.concatenate([[0.0], np.cumsum(c[:, 1] - c[:, 0])])
-    return Curve(np.arange(n + 1) / max(n, 1), (q[:, 0].sum() + dq) / max(n, 1), c[:, 0].sum() + dc)
-
-
 def oracle_curve(quality: np.ndarray, costs: np.ndarray) -> Curve:
     """Knows the answers: large first where it gains quality, cheapest extra cost first."""
     gain = quality[:, 1] - quality[:, 0]
@@ -422,52 +299,6 @@ def random_curve(quality: np.ndarray, costs: np.ndarray, points: int = 101) -> C
     qs, ql = quality.mean(0)
     cs, cl = costs.sum(0)
     return Curve(x, qs + x * (ql - qs), cs + x * (cl - cs))
-
-
-def cost_at_quality(curve: Curve, target: float) -> tuple[float, float] | None:
-    """(least cost, its share of large calls) among the curve's points with quality >= target;
-    None when no point reaches it."""
-    ok = curve.quality >= target - 1e-12
-    if not ok.any():
-        return None
-    i = int(np.argmin(np.where(ok, curve.cost, np.inf)))
-    return float(curve.cost[i]), float(curve.share[i])
-
-
-def calibrate_share(p_fail: np.ndarray, target_share: float) -> float:
-    """RouteLLM's quantile calibration: the threshold tau on P(small fails) such that a share
-    ``target_share`` of the calibration queries has P(fail) > tau (and goes to the large model)."""
-    if not (0.0 <= target_share <= 1.0):
-        raise ConfigError(f"target share must be in [0, 1], got {target_share!r}")
-    p = np.sort(np.asarray(p_fail, dtype=float))
-    if p.size == 0:
-        raise ConfigError("calibration needs at least one query")
-    k = int(round((1.0 - target_share) * len(p)))  # k queries stay on the small model
-    if k <= 0:
-        return float(max(0.0, np.nextafter(p[0], -np.inf)))
-    if k >= len(p):
-        return 1.0
-    return float((p[k - 1] + p[k]) / 2)
-
-
-def calibrate_quality(p_fail: np.ndarray, quality: np.ndarray, costs: np.ndarray, target_frac: float = 0.95) -> dict:
-    """The cheapest threshold tau on P(small fails) whose routed quality on the calibration set is
-    >= ``target_frac`` x the large model's quality (ties in P(fail) move together)."""
-    p = np.asarray(p_fail, dtype=float)
-    curve = routing_curve(p, quality, costs)
-    target = target_frac * quality[:, 1].mean()
-    hit = cost_at_quality(curve, target)
-    if hit is None:
-        return {"threshold": 0.0, "target_quality": target, "share_large": 1.0}
-    k_large = int(round(hit[1] * len(p)))
-    ps = np.sort(p)[::-1]  # descending: the first k_large go large
-    if k_large == 0:
-        tau = 1.0
-    elif k_large >= len(ps):
-        tau = float(max(0.0, np.nextafter(ps[-1], -np.inf)))
-    else:
-        tau = float((ps[k_large - 1] + ps[k_large]) / 2)
-    return {"threshold": tau, "target_quality": float(target), "share_large": hit[1]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,10 +332,9 @@ def large_score(p: np.ndarray, rule: str, costs: np.ndarray | None = None) -> np
     if rule in COST_AWARE:
         if costs is None:
             raise ConfigError(f"score {rule!r} needs the per-query costs")
-        extra = np.maximum(costs[:, 1] - costs[:, 0], 1e-30)
         num = {"p_fail_per_cost": 1.0 - p[:, 0], "gain_per_cost": p[:, 1] - p[:, 0],
                "length_only": np.ones(len(p))}[rule]
-        return num / extra
+        return per_extra_cost(num, costs)
     raise ConfigError(f"unknown score {rule!r}; valid choices: {', '.join(SCORES + COST_AWARE)}")
 
 
@@ -605,25 +435,6 @@ def pair_report(data: RoutingSet, p: np.ndarray, target_frac: float = 0.95) -> d
     return out
 
 
-def calibrate_failure_price(p: np.ndarray, quality: np.ndarray, costs: np.ndarray, target_frac: float = 0.95) -> dict:
-    """The price of a wrong answer (cost units) at which the selector's expected-cost rule, large iff
-    price x (p_large - p_small) > c_large - c_small, reaches ``target_frac`` of the large model's
-    quality on the calibration set at the least cost (``TrainedSelector(failure_price=...)``)."""
-    s = large_score(p, "gain_per_cost", costs)
-    hit = cost_at_quality(routing_curve(s, quality, costs), target_frac * float(quality[:, 1].mean()))
-    k = len(s) if hit is None else int(round(hit[1] * len(s)))
-    ss = np.sort(s)[::-1]
-    if k == 0:
-        t = float(ss[0]) * 1.0001 if ss[0] > 0 else 0.0
-    elif k >= len(ss):
-        t = float(ss[-1]) * 0.9999 if ss[-1] > 0 else 0.0
-    else:
-        t = float((ss[k - 1] + ss[k]) / 2)
-    price = 1.0 / t if t > 0 else float("inf")
-    return {"failure_price": price if math.isfinite(price) else None, "share_large": k / max(len(s), 1),
-            "target_frac_of_large": target_frac, "rule": "gain_per_cost"}
-
-
 def deployed_report(data: RoutingSet, p: np.ndarray, entry: dict) -> dict:
     """What a rule calibrated on the train subjects does on this set: the threshold rule (small iff
     P(small fails) <= tau) or the expected-cost rule with a calibrated failure price."""
@@ -668,7 +479,7 @@ def frontier_quality_at(curve: dict[str, np.ndarray], budget: float) -> float | 
 class EvalConfig:
     """One ``cachemux train-multiplexer`` run. ``quick``: small subsets (CI / smoke test)."""
 
-    out: Path = Path("results")
+    out: Path = field(default_factory=paths.results_dir)
     cache_dir: Path | None = None
     data_dir: Path | None = None
     quick: bool = False
@@ -701,7 +512,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
 
     from tqdm.auto import tqdm
 
-    from cachemux.multiplexer.trained import cached_embeddings
+    from cachemux.multiplexer.predictor import cached_embeddings
 
     t_start = time.perf_counter()
     quick, seed = cfg.quick, cfg.seed

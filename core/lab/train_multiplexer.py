@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cachemux import paths
+
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("results"),
+    parser.add_argument("--out", type=Path, default=paths.results_dir(),
                         help="folder for trained_multiplexer.json/.png and the fitted predictors (default: results)")
     parser.add_argument("--quick", action="store_true",
                         help="small subsets (about 1,900 texts) and a 2-head grid: seconds once their embeddings are "
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cachemux.errors import ConfigError
-    from cachemux.multiplexer.training import EvalConfig, run_evaluation
+    from cachemux.lab.multiplexer_eval import EvalConfig, run_evaluation
 
     if args.threads:
         torch.set_num_threads(args.threads)

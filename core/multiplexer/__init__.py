@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cachemux.multiplexer.predictor import PredictorConfig, QualityPredictor
+from cachemux.multiplexer.registry import SELECTORS, make_selector
 from cachemux.multiplexer.routes import FAIL_PENALTY, Route, make_route, route_cost
 from cachemux.multiplexer.selectors import (
     NoisyOracleSelector,
@@ -10,7 +12,8 @@ from cachemux.multiplexer.selectors import (
     Selector,
     StaticSelector,
 )
-from cachemux.multiplexer.trained import PredictorConfig, QualityPredictor, TrainedSelector
+from cachemux.multiplexer.trained import TrainedSelector
 
-__all__ = ["FAIL_PENALTY", "NoisyOracleSelector", "OnlineSelector", "OracleSelector", "PredictorConfig",
-           "QualityPredictor", "Route", "Selector", "StaticSelector", "TrainedSelector", "make_route", "route_cost"]
+__all__ = ["FAIL_PENALTY", "SELECTORS", "NoisyOracleSelector", "OnlineSelector", "OracleSelector", "PredictorConfig",
+           "QualityPredictor", "Route", "Selector", "StaticSelector", "TrainedSelector", "make_route", "make_selector",
+           "route_cost"]

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from cachemux import paths
+
 __all__ = ["add_arguments", "run"]
 
 DEFAULT_SEEDS = {"synthetic": 20, "routing": 10}  # routing cache-sweep/full-set: first 3
@@ -21,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which suite to run (default: all)")
     p.add_argument("--seeds", type=int, default=None,
                    help=f"paired seeds 0..N-1 per suite (default: {DEFAULT_SEEDS})")
-    p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    p.add_argument("--out", type=Path, default=paths.results_dir(), help="output folder (default: results)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no tables")

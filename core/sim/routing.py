@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cachemux import paths
 from cachemux.errors import ConfigError
 from cachemux.sim.workload import Workload, power_probs, sample_requests
+from cachemux.units import estimate_tokens
 
-__all__ = ["PRICES_PER_MTOK", "RoutingQuery", "default_data_dir", "load_mmlu", "routing_workload",
-           "token_count"]
+__all__ = ["LARGE_MODEL", "PRICES_PER_MTOK", "SMALL_MODEL", "RoutingQuery", "load_mmlu", "routing_workload"]
 
 SMALL_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 LARGE_MODEL = "gpt-4-1106-preview"
 # $ per million tokens, blended input/output: the prices RouteLLM (Ong et al. 2024) uses for this
-# very pair. Cost of a request = tokens * price, in milli-dollars (1e-3 $), so the suites'
-# total cost / 1000 is in dollars.
+# very pair (the one price table: the multiplexer's evaluation in cachemux.lab reads it too). Cost
+# of a request = tokens * price, in milli-dollars (1e-3 $), so the suites' total cost / 1000 is in
+# dollars.
 PRICES_PER_MTOK = {"small": 0.24, "large": 24.7}
 ANSWER_TOKENS = 1  # MMLU is answered with one letter
 
@@ -35,31 +35,13 @@ class RoutingQuery:
 
     @property
     def tokens(self) -> int:
-        return token_count(self.prompt) + ANSWER_TOKENS
-
-
-def token_count(text: str) -> int:
-    """Tokens by OpenAI's rule of thumb (about 4 characters per token of English)."""
-    return max(1, math.ceil(len(text) / 4))
-
-
-def default_data_dir() -> Path:
-    """``$CACHEMUX_DATA`` or the ``shared/data`` folder beside the checkout."""
-    env = os.environ.get("CACHEMUX_DATA")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        for cand in (parent / "shared" / "data", parent.parent / "shared" / "data"):
-            if (cand / "routing").is_dir():
-                return cand
-    raise ConfigError("cannot find the shared data folder; set CACHEMUX_DATA=/path/to/shared/data")
+        return estimate_tokens(self.prompt) + ANSWER_TOKENS
 
 
 def load_mmlu(data_dir: Path | None = None, split: str | None = None) -> list[RoutingQuery]:
     """MMLU prompts with per-model correctness; ``split`` = "train" / "test" subjects (SPLITS.json)
     or None for all 57 subjects."""
-    root = (data_dir or default_data_dir()) / "routing"
+    root = (Path(data_dir) if data_dir is not None else paths.data_dir("routing")) / "routing"
     subjects = sorted(p.stem.removeprefix("mmlu_") for p in (root / "mmlu").glob("mmlu_*.csv"))
     if not subjects:
         raise ConfigError(f"no MMLU files under {root / 'mmlu'}")

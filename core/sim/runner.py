@@ -1,26 +1,27 @@
-"""Run one (cache, selector, scenario) method on a workload through the joint engine."""
+"""Run one (cache, selector, scenario) method on a workload through the joint engine.
+
+The paper's method names map to the registries' (``cachemux.policies.make_policy``,
+``cachemux.multiplexer.registry.make_selector``) through ``POLICY_TABLE`` and ``SELECTOR_TABLE``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from cachemux.errors import ConfigError, UnknownNameError
 from cachemux.joint.engine import Generation, JointEngine
+from cachemux.multiplexer.registry import make_selector
 from cachemux.multiplexer.routes import Route, route_cost
-from cachemux.multiplexer.selectors import (
-    NoisyOracleSelector,
-    OnlineSelector,
-    OracleSelector,
-    Selector,
-    StaticSelector,
-)
-from cachemux.policies import GDSF, LEC, LFU, LRU, LECOffline, Policy
+from cachemux.multiplexer.selectors import Selector
+from cachemux.policies import LECOffline, Policy, make_policy
 from cachemux.sim.workload import Workload
 
-__all__ = ["CACHES", "SCENARIOS", "SELECTORS", "Method", "RunResult", "run"]
+__all__ = ["CACHES", "ONLINE_POLICIES", "POLICY_TABLE", "SCENARIOS", "SELECTORS", "SELECTOR_TABLE", "Method",
+           "RunResult", "run"]
 
 CACHES = ("lfu", "lec", "gdsf", "lru")
 SELECTORS = ("large", "cascade", "selector", "oracle")
@@ -80,37 +81,58 @@ def _true_route_costs(w: Workload, routes: tuple[Route, ...]) -> list[dict[Route
     return out
 
 
-def _selector(method: Method, w: Workload, clock: _Clock, realised) -> Selector:
-    small = w.small_route()
-    routes = (small, LARGE)
-    p = method.penalty
-    if method.selector == "large":
-        return StaticSelector(LARGE, p)
-    if method.selector == "cascade":
-        return StaticSelector(small, p)
-    if method.selector == "oracle" or (method.scenario == "offline" and method.accuracy >= 1.0):
-        return OracleSelector(routes, realised, p)
-    if method.scenario == "offline":
-        return NoisyOracleSelector(routes, realised, method.accuracy, rng=clock, penalty=p)  # type: ignore[arg-type]
-    return OnlineSelector(routes, penalty=p)
+class _Setup:
+    """What the tables below build a run's selector and policy from."""
+
+    def __init__(self, method: Method, w: Workload, truth: Callable[[Hashable], dict[Route, float]],
+                 clock: _Clock) -> None:
+        self.method, self.w, self.truth, self.clock = method, w, truth, clock
+        self.small = w.small_route()
+        self.routes = (self.small, LARGE)
+        self.selector: Selector | None = None
+
+    def probs(self) -> dict[Hashable, float]:
+        return {q: float(p) for q, p in enumerate(self.w.probs)}
+
+    def selector_costs(self) -> dict[Hashable, float]:
+        """c(q) of the offline LEC: the true mean cost of q under this run's selector."""
+        routes = self.selector.routes  # type: ignore[union-attr]
+        true = _true_route_costs(self.w, routes)
+        return {q: min(true[q][r] for r in routes) for q in range(self.w.num_queries)}
 
 
-def _policy(method: Method, w: Workload, capacity: int, selector: Selector) -> Policy:
-    if method.cache == "gdsf":
-        return GDSF(capacity)
-    if method.cache == "lru":
-        return LRU(capacity)
-    if method.scenario == "online":
-        return LEC(capacity) if method.cache == "lec" else LFU(capacity, history=True)
-    # offline: P and c are known; the static cache holds the top-L of P(q) * c(q), where c is the
-    # cost under this selector (LEC) or 1 (LFU)
-    probs = {q: float(p) for q, p in enumerate(w.probs)}
-    if method.cache == "lfu":
-        cost = dict.fromkeys(probs, 1.0)
-    else:
-        true = _true_route_costs(w, selector.routes)
-        cost = {q: min(true[q][r] for r in selector.routes) for q in probs}
-    return LECOffline(capacity, prob=probs, cost=cost)
+Args = Callable[[_Setup], tuple[tuple[Any, ...], dict[str, Any]]]
+
+ONLINE_POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "lfu": ("lfu", {"history": True}),  # the reference's "perfect LFU": counts every request ever
+    "lec": ("lec", {}),
+    "gdsf": ("gdsf", {}),
+    "lru": ("lru", {}),
+}
+"""The paper's online cache names -> (``make_policy`` name, options)."""
+
+# offline, P and c are known: the static cache holds the top-L of P(q) * c(q), where c is the cost
+# under the run's selector (LEC) or 1 (LFU); GDSF and LRU have no offline form
+POLICY_TABLE: dict[tuple[str, str], tuple[str, Callable[[_Setup], dict[str, Any]]]] = {
+    **{(c, "online"): (name, lambda s, o=opts: dict(o)) for c, (name, opts) in ONLINE_POLICIES.items()},
+    ("gdsf", "offline"): ("gdsf", lambda s: {}),
+    ("lru", "offline"): ("lru", lambda s: {}),
+    ("lfu", "offline"): (LECOffline.name, lambda s: {"prob": (p := s.probs()), "cost": dict.fromkeys(p, 1.0)}),
+    ("lec", "offline"): (LECOffline.name, lambda s: {"prob": s.probs(), "cost": s.selector_costs()}),
+}
+"""(cache, scenario) -> (``make_policy`` name, options built for the run)."""
+
+SELECTOR_TABLE: dict[tuple[str, str], tuple[str, Args]] = {
+    **{("large", sc): ("static", lambda s: ((LARGE,), {})) for sc in SCENARIOS},
+    **{("cascade", sc): ("static", lambda s: ((s.small,), {})) for sc in SCENARIOS},
+    **{("oracle", sc): ("oracle", lambda s: ((s.routes, s.truth), {})) for sc in SCENARIOS},
+    # offline = the paper's noisy oracle (right with probability accuracy; at 1 the oracle itself),
+    # its coin the request's paired coin
+    ("selector", "offline"): ("noisy-oracle", lambda s: ((s.routes, s.truth, s.method.accuracy), {"rng": s.clock})),
+    ("selector", "online"): ("online", lambda s: ((s.routes,), {})),
+}
+"""(selector, scenario) -> (``make_selector`` name, its arguments for the run); every selector also
+gets the method's ``penalty``."""
 
 
 def run(w: Workload, method: Method, capacity: int, *, record: bool = False) -> RunResult:
@@ -118,8 +140,7 @@ def run(w: Workload, method: Method, capacity: int, *, record: bool = False) -> 
     clock = _Clock(w.coins.tolist())
     cost = {m: c.tolist() for m, c in w.cost.items()}
     success = {m: s.tolist() for m, s in w.success.items()} if w.success else None
-    small = w.small_route()
-    routes = (small, LARGE)
+    routes = (w.small_route(), LARGE)
 
     def realised(q: Hashable) -> dict[Route, float]:
         # the per-request oracle of the reference code: min over options of this request's costs
@@ -132,8 +153,12 @@ def run(w: Workload, method: Method, capacity: int, *, record: bool = False) -> 
         ok = success[model][q] if success and model in success else None
         return Generation(None, cost[model][clock.t], ok)
 
-    selector = _selector(method, w, clock, realised)
-    policy = _policy(method, w, capacity, selector)
+    setup = _Setup(method, w, realised, clock)
+    name, build = SELECTOR_TABLE[(method.selector, method.scenario)]
+    args, options = build(setup)
+    selector = setup.selector = make_selector(name, *args, penalty=method.penalty, **options)
+    name, options_of = POLICY_TABLE[(method.cache, method.scenario)]
+    policy: Policy = make_policy(name, capacity, **options_of(setup))
     if isinstance(policy, LECOffline):
         for key in policy.warm():
             policy.admit(key)

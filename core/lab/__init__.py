@@ -1,0 +1,7 @@
+"""Experiments and evaluations, apart from the library: the real-model experiment
+(``cachemux.lab.live``), the trained multiplexer's evaluation (``multiplexer_eval``, the
+``train-multiplexer`` command), the semantic threshold calibration (``calibrate_semantic``).
+
+Imported only by the command line, ``benchmarks/`` and the tests: nothing in the library imports
+it. The paper's simulator suites stay in ``cachemux.sim`` (a documented part of the library).
+"""
