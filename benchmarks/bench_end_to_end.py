@@ -389,10 +389,9 @@ def _plot(rows: list[dict], live: list[dict], out: Path, alphas: list[float]) ->
     """``<out>.png``: latency, FLOPs, accuracy per method per alpha (latency-unit replay);
     ``<out>_ratios.png``: LFU+large / method for latency and FLOPs, this pair and the hypothetical
     10x pair, beside the targets; ``<out>_live.png``: the live prefix beside its replay."""
-    import matplotlib
+    from cachemux.sim.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     made = []
     grid = [r for r in rows if r["mode"] == "replay" and r["unit"] == "latency"]

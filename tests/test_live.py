@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from cachemux.errors import ConfigError, UnknownNameError
-from cachemux.models.local import GenerationResult
 from cachemux.lab.live import (
     Answer,
     ClozeItem,
@@ -22,6 +21,7 @@ from cachemux.lab.live import (
     serve_trace,
     true_route_costs,
 )
+from cachemux.models.local import GenerationResult
 from cachemux.multiplexer import OracleSelector, StaticSelector, TrainedSelector
 from cachemux.multiplexer.predictor import PredictorConfig, QualityPredictor
 

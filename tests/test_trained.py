@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from cachemux.errors import ConfigError, UnknownNameError
-from cachemux.multiplexer import FAIL_PENALTY, TrainedSelector, route_cost
 from cachemux.lab.multiplexer_eval import group_folds, load_mmlu_set, out_of_fold
+from cachemux.multiplexer import FAIL_PENALTY, TrainedSelector, route_cost
 from cachemux.multiplexer.fitting import FitConfig, calibrate_quality, calibrate_share, fit_predictor
 from cachemux.multiplexer.predictor import PredictorConfig, QualityPredictor, cached_embeddings, packaged_embedder
 from cachemux.multiplexer.trained import route_expected_cost
+from cachemux.sim.routing import PRICES_PER_MTOK
 
 N_PROMPTS = 240
 
@@ -35,7 +36,7 @@ def mmlu(tmp_path_factory):
 def predictor(mmlu):
     data, emb, _ = mmlu
     return fit_predictor(data.models, emb, data.texts, data.labels, FitConfig(l2=1e-4),
-                         costs={"small": 0.24, "large": 24.7})
+                         costs=PRICES_PER_MTOK)
 
 
 def toy_predictor(weight: float = 8.0) -> QualityPredictor:
@@ -95,7 +96,7 @@ def test_save_load_round_trip(tmp_path, mmlu, predictor):
     pr.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert cfg["models"] == ["small", "large"] and cfg["costs"] == {"small": 0.24, "large": 24.7}
+    assert cfg["models"] == ["small", "large"] and cfg["costs"] == PRICES_PER_MTOK
     assert cfg["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     back = QualityPredictor.load(tmp_path / "m")
     assert back.config == pr.config
@@ -126,7 +127,7 @@ def test_selector_embeds_real_text(predictor, mmlu):
     np.testing.assert_allclose(got, want, atol=1e-4)  # the selector's own embedding agrees
     q = data.texts[0]
     c = sel.costs_for(q)
-    assert c["large"] / c["small"] == pytest.approx(24.7 / 0.24)
+    assert c["large"] / c["small"] == pytest.approx(PRICES_PER_MTOK["large"] / PRICES_PER_MTOK["small"])
     assert sel.expected_cost(q) == pytest.approx(min(sel.route_costs(q).values()))
 
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from cachemux.errors import ConfigError
-from cachemux.multiplexer import PredictorConfig, QualityPredictor, TrainedSelector
 from cachemux.lab.multiplexer_eval import (
     EvalConfig,
     load_dcrouter,
@@ -23,6 +22,7 @@ from cachemux.lab.multiplexer_eval import (
     roc_auc,
     run_evaluation,
 )
+from cachemux.multiplexer import PredictorConfig, QualityPredictor, TrainedSelector
 from cachemux.multiplexer.fitting import (
     Curve,
     FitConfig,
@@ -31,6 +31,7 @@ from cachemux.multiplexer.fitting import (
     cost_at_quality,
     routing_curve,
 )
+from cachemux.sim.routing import PRICES_PER_MTOK
 
 
 def test_roc_auc_matches_hand_counts():
@@ -74,7 +75,7 @@ def test_failure_price_calibration_reaches_the_target_with_the_selector_rule():
     p = np.stack([rng.uniform(0.2, 0.9, n), rng.uniform(0.7, 1.0, n)], axis=1)
     q = (rng.random((n, 2)) < p).astype(float)
     tokens = rng.integers(20, 400, n)
-    c = tokens[:, None] * np.array([0.24, 24.7]) / 1e6
+    c = tokens[:, None] * np.array([PRICES_PER_MTOK["small"], PRICES_PER_MTOK["large"]]) / 1e6
     cal = calibrate_failure_price(p, q, c, 0.95)
     assert cal["failure_price"] is not None and cal["failure_price"] > 0
     large = cal["failure_price"] * (p[:, 1] - p[:, 0]) > c[:, 1] - c[:, 0]

@@ -336,10 +336,9 @@ def _torch_threads() -> int | None:
 
 def _plot(dev: dict, test: dict, threshold: float, ours: dict, gpt: dict, model: str, n: dict, path: Path,
           target: float) -> None:
-    import matplotlib
+    from cachemux.sim.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
     keep = dev["served"] > 0

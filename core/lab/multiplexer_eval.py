@@ -20,7 +20,7 @@ Protocol of ``run_evaluation`` (``cachemux train-multiplexer``):
    the train-calibrated rules do there unchanged.
 5. dcrouter: a 9-output head, tuned on a random 20% of train.json, reported on test.json.
 
-Costs are RouteLLM's prices (GPT-4 $24.7, Mixtral $0.24 per 1M tokens) x tokens (chars / 4). With
+Costs are RouteLLM's prices (``cachemux.sim.routing.PRICES_PER_MTOK``) x tokens (chars / 4). With
 per-token prices a long prompt costs more to send to the large model, so "$ saved" rewards
 sending long prompts to the small model whatever their difficulty; "calls avoided" does not,
 which is why model selection uses it and why the length-only router is reported.
@@ -610,8 +610,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
     predictor.save(cfg.out / "trained_multiplexer" / "mmlu")
     report: dict = {"embedding_model": model_id, "quick": quick, "seed": seed, "sizes": {k: len(v) for k, v in sets.items()},
                     "target_frac_of_large_quality": cfg.target_frac,
-                    "cost": "RouteLLM prices, $ per 1M tokens: small (Mixtral-8x7B) 0.24, large (GPT-4) 24.7; "
-                            "tokens = chars/4 (MMLU: prompt + 1 answer token; GSM8K: prompt + own response; "
+                    "cost": f"RouteLLM prices, $ per 1M tokens: small (Mixtral-8x7B) {PAIR_PRICES[SMALL]:g}, large "
+                            f"(GPT-4) {PAIR_PRICES[LARGE]:g}; tokens = chars/4 (MMLU: prompt + 1 answer token; GSM8K: prompt + own response; "
                             "MT-Bench: both turns + both own answers)",
                     "mtbench_label": load_mtbench.__doc__.split("\n\n")[1].strip() if load_mtbench.__doc__ else "",
                     "cross_validation": {"folds": len(folds), "rows": cv_rows, "chosen_head": best_fit.label(),
@@ -745,10 +745,9 @@ def _jsonable(x):
 
 
 def _plot(path: Path, curves: dict, report: dict, target_frac: float) -> None:
-    import matplotlib
+    from cachemux.sim.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = list(curves) + (["dcrouter"] if "dcrouter" in report else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)

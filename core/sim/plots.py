@@ -6,15 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_cost_vs_alpha", "plot_cost_vs_cache", "plot_regret"]
+__all__ = ["plot_cost_vs_alpha", "plot_cost_vs_cache", "plot_regret", "pyplot"]
 
 _SHOW = (("lfu", "large"), ("lfu", "selector"), ("lru", "large"), ("lec", "large"),
          ("lec", "cascade"), ("lec", "small"), ("gdsf", "selector"), ("lec", "selector"))
 
 
-def _plt():
-    import matplotlib
-
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, imported on first use: nothing else in
+    cachemux needs matplotlib."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(f"plots need matplotlib (pip install matplotlib), or skip them: {exc}") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -42,7 +46,7 @@ def _draw(ax, series, log_x=False) -> None:
 
 
 def plot_cost_vs_cache(rows: list[dict], path: Path, unit: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     _draw(ax, _series(rows, "cache_size", {"setting": "cache-sweep"}), log_x=True)
     ax.set_xlabel("cache size (entries)")
@@ -56,7 +60,7 @@ def plot_cost_vs_cache(rows: list[dict], path: Path, unit: str) -> Path:
 
 
 def plot_cost_vs_alpha(syn_rows: list[dict], routing_rows: list[dict], path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     _draw(axes[0], _series(syn_rows, "alpha", {"scenario": "online", "cost_ratio": 100.0}))
     axes[0].set_title("synthetic, online, cost ratio 100 (20 queries, cache 8)")
@@ -74,7 +78,7 @@ def plot_cost_vs_alpha(syn_rows: list[dict], routing_rows: list[dict], path: Pat
 
 def plot_regret(curves: dict[str, np.ndarray], path: Path, title: str) -> Path:
     """``curves[label]`` = mean cumulative regret per request (vs the offline optimum)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, y in curves.items():
         t = np.arange(1, len(y) + 1)
