@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from cachemux import paths
+
 LLM = "bench-llm temperature=0"
 GOALS_MS = {"exact_hit": 1.0, "semantic_hit": 15.0}
 
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's choice); 1 is faster on a machine shared with other jobs")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("results") / "bench_cache.json")
+    ap.add_argument("--out", type=Path, default=paths.results_dir() / "bench_cache.json")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in (args.sizes or ("1000,10000" if args.quick else "1000,10000,100000")).split(",") if s]
     disk_default = "1000" if args.quick else "1000,10000"

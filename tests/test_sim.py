@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cachemux import paths
 from cachemux.cli import main
 from cachemux.errors import ConfigError, UnknownNameError
 from cachemux.sim.routing import PRICES_PER_MTOK, load_mmlu, routing_workload
@@ -141,3 +143,22 @@ def test_reproduce_writes_the_json_contract_and_plots(tmp_path, capsys):
 def test_reproduce_rejects_bad_seeds(tmp_path):
     with pytest.raises(ConfigError, match="--seeds"):
         main(["reproduce", "--seeds", "0", "--out", str(tmp_path)])
+
+
+def test_paths_find_the_data_and_honour_the_environment(monkeypatch, tmp_path):
+    from cachemux.cache import default_store_dir
+
+    for var in ("CACHEMUX_DATA", "CACHEMUX_CACHE", "CACHEMUX_STORE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    found = paths.data_dir("routing")
+    assert (found / "routing" / "mmlu").is_dir() and paths.data_file("routing", "SPLITS.json").is_file()
+    with pytest.raises(ConfigError, match="holding no-such-folder"):
+        paths.data_dir("no-such-folder")
+    assert paths.default_store_dir() == default_store_dir() == Path.home() / ".cache" / "cachemux" / "store"
+    assert paths.embeddings_dir() == Path.home() / ".cache" / "cachemux" / "embeddings"
+    monkeypatch.setenv("CACHEMUX_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("CACHEMUX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CACHEMUX_STORE_DIR", str(tmp_path / "store"))
+    assert paths.data_dir("routing") == tmp_path / "data"  # the user's choice wins, even if empty
+    assert paths.embeddings_dir() == tmp_path / "cache" / "embeddings"
+    assert paths.default_store_dir() == default_store_dir() == tmp_path / "store"
