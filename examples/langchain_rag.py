@@ -22,8 +22,7 @@ def build(args: Any) -> tuple[Any, Any]:
     from langchain_core.vectorstores import InMemoryVectorStore
 
     from cachemux.semantic import Embedder
-    from langchain_cachemux import CacheMuxCache
-    from langchain_cachemux.router import CacheMuxRouter, LocalChatModel
+    from langchain_cachemux import CacheMuxCache, CacheMuxRouter, LocalChatModel
 
     class MiniLM(Embeddings):
         """LangChain embeddings over cachemux's embedder (the packaged all-MiniLM-L6-v2)."""
@@ -46,8 +45,8 @@ def build(args: Any) -> tuple[Any, Any]:
 
     models = {
         # SmolLM2 has a chat template; Gemma-3-270M is a base model: one line of plain text
-        "small": LocalChatModel.from_name(rc.SMALL, max_new_tokens=args.tokens, stop=["\n"]),
-        "large": LocalChatModel.from_name(rc.LARGE, max_new_tokens=args.tokens, stop=["\n"]),
+        "small": LocalChatModel(rc.SMALL, max_tokens=args.tokens, stop=["\n"]),
+        "large": LocalChatModel(rc.LARGE, max_tokens=args.tokens, stop=["\n"]),
     }
     router = CacheMuxRouter(models, rc.make_selector(args.predictor, args.tokens), costs="flops",
                             cache=CacheMuxCache(threshold=rc.THRESHOLD), judge=rc.make_judge(retrieve))

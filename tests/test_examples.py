@@ -28,6 +28,7 @@ def examples_on_path():
 
 
 @pytest.mark.slow
+@pytest.mark.models
 @pytest.mark.parametrize("name", ["langchain_rag", "llamaindex_rag"])
 def test_example_quick(name, capsys):
     out = importlib.import_module(name).main(["--quick"])
@@ -45,6 +46,7 @@ def test_example_quick(name, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.models
 def test_example_with_a_trained_multiplexer(tmp_path, capsys):
     """--predictor: the trained selector routes (a hand-set head: P(small ok) = 0.5, P(large ok)
     = 0.95 for every question, so the cascade's expected cost, small + 0.5 x 2 x large, loses to
