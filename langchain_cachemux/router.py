@@ -21,6 +21,8 @@ cost of a miss under the selector. The router only translates LangChain calls to
 ``model_costs``, ``latency``, ``success``, ``cache_hit``, ``cached``, ``entry_cost``, and
 ``similarity``/``saved`` on hits. ``stream``/``astream`` stream the answering model's chunks and
 put the record in the last one (a hit, or a cascade step accepted by the judge, is one chunk).
+The underlying model's run is nested under the router's in ``invoke``/``batch`` traces; LangChain
+hands ``_stream`` no run manager, so in ``stream``/``astream`` it runs without the call's callbacks.
 
 **Cache.** ``cache=`` a ``CacheMuxCache`` or a ``SemanticCache``. It lives in a private attribute:
 the router's LangChain ``cache`` field is always ``False`` so LangChain never caches the same
@@ -37,8 +39,9 @@ bound kwargs, go to the underlying models. ``bind_tools`` and ``with_structured_
 
 from __future__ import annotations
 
+import json
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel, LangSmithParams
@@ -53,7 +56,7 @@ from pydantic import ConfigDict, PrivateAttr
 import cachemux
 from cachemux import ConfigError, Request, Selector
 from langchain_cachemux.cache import prompt_parts
-from langchain_cachemux.local import LocalChatModel, LocalLLM
+from langchain_cachemux.local import LocalChatModel, LocalLLM  # noqa: F401  (their old home)
 
 __all__ = ["CacheMuxRouter", "LocalChatModel", "LocalLLM"]
 
@@ -323,17 +326,11 @@ def _last_chunk(served: Any, blank: str | list) -> AIMessageChunk:
     if served.streamed:
         return AIMessageChunk(content=blank, response_metadata=record, chunk_position="last")
     a: AIMessage = served.answer
+    calls = [tool_call_chunk(name=tc["name"], args=json.dumps(tc["args"], ensure_ascii=False), id=tc["id"], index=i)
+             for i, tc in enumerate(a.tool_calls)]
     return AIMessageChunk(content=a.content, additional_kwargs=a.additional_kwargs,
                           response_metadata={**a.response_metadata, **record}, usage_metadata=a.usage_metadata,
-                          tool_call_chunks=[tool_call_chunk(name=tc["name"], args=_json(tc["args"]), id=tc["id"],
-                                                            index=i) for i, tc in enumerate(a.tool_calls)],
-                          chunk_position="last")
-
-
-def _json(args: Any) -> str:
-    import json
-
-    return json.dumps(args, ensure_ascii=False)
+                          tool_call_chunks=calls, chunk_position="last")
 
 
 # ---- the cache port -----------------------------------------------------------------------------------

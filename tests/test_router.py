@@ -91,7 +91,8 @@ def test_entry_price_is_positive_under_the_readme_selector():
     """The README's cascade-vs-large selector: an entry is priced at an observed route cost,
     never at 0 because the other route is still unexplored."""
     router = CacheMuxRouter(chat_models(), OnlineSelector([("small", "large"), ("large",)]),
-                            costs={"small": 1.0, "large": 10.0}, cache=CacheMuxCache(store=MemoryStore(), semantic=False))
+                            costs={"small": 1.0, "large": 10.0},
+                            cache=CacheMuxCache(store=MemoryStore(), semantic=False))
     records = [record(router.invoke("What is the capital of France?")) for _ in range(3)]
     assert all(m["entry_cost"] > 0 for m in records)
     assert records[0]["entry_cost"] == records[0]["cost"] == 1.0  # the cascade's small model answered

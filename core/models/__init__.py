@@ -1,7 +1,7 @@
-"""Local generative models: loading (GGUF from PyPI packages, or any transformers model by name),
-greedy generation, and cost accounting (measured latency, FLOPs counted from the model config);
-``ModelMux``, the joint serving step (cache -> selector -> models -> account -> admit) that the
-LangChain and LlamaIndex adapters share."""
+"""Local generative models: loading (GGUF from PyPI packages, or any transformers model by name or
+path; an unknown name is refused at construction), greedy or sampled generation, and cost
+accounting (measured latency, FLOPs counted from the model config). ``ModelMux`` is the old
+serving step, superseded by ``cachemux.JointEngine`` (kept until no adapter uses it)."""
 
 from __future__ import annotations
 
