@@ -147,6 +147,9 @@ class LocalChatModel(_Local, BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         return self._ls("chat", stop, kwargs)
 
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"LocalChatModel ({self.model}) does not support tool calling")
+
     def _messages(self, messages: list[BaseMessage]) -> list[dict[str, str]]:
         out = []
         for m in messages:

@@ -30,6 +30,8 @@ answer a second time. The exact key and the partition are the router's models' c
 plus the call's options (stop, max tokens, temperature, bound kwargs, tools: LangChain's
 ``_get_llm_string``), so an answer is never served to a call with other options. Answers are
 stored with LangChain's ``dumps`` and read back with ``loads`` allowing ``AIMessage`` only.
+The engine prices the entries (a ``CacheMuxCache``'s own ``cost=`` applies where it is
+LangChain's cache, not here).
 
 **Options.** ``max_tokens``, ``temperature`` and ``stop`` given to the router, and any call or
 bound kwargs, go to the underlying models. ``bind_tools`` and ``with_structured_output``
@@ -196,8 +198,14 @@ class CacheMuxRouter(BaseChatModel):
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
         """Bind tools (as OpenAI tool dicts, so the cache key is stable); each call binds them to
         the model that runs. ``NotImplementedError`` if a model cannot call tools."""
-        lacking = [f"{n!r} ({type(m).__name__})" for n, m in self.models.items()
-                   if not isinstance(m, BaseChatModel) or type(m).bind_tools is BaseChatModel.bind_tools]
+        lacking = []
+        for n, m in self.models.items():  # each model binds them at call time: try it now
+            try:
+                if not hasattr(m, "bind_tools"):  # an LLM
+                    raise NotImplementedError
+                m.bind_tools(tools, **({} if tool_choice is None else {"tool_choice": tool_choice}))
+            except NotImplementedError:
+                lacking.append(f"{n!r} ({type(m).__name__})")
         if lacking:
             raise NotImplementedError(f"bind_tools: the router's model(s) {', '.join(lacking)} do not support "
                                       "tool calling")

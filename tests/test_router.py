@@ -291,6 +291,15 @@ def test_what_the_models_cannot_do_names_them():
         router.bind_tools([Pair])
     with pytest.raises(NotImplementedError, match="'large'"):
         router.with_structured_output(Pair)
+    llms = CacheMuxRouter({"small": Tooled(), "large": FakeListLLM(responses=["x"])}, KeywordSelector())
+    with pytest.raises(NotImplementedError, match=r"'large' \(FakeListLLM\)"):
+        llms.bind_tools([Pair])
+    local = LocalChatModel("smollm2-135m")  # loads nothing
+    for call in (lambda: local.bind_tools([Pair]), lambda: local.with_structured_output(Pair)):
+        with pytest.raises(NotImplementedError, match=r"LocalChatModel \(smollm2-135m\)"):
+            call()
+    with pytest.raises(NotImplementedError, match=r"'small' \(LocalChatModel\)"):
+        CacheMuxRouter({"small": local, "large": Tooled()}, KeywordSelector()).bind_tools([Pair])
 
 
 def test_bad_configurations_name_the_problem():
