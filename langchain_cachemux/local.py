@@ -66,7 +66,8 @@ class _Local(BaseModel):
         if local is not None:
             if not isinstance(local, LocalModel):
                 raise ConfigError(f"local must be a cachemux LocalModel, got {type(local).__name__}")
-            data.setdefault("model", local.name)
+            if data.setdefault("model", local.name) != local.name or data.get("model_options"):
+                raise ConfigError(f"local= is the loaded {local.name!r}: give no other model or model_options")
         unknown = sorted(set(data) - set(type(self).model_fields))
         if unknown:  # a parameter silently ignored would look honoured
             raise ConfigError(f"{type(self).__name__} does not take {unknown}; it takes "

@@ -368,6 +368,8 @@ def test_local_models_refuse_what_they_cannot_honour():
         for cls in (LocalChatModel, LocalLLM):
             with pytest.raises(ConfigError, match=match):
                 cls("smollm2-135m", **bad)
+    with pytest.raises(ConfigError, match="local="):
+        LocalChatModel("gemma3-270m", local=LocalChatModel("smollm2-135m").local)
 
 
 def test_local_model_parameters_key_and_trace_without_loading():
