@@ -70,7 +70,9 @@ class CacheMuxRouter(BaseChatModel):
     or LLMs) with a cachemux ``selector``, through an optional ``cache`` (see the module docstring).
 
     ``judge(query, model, text) -> bool | None`` grades answers for cascades; ``query_fn(messages)
-    -> hashable`` is what the selector sees (default: the last human message's text).
+    -> hashable`` is what the selector sees (default: the last human message's text). An answer is
+    cached once the selector knows its price (``Selector.settled``), or at once with
+    ``admit_unsettled=True``.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
@@ -84,6 +86,7 @@ class CacheMuxRouter(BaseChatModel):
     temperature: float | None = None
     stop: list[str] | None = None
     streaming: bool = False  # LangChain runs invoke through the stream when True
+    admit_unsettled: bool = False  # cache answers before the selector knows their price (JointEngine)
 
     _cachemux_cache: Any = PrivateAttr(default=None)
     _engine: Any = PrivateAttr()
@@ -116,7 +119,7 @@ class CacheMuxRouter(BaseChatModel):
         super().__init__(cache=False, **data)  # the cachemux cache below is the only one
         self._cachemux_cache = cache
         self._engine = cachemux.JointEngine(_cache_port(cache), selector, _Models(self.models),
-                                            costs=self.costs, judge=self.judge)
+                                            costs=self.costs, judge=self.judge, admit_unsettled=self.admit_unsettled)
 
     @property
     def _llm_type(self) -> str:

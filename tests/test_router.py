@@ -167,6 +167,17 @@ def test_cache_hit_skips_the_selector_and_reports_the_saving():
     assert router.cachemux_cache is cache and router.cache is False
 
 
+def test_answers_wait_for_a_settled_price_unless_told_otherwise():
+    class Unsure(KeywordSelector):
+        settled = Selector.settled  # the base rule: every route observed on the query
+
+    cache = CacheMuxCache(store=MemoryStore(), semantic=False)
+    waits = CacheMuxRouter(chat_models(), Unsure(), costs=COSTS, cache=cache)
+    assert record(waits.invoke("easy"))["cached"] is False and record(waits.invoke("easy"))["cache_hit"] is False
+    eager = CacheMuxRouter(chat_models(), Unsure(), costs=COSTS, cache=cache, admit_unsettled=True)
+    assert record(eager.invoke("easy"))["cached"] is True and record(eager.invoke("easy"))["cache_hit"] == "exact"
+
+
 def test_a_semantic_cache_works_and_a_lone_models_entries_never_answer_the_router():
     cache = SemanticCache(MemoryStore(), semantic=False)
     small = FakeListChatModel(responses=["small says hi"] * 9)
