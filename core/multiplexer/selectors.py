@@ -79,12 +79,12 @@ class Selector(ABC):
         return min(vals) if vals else float(paid)
 
     def settled(self, query: Hashable) -> bool:
-        """Whether the price of ``query`` is known: every candidate route observed on it. While it
-        is not, the engine does not cache the answer: the next miss may find a cheaper route, and
-        an entry cached at the dearer price would hold a slot it is not worth (in the paper's
-        online simulation that cost LEC+selector 2.7x at cost ratio 100)."""
-        est = self.estimates
-        return all((query, r) in est for r in self._candidates(query))
+        """Whether the price of ``query`` is known well enough to cache its answer. True here: a
+        selector that does not explore prices with what it has. A selector that explores
+        (``OnlineSelector``) says False while its next miss on the query would try an untried
+        route: caching the answer at the dearer observed price would hold a slot it is not worth
+        (in the paper's online simulation that cost LEC+selector 2.7x at cost ratio 100)."""
+        return True
 
     def route_estimates(self, query: Hashable) -> dict[Route, float | None]:
         """The per-route cost estimates for ``query`` (running means; None where unobserved)."""
@@ -123,9 +123,6 @@ class OracleSelector(Selector):
 
     def entry_price(self, query: Hashable, paid: float) -> float:
         return self.expected_cost(query)  # type: ignore[return-value]  # the truth is known
-
-    def settled(self, query: Hashable) -> bool:
-        return True
 
     def route_estimates(self, query: Hashable) -> dict[Route, float | None]:
         t = self.truth(query)

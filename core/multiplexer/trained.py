@@ -275,9 +275,6 @@ class TrainedSelector(Selector):
         route = self._choose(query)[0]
         return self._route_costs(self.success_prob(query), self.costs_for(query))[route]
 
-    def settled(self, query: Hashable) -> bool:
-        return True  # priced by the predictor from the first request
-
     def route_estimates(self, query: Hashable) -> dict[Route, float | None]:
         return dict(self._route_costs(self.success_prob(query), self.costs_for(query)))
 
