@@ -2,7 +2,7 @@
 
 Every number is measured in this run, on the same trace: each policy's ``replay`` (the simulator's
 path) and a plain ``access`` loop (the per-request API), a naive O(n)-scan reference of the same
-policy (``tests/naive_policies.py``: a list of cached keys and a ``min()`` over their weights on
+policy (``tests/support/naive_policies.py``: a list of cached keys and a ``min()`` over their weights on
 every miss that needs room, as in the paper's code), and an ``OrderedDict`` LRU written inline.
 
 The naive reference is O(cache) per miss, so it is timed on a window of ``--naive-requests``
@@ -28,7 +28,7 @@ import numpy as np
 
 from cachemux.policies import POLICIES, make_policy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 from naive_policies import make_naive, offline_knowledge  # noqa: E402  (the tests' reference)
 
 SEED = 0

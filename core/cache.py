@@ -67,13 +67,13 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from cachemux.paths import default_store_dir
 from cachemux.errors import ConfigError, InvariantError, check_nonnegative, check_positive
 from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.index import PartitionedIndex
@@ -93,10 +93,6 @@ PROMPT_KEEP_CHARS = 2_000   # of each prompt kept in its entry, for inspection o
 FALLBACK_SECONDS_PER_TOKEN = 0.01
 PENDING_MAX_AGE_S = 3600.0  # a miss with no update for this long belongs to a call that failed
 
-def default_store_dir() -> Path:
-    """Where the embedded default store lives: ``$CACHEMUX_STORE_DIR`` or ``~/.cache/cachemux/store``."""
-    env = os.environ.get("CACHEMUX_STORE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cachemux" / "store"
 _WARN_EVERY_S = 10.0
 
 

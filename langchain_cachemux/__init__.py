@@ -4,6 +4,11 @@ transformers models."""
 
 from __future__ import annotations
 
+try:
+    import langchain_core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - only without the extra
+    raise ImportError("langchain_cachemux needs langchain-core: pip install 'cachemux[langchain]'") from exc
+
 from langchain_cachemux.cache import CacheMuxCache, prompt_parts, token_usage
 from langchain_cachemux.local import LocalChatModel, LocalLLM
 from langchain_cachemux.router import CacheMuxRouter

@@ -4,6 +4,11 @@ selector's route); ``LocalLLM("smollm2-135m")`` and ``LocalEmbedding()`` run the
 
 from __future__ import annotations
 
+try:
+    import llama_index.core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - only without the extra
+    raise ImportError("llamaindex_cachemux needs llama-index-core: pip install 'cachemux[llamaindex]'") from exc
+
 from llamaindex_cachemux.llm import CacheMuxLLM
 from llamaindex_cachemux.local import LocalEmbedding, LocalLLM
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
+
+# The shared test helpers (a real redis-server fixture, naive reference policies, store workers)
+# live in tests/support; test modules in every package folder import them by name.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 # Before torch is imported anywhere: on a busy 2-core machine torch's spin-waiting OpenMP threads
 # made generation ~5x slower; passive waits keep latency honest. Never reach a model hub.

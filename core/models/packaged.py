@@ -10,18 +10,9 @@ from importlib import metadata
 from pathlib import Path
 
 from cachemux.errors import ConfigError, UnknownNameError
+from cachemux.paths import model_cache_root
 
 __all__ = ["PACKAGED", "PackagedModel", "file_fingerprint", "locate_gguf", "model_cache_root"]
-
-
-def model_cache_root() -> Path:
-    """Where de-quantised fp32 copies (safetensors) live: ``$CACHEMUX_MODEL_CACHE``, else
-    ``$XDG_CACHE_HOME/cachemux/models``, else ``~/.cache/cachemux/models``. Never inside git."""
-    env = os.environ.get("CACHEMUX_MODEL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "cachemux" / "models"
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,12 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 import numpy as np
 
 from cachemux.errors import ConfigError, UnknownNameError, check_nonnegative, check_positive
-from cachemux.multiplexer.predictor import PredictorConfig, QualityPredictor
+from cachemux.multiplexer.predictor import QualityPredictor
 from cachemux.multiplexer.routes import FAIL_PENALTY, Route
 from cachemux.multiplexer.selectors import Selector
 from cachemux.units import estimate_tokens
 
-# PredictorConfig is re-exported for tests/test_examples.py until it imports cachemux.multiplexer.predictor
-__all__ = ["PredictorConfig", "QualityPredictor", "TrainedSelector", "route_expected_cost"]
+__all__ = ["TrainedSelector", "route_expected_cost"]
 
 Costs = Mapping[str, float] | Callable[[Hashable], Mapping[str, float]]
 

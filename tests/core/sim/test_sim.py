@@ -146,7 +146,7 @@ def test_reproduce_rejects_bad_seeds(tmp_path):
 
 
 def test_paths_find_the_data_and_honour_the_environment(monkeypatch, tmp_path):
-    from cachemux.cache import default_store_dir
+    from cachemux.cache import default_store_dir  # the cache's default store folder is the paths one
 
     for var in ("CACHEMUX_DATA", "CACHEMUX_CACHE", "CACHEMUX_STORE_DIR"):
         monkeypatch.delenv(var, raising=False)

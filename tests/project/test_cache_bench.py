@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from shared_data import has_qqp_pairs
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_cache.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_cache.py"
 
 
 @pytest.mark.skipif(not has_qqp_pairs(), reason="shared QQP data not found")

@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # effective only if torch i
 
 import pytest  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,7 +53,7 @@ def test_example_with_a_trained_multiplexer(tmp_path, capsys):
     the large model alone)."""
     import numpy as np
 
-    from cachemux.multiplexer.trained import PredictorConfig, QualityPredictor
+    from cachemux.multiplexer.predictor import PredictorConfig, QualityPredictor
 
     cfg = PredictorConfig(models=("small", "large"))
     params = {"feature_mean": np.zeros(384, np.float32), "feature_std": np.ones(384, np.float32),

@@ -1,6 +1,6 @@
 """The trained multiplexer's evaluation: metrics against hand-computed values, the data readers,
 and the whole ``train-multiplexer`` pipeline on tiny subsets (a hashing stand-in for the encoder,
-so this stays fast; tests/test_trained.py uses the real one)."""
+so this stays fast; tests/core/multiplexer/test_trained.py uses the real one)."""
 
 from __future__ import annotations
 

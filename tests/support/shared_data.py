@@ -5,9 +5,9 @@ from __future__ import annotations
 
 
 def has_qqp_pairs() -> bool:
-    from cachemux.semantic.calibrate import _default_data
+    from cachemux.paths import data_file
 
     try:
-        return _default_data().is_file()
+        return data_file("semantic", "qqp_pairs.json.gz").is_file()
     except Exception:
         return False

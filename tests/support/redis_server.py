@@ -1,6 +1,6 @@
 """A real ``redis-server`` on a free loopback port for the store tests (never a fake Redis).
 
-Import the fixtures into a test module (``from redis_server import redis_server``: tests/ is on sys.path);
+Import the fixtures into a test module (``from redis_server import redis_server``: tests/support is on sys.path, see tests/conftest.py);
 tests are skipped, with the reason, only when no ``redis-server`` binary is installed.
 """
 

@@ -123,9 +123,12 @@ def test_disk_writer_killed_mid_run_leaves_a_consistent_store(tmp_path: Any) -> 
 
     d = tmp_path / "s"
     DiskStore(d, 40, "lec").close()
+    from store_workers import __file__ as workers_file
+
+    SUPPORT = os.path.dirname(os.path.abspath(workers_file))
     code = textwrap.dedent(f"""
         import itertools, sys
-        sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+        sys.path.insert(0, {SUPPORT!r})
         from cachemux.stores import DiskStore
         from store_workers import make_entry
         s = DiskStore({str(d)!r})
