@@ -5,7 +5,6 @@ record, LCEL, batch, streaming, async, the cache, cascades with a judge, tools."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
 from typing import Any
 
 import pytest
@@ -20,25 +19,9 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from pydantic import BaseModel
 
-from cachemux import ConfigError, MemoryStore, OnlineSelector, SemanticCache, Selector, StaticSelector
+from cachemux import ConfigError, MemoryStore, OnlineSelector, SemanticCache, StaticSelector
+from fake_selectors import KeywordSelector
 from langchain_cachemux import CacheMuxCache, CacheMuxRouter, LocalChatModel, LocalLLM
-
-
-class KeywordSelector(Selector):
-    """Large for queries that say "hard", small otherwise (a stand-in for a trained selector)."""
-
-    name = "keyword"
-
-    def __init__(self) -> None:
-        super().__init__([("small",), ("large",)])
-        self.seen: list[Hashable] = []
-
-    def choose(self, query: Hashable) -> tuple[str, ...]:
-        self.seen.append(query)
-        return ("large",) if "hard" in str(query) else ("small",)
-
-    def settled(self, query: Hashable) -> bool:
-        return True  # it never explores: the route it ran is what a miss costs
 
 
 def chat_models():
@@ -169,7 +152,8 @@ def test_cache_hit_skips_the_selector_and_reports_the_saving():
 
 def test_answers_wait_for_a_settled_price_unless_told_otherwise():
     class Unsure(KeywordSelector):
-        settled = Selector.settled  # the base rule: every route observed on the query
+        def settled(self, query):  # an exploring selector's rule: every route observed on the query
+            return all((query, r) in self.estimates for r in self.routes)
 
     cache = CacheMuxCache(store=MemoryStore(), semantic=False)
     waits = CacheMuxRouter(chat_models(), Unsure(), costs=COSTS, cache=cache)

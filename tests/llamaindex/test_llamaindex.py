@@ -10,7 +10,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # effective only if torch is not loaded yet
 
 import asyncio  # noqa: E402
-from collections.abc import Hashable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
@@ -24,7 +23,8 @@ from llama_index.core.llms.callbacks import llm_completion_callback  # noqa: E40
 from llama_index.core.llms.custom import CustomLLM  # noqa: E402
 from pydantic import PrivateAttr  # noqa: E402
 
-from cachemux import ConfigError, MemoryStore, Selector, SemanticCache, StaticSelector  # noqa: E402
+from cachemux import ConfigError, MemoryStore, SemanticCache, StaticSelector  # noqa: E402
+from fake_selectors import KeywordSelector
 from llamaindex_cachemux import CacheMuxLLM, LocalEmbedding, LocalLLM  # noqa: E402
 
 
@@ -61,21 +61,6 @@ class Fake(CustomLLM):
                 text += piece
                 yield CompletionResponse(text=text, delta=piece)
         return gen()
-
-
-class KeywordSelector(Selector):
-    name = "keyword"
-
-    def __init__(self) -> None:
-        super().__init__([("small",), ("large",)])
-        self.seen: list[Hashable] = []
-
-    def choose(self, query: Hashable) -> tuple[str, ...]:
-        self.seen.append(query)
-        return ("large",) if "hard" in str(query) else ("small",)
-
-    def settled(self, query: Hashable) -> bool:
-        return True  # it never explores: what its route cost is what a miss costs
 
 
 COSTS = {"small": 1.0, "large": 2.0}
