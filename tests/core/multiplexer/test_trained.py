@@ -360,6 +360,19 @@ def test_explore_tries_the_cheap_model_once_then_follows_the_outcome():
     assert flat.choose(hard) == ("large",)
 
 
+def test_entry_price_has_no_exploration_bonus():
+    """explore= makes untried models look good for *routing*; the cache's price of an entry is
+    the expected cost under the posterior without that bonus."""
+    costs = {"small": 1.0, "large": 10.0}
+    eager = TrainedSelector(toy_predictor(), [("small", "large"), ("large",)], costs=costs, explore=4.0)
+    plain = TrainedSelector(toy_predictor(), [("small", "large"), ("large",)], costs=costs)
+    q = "4321 * 8765 = 1234567 ?"
+    assert eager.settled(q) and eager.entry_price(q, 99.0) > 0
+    route = eager.choose(q)
+    assert eager.entry_price(q, 99.0) == pytest.approx(plain.route_estimates(q)[route])
+    assert eager.entry_price(q, 99.0) >= eager.route_costs(q)[route]
+
+
 def test_selector_memory_is_bounded():
     sel = TrainedSelector(toy_predictor(), [("small", "large"), ("large",)], costs={"small": 1.0, "large": 10.0},
                           cache_size=3)
@@ -368,6 +381,7 @@ def test_selector_memory_is_bounded():
         sel.choose(q)
         sel.observe(q, {"small": 1.0, "large": 10.0}, {"small": False, "large": True})
     assert len(sel._pred) <= 3 and len(sel._obs) <= 3 * 2 and len(sel._cost_obs) <= 3 * 2
+    assert len(sel.estimates) == 0  # no unread base-class running means either (they were unbounded)
     assert sel.success_prob("question 9")["small"] < sel.predicted("question 9")["small"]  # recent: kept
     for bad in ({"explore": -1}, {"explore": float("nan")}, {"explore": "lots"}, {"cache_size": 0},
                 {"cache_size": 2.5}):
