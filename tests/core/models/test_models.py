@@ -72,7 +72,7 @@ def test_flops_profile_rejects_unknown_shapes():
 def test_packaged_registry_errors_name_the_choices():
     with pytest.raises(UnknownNameError, match="smollm2-135m"):
         locate_gguf("nope")
-    assert set(PACKAGED) == {"smollm2-135m", "gemma3-270m"}
+    assert set(PACKAGED) == {"smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"}
 
 
 def test_generation_result_costs():
@@ -100,7 +100,8 @@ def test_bad_arguments():
                                   "missing.gguf"])
 def test_a_mistyped_model_name_is_refused_at_construction_with_the_known_ones(name):
     """Not a hub connection error at first use: the name and the packaged choices, at once."""
-    with pytest.raises(UnknownNameError, match=r"unknown model .*; known: \['gemma3-270m', 'smollm2-135m'\]"):
+    with pytest.raises(UnknownNameError, match=r"unknown model .*; known: \['gemma3-270m', 'qwen2.5-coder-0.5b', "
+                                                 r"'qwen2.5-coder-1.5b', 'smollm2-135m'\]"):
         LocalModel(name)
     with pytest.raises(UnknownNameError, match="unknown model"):
         get_model(name)
