@@ -16,9 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cachemux.errors import ConfigError, UnknownNameError
-from cachemux.models.flops import FlopsProfile
-from cachemux.models.packaged import PACKAGED, file_fingerprint, model_cache_root
+from cachemux.models.threads import configure_torch, passive_waits
+
+passive_waits()  # before anything here can import torch (it reads the policy once, at load)
+
+from cachemux.errors import ConfigError, UnknownNameError  # noqa: E402
+from cachemux.models.flops import FlopsProfile  # noqa: E402
+from cachemux.models.packaged import PACKAGED, file_fingerprint, model_cache_root  # noqa: E402
 
 __all__ = ["GenerationResult", "GenerationStream", "LocalModel", "Message", "get_model"]
 
@@ -168,6 +172,8 @@ class LocalModel:
     def _load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        configure_torch()
 
         device = self._device_arg
         if device == "auto":

@@ -12,7 +12,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from cachemux.errors import ConfigError
+from cachemux.models.threads import configure_torch, passive_waits
+
+passive_waits()  # before sentence-transformers (torch) can load: the policy is read once, then
+
+from cachemux.errors import ConfigError  # noqa: E402
 
 __all__ = ["DEFAULT_MODEL", "Embedder", "TextEmbedder", "default_model_path"]
 
@@ -114,6 +118,7 @@ class Embedder:
                     from sentence_transformers import SentenceTransformer
                 except ImportError as exc:  # pragma: no cover - a core dependency
                     raise ConfigError(f"semantic caching needs sentence-transformers: {exc}") from exc
+                configure_torch()
                 try:
                     model = SentenceTransformer(path, device=self.device,
                                                 local_files_only=not self.allow_download)
