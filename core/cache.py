@@ -50,10 +50,14 @@ are logged (a warning at most every 10 s, with the number suppressed) and counte
 ``ConfigError``: those are bugs in the caller, not faults.
 
 **Documented input behaviour.** An empty or whitespace-only prompt is cached by exact key only.
-A prompt the embedding model would cut (longer than its window: 256 word pieces, ~1,000
-characters, for the default MiniLM) is also exact-only, since two long prompts sharing their
-first 256 word pieces (a RAG template with different questions at the end) would look
-identical to the model. There is no size limit on exact keys (a 1 MB prompt hashes in ~1 ms);
+So is a prompt whose embedding would lose part of it, measured with the embedder's own tokenizer
+(``cachemux.semantic.fidelity``): one the model would cut (more word pieces than its window, 256
+for the default MiniLM: ~1,000 English characters, ~130 Korean ones), since two long prompts
+sharing their first 256 word pieces would look identical to the model; one with any unknown
+token (MiniLM has no emoji and no pieces for words over 100 characters: "Explain 😀" and
+"Explain 💀" embed identically); one that is not valid Unicode (a lone surrogate). Each is
+counted in ``stats()["exact_only_<reason>"]`` (reasons: truncated, unknown_tokens, unencodable)
+and in ``stats()["exact_only"]``, and logged once per reason. There is no size limit on exact keys (a 1 MB prompt hashes in ~1 ms);
 entries keep only the first 2,000 characters of their prompt for inspection.
 """
 
@@ -76,6 +80,8 @@ import numpy as np
 from cachemux.paths import default_store_dir
 from cachemux.errors import ConfigError, InvariantError, check_nonnegative, check_positive
 from cachemux.semantic.embedder import Embedder, TextEmbedder
+from cachemux.semantic.fidelity import REASONS as _LOSSES
+from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
 from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.keys import check_text, exact_key, normalize_prompt, partition_id
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
@@ -94,6 +100,7 @@ FALLBACK_SECONDS_PER_TOKEN = 0.01
 PENDING_MAX_AGE_S = 3600.0  # a miss with no update for this long belongs to a call that failed
 
 _WARN_EVERY_S = 10.0
+_UNSET: Any = object()
 
 
 @dataclass(frozen=True)
@@ -199,7 +206,10 @@ class SemanticCache:
         self._latency_tokens = 0.0
         self._counts = dict.fromkeys(
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected",
-             "evictions", "errors", "dropped", "exact_only", "estimated"), 0)
+             "evictions", "errors", "dropped", "exact_only", "estimated")
+            + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
+        self._tokenizer: Any = _UNSET  # the embedder's tokenizer, looked up on first use
+        self._loss_logged: set[str] = set()
         self._cost_saved = 0.0
         self._last_warning = -math.inf
         self._suppressed = 0
@@ -241,11 +251,30 @@ class SemanticCache:
             text = None
         return key, part, text
 
-    def _embeddable(self, text: str | None) -> bool:
+    def _loss(self, text: str | None) -> str | None:
+        """Why ``text`` is matched exactly only ("off": no text to embed; else a
+        ``cachemux.semantic.fidelity`` reason), or None if its embedding keeps all of it."""
         if text is None:
-            return False
-        assert self.embedder is not None
-        return bool(self.embedder.fits(text))
+            return "off"
+        emb = self.embedder
+        assert emb is not None
+        try:
+            if self._tokenizer is _UNSET:
+                self._tokenizer = tokenizer_of(emb)
+            if self._tokenizer is not None:
+                return embedding_loss(self._tokenizer, text, int(getattr(emb, "max_tokens", 0) or 0))
+            text.encode("utf-8")  # a lone surrogate: no embedder can take it
+            return None if emb.fits(text) else "truncated"
+        except ConfigError:
+            raise  # the model cannot be loaded: a configuration problem the user must see
+        except UnicodeEncodeError:
+            return "unencodable"
+        except Exception as exc:
+            self._fault("embedding check", exc)
+            return "unencodable"
+
+    def _embeddable(self, text: str | None) -> bool:
+        return self._loss(text) is None
 
     def _embed(self, text: str) -> np.ndarray | None:
         assert self.embedder is not None
@@ -282,15 +311,23 @@ class SemanticCache:
         if entry is not None:
             return self._hit(Match(entry.value, "exact", key, 1.0, entry.cost))
         vec = None
-        if self._embeddable(text):
+        loss = self._loss(text) if self.semantic else "off"
+        if loss is None:
             vec = self._embed(text)  # type: ignore[arg-type]
             if vec is not None:
                 found = self._nearest(part, vec)
                 if found is not None:
                     return self._hit(found)
-        elif self.semantic:  # empty, embed_text=False, or longer than the model's window
+        elif self.semantic:  # empty, embed_text=False, or an embedding that would lose part of it
             with self._lock:
                 self._counts["exact_only"] += 1
+                first = loss != "off" and loss not in self._loss_logged
+                if loss != "off":
+                    self._counts[f"exact_only_{loss}"] += 1
+                    self._loss_logged.add(loss)
+            if first:
+                log.info("cachemux: a prompt is matched exactly only (%s: its embedding would lose part "
+                         "of it); counted in stats()['exact_only_%s'], logged once", loss, loss)
         with self._lock:
             self._counts["misses"] += 1
             now = time.monotonic()
