@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -71,6 +70,7 @@ _ALLOWED = [Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AI
             ChatMessageChunk, FunctionMessage, FunctionMessageChunk, ToolMessage, ToolMessageChunk]
 _COSTS = ("latency", "tokens")
 _CLEAR_ARGS = ("everything", "llm_string")
+_MAX_TOKENS = 1e15  # a reported token count above this is a bug, not a price
 
 
 def _loads(text: str) -> Any:
@@ -128,7 +128,7 @@ class CacheMuxCache(BaseCache):
     # ---- BaseCache ------------------------------------------------------------------------------
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         _check_args(prompt, llm_string)
-        text, scope = prompt_parts(prompt)
+        text, scope = _parts(prompt)
         value = self.cache.lookup(prompt, llm_string, embed_text=text, scope=scope)
         if value is None:
             return None
@@ -145,6 +145,10 @@ class CacheMuxCache(BaseCache):
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         _check_args(prompt, llm_string)
+        if isinstance(return_val, (str, bytes, Mapping)) or not isinstance(return_val, Sequence) or not all(
+                isinstance(g, Generation) for g in return_val):
+            raise ConfigError(f"return_val must be a list of langchain_core Generation objects, got "
+                              f"{type(return_val).__name__}: {return_val!r:.80}")
         try:
             value = dumps(list(return_val))
             _loads(value)  # never store what could not be read back
@@ -153,7 +157,7 @@ class CacheMuxCache(BaseCache):
             log.warning("cachemux: generations cannot be serialised with langchain_core.load (%s: %s); "
                         "not cached", type(exc).__name__, exc)
             return
-        text, scope = prompt_parts(prompt)
+        text, scope = _parts(prompt)
         # the fallback price's token estimate: the words asked and answered, not the JSON around them
         tokens = estimate_tokens(prompt if text is False else f"{scope}{text}",
                                  *(g.text or "" for g in return_val))
@@ -220,8 +224,10 @@ def prompt_parts(prompt: str) -> tuple[str | bool, str]:
     turns: list[tuple[str, str]] = []
     for m in items:
         kw = m.get("kwargs") or {}
+        extra = (kw.get("additional_kwargs") or {}) if isinstance(kw, dict) else None
+        if not isinstance(kw, dict) or not isinstance(extra, dict):
+            return prompt, ""  # shaped like a chat but not one dumps() wrote: a plain prompt
         role = str(kw.get("type") or m["id"][-1])
-        extra = kw.get("additional_kwargs") or {}
         if (role in ("tool", "function") or kw.get("tool_calls") or kw.get("tool_call_chunks")
                 or extra.get("function_call") or extra.get("tool_calls")):
             return False, ""
@@ -244,6 +250,21 @@ def prompt_parts(prompt: str) -> tuple[str | bool, str]:
         return False, ""
     scope = json.dumps(turns[:-1], ensure_ascii=False, separators=(",", ":")) if len(turns) > 1 else ""
     return question, scope
+
+
+_PARSE_FAILED: list[bool] = []
+
+
+def _parts(prompt: str) -> tuple[str | bool, str]:
+    """``prompt_parts``, never raising: a prompt it cannot read is matched exactly (logged once)."""
+    try:
+        return prompt_parts(prompt)
+    except Exception as exc:  # a prompt shape nobody foresaw must not fail the model call
+        if not _PARSE_FAILED:
+            _PARSE_FAILED.append(True)
+            log.warning("cachemux: cannot split a prompt into question and context (%s: %s); "
+                        "matched exactly only (logged once)", type(exc).__name__, exc)
+        return False, ""
 
 
 def _is_message(m: object) -> bool:
@@ -269,19 +290,31 @@ def token_usage(generations: Sequence[Generation]) -> float | None:
         if n is not None:
             total += n
             found = True
-    return total if found else None
+    return total if found and total <= _MAX_TOKENS else None
 
 
 def _total(usage: Any) -> float | None:
     if not isinstance(usage, Mapping):
         return None
-    for key in ("total_tokens",):
-        v = usage.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
-            return float(v)
-    parts = [usage.get(k) for k in ("input_tokens", "output_tokens", "prompt_tokens", "completion_tokens")]
-    nums = [float(v) for v in parts if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0]
-    return sum(nums) if nums else None
+    total = _count(usage.get("total_tokens"))
+    if total is not None:
+        return total
+    parts = [_count(usage.get(k)) for k in ("input_tokens", "output_tokens", "prompt_tokens", "completion_tokens")]
+    nums = [v for v in parts if v is not None]
+    total = sum(nums)
+    return total if nums else None
+
+
+def _count(v: Any) -> float | None:
+    """A reported token count as a float in [0, 1e15], or None (missing, bool, NaN, inf, 10**400:
+    no model reports more; a price near the float range would overflow the policy's priorities)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if 0 <= f <= _MAX_TOKENS else None
 
 
 def _check_args(prompt: object, llm_string: object) -> None:
