@@ -80,10 +80,10 @@ class LocalModel:
     """A causal language model run locally through transformers.
 
     ``model`` is a packaged name (``"smollm2-135m"``, ``"gemma3-270m"``, ``"qwen2.5-coder-0.5b"``,
-    ``"qwen2.5-coder-1.5b"``: see ``cachemux.models.PACKAGED``), a hub name or a local directory (``"Qwen/Qwen2.5-1.5B-Instruct"``,
-    loaded with ``from_pretrained`` as usual, so offline only if it is in the local hub cache), or a
-    ``.gguf`` file / a directory with ``gguf_file=``. GGUF weights are de-quantised on first load
-    (slow: tens of seconds), then saved as fp32 safetensors under ``cache_dir`` (default
+    ``"qwen2.5-coder-1.5b"``: see ``cachemux.models.PACKAGED``), a hub name or a local directory
+    (``"Qwen/Qwen2.5-1.5B-Instruct"``, loaded with ``from_pretrained`` as usual, so offline only
+    if it is in the local hub cache), or a ``.gguf`` file / a directory with ``gguf_file=``. GGUF
+    weights are de-quantised on first load (slow: tens of seconds to 3 minutes), then saved as fp32 safetensors under ``cache_dir`` (default
     ``model_cache_root()``), from where later loads take about a second.
 
     ``dtype``: None = fp32 on CPU (fp16/bf16 on CUDA). ``"bfloat16"`` halves the RAM (the 1.5B:
