@@ -83,8 +83,9 @@ class LocalModel:
     ``"qwen2.5-coder-1.5b"``: see ``cachemux.models.PACKAGED``), a hub name or a local directory
     (``"Qwen/Qwen2.5-1.5B-Instruct"``, loaded with ``from_pretrained`` as usual, so offline only
     if it is in the local hub cache), or a ``.gguf`` file / a directory with ``gguf_file=``. GGUF
-    weights are de-quantised on first load (slow: tens of seconds to 3 minutes), then saved as fp32 safetensors under ``cache_dir`` (default
-    ``model_cache_root()``), from where later loads take about a second.
+    weights are de-quantised on first load (slow: tens of seconds to 3 minutes), then saved as fp32
+    safetensors under ``cache_dir`` (default ``model_cache_root()``), from where later loads take
+    about a second.
 
     ``dtype``: None = fp32 on CPU (fp16/bf16 on CUDA). ``"bfloat16"`` halves the RAM (the 1.5B:
     3.6 instead of 6.1 GB) but on a CPU without native bf16 prefill is 4-5x slower.
