@@ -78,7 +78,7 @@ from typing import Any
 import numpy as np
 
 from cachemux.paths import default_store_dir
-from cachemux.errors import ConfigError, InvariantError, check_nonnegative, check_positive
+from cachemux.errors import ConfigError, InvariantError, StoreError, check_nonnegative, check_positive
 from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
@@ -522,6 +522,9 @@ class SemanticCache:
             s["indexed"] = 0 if self._index is None else len(self._index)
             s["ann_partitions"] = 0 if self._index is None else sum(
                 1 for p in self._index.partitions() if self._index.part(p).backend != "exact")  # type: ignore[union-attr]
+        breaker = getattr(self.store, "breaker", None)
+        if breaker is not None:  # readable while the backend is down
+            s["breaker"] = breaker.stats()
         try:
             s["entries"] = len(self.store)
             # the store's own counters cover every process sharing it (disk, Redis)
@@ -614,7 +617,10 @@ class SemanticCache:
                 return
             suppressed, self._suppressed, self._last_warning = self._suppressed, 0, now
         more = f" ({suppressed} similar faults since the last warning)" if suppressed else ""
-        log.warning("cachemux %s failed, served as a miss / dropped: %s: %s%s", op, type(exc).__name__, exc, more)
+        kind = type(exc).__name__
+        if isinstance(exc, StoreError) and kind != "StoreError":  # e.g. Unavailable: still a store fault
+            kind = f"StoreError ({kind})"
+        log.warning("cachemux %s failed, served as a miss / dropped: %s: %s%s", op, kind, exc, more)
 
 
 def _llm_id(llm_string: str) -> str:

@@ -27,15 +27,25 @@ SQLite ``BEGIN IMMEDIATE`` transaction, so processes sharing the directory seria
 writes and a crash leaves either all of an operation or none of it. Each operation touches
 O(1 + evicted) rows through B-tree indexes: O(log n). Only a decay rescale of LEC's history
 (every ~500 half-lives of requests, with ``half_life``) rewrites all rows.
+
+Lock waits: a process stopped or frozen inside a transaction (SIGSTOP, a debugger, a swapped-out
+host) holds SQLite's write lock. ``get`` waits at most ``lookup_timeout`` (``LOOKUP_TIMEOUT`` =
+100 ms) for it, then serves the committed value without counting the request (WAL readers are
+never blocked by a writer; counted in ``stats()["uncounted"]``, logged); ``put``/``delete`` wait
+at most ``update_timeout`` (``UPDATE_TIMEOUT`` = 200 ms), then raise ``StoreError`` (the cache
+drops the update and logs it). Opening, ``clear`` and ``check_invariants`` wait ``timeout``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +62,8 @@ except ImportError as _exc:  # pragma: no cover
 
 __all__ = ["DiskStore", "FORMAT", "FORMAT_VERSION", "MARKER"]
 
+log = logging.getLogger(__name__)
+
 FORMAT = "cachemux-diskstore"
 FORMAT_VERSION = 1
 MARKER = "cachemux-store.json"
@@ -61,6 +73,7 @@ _DEFAULT_CAPACITY = 10_000.0
 _DEFAULT_POLICY = "gdsf"
 _DEFAULT_LOG_SIZE = 100_000
 _TRIM_EVERY = 1_000  # trim the change log in batches, not on every append
+_BUSY_SLICE_MS = 20  # SQLite's lock wait per attempt; between attempts _txn looks for progress
 
 _STATE_FIELDS = ("clock", "used", "count", "seq", "inc", "total", "epoch", "logseq", "trimmed",
                  "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced")
@@ -120,6 +133,10 @@ class _TextDisk(diskcache.Disk):
         return value
 
 
+class _LockTimeout(StoreError):
+    """Another connection held the write lock longer than this operation may wait."""
+
+
 class _State:
     """The single ``cachemux_state`` row, read at the start of a transaction, written at its end."""
 
@@ -143,19 +160,33 @@ class DiskStore(Store):
     ``admission``, ``half_life``), and the store makes the same decisions as
     ``MemoryStore(capacity, policy, **options)`` on the same sequence of operations.
 
-    ``timeout`` bounds the wait for another process's transaction (then ``StoreError``);
+    ``lookup_timeout`` / ``update_timeout`` bound the wait for another process's transaction in
+    ``get`` (then an uncounted read) and ``put``/``delete`` (then ``StoreError``); ``timeout``
+    that of opening, ``clear`` and ``check_invariants``;
     ``durable=True`` syncs every commit (SQLite ``synchronous=FULL``) so that committed entries
     survive power loss too, not only process crashes. ``verify=True`` runs SQLite's
     ``quick_check`` on open (O(size of the database)).
     """
 
+    LOOKUP_TIMEOUT = 0.1  # seconds get() waits for another process's write lock
+    UPDATE_TIMEOUT = 0.2  # seconds put()/delete() wait for it
+
     def __init__(self, directory: str | os.PathLike[str], capacity: float | None = None,
-                 policy: str | None = None, *, timeout: float = 60.0, log_size: int | None = None,
+                 policy: str | None = None, *, timeout: float = 60.0, lookup_timeout: float | None = None,
+                 update_timeout: float | None = None, log_size: int | None = None,
                  durable: bool = False, verify: bool = False, **policy_options: Any) -> None:
         self.directory = Path(directory).expanduser()
         self._cache: diskcache.Cache | None = None
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        lookup_timeout = self.LOOKUP_TIMEOUT if lookup_timeout is None else lookup_timeout
+        update_timeout = self.UPDATE_TIMEOUT if update_timeout is None else update_timeout
+        for name, v in (("timeout", timeout), ("lookup_timeout", lookup_timeout),
+                        ("update_timeout", update_timeout)):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 < v < 1e6):
+                raise ConfigError(f"{name} must be a number of seconds > 0, got {v!r}")
+        self.timeout, self.lookup_timeout, self.update_timeout = float(timeout), float(lookup_timeout), float(update_timeout)
+        self._local = threading.local()  # per thread: the busy timeout set on its connection
+        self._uncounted = 0
+        self._last_warning = -1e9
         if log_size is not None and (not isinstance(log_size, int) or log_size < 1):
             raise ConfigError(f"log_size must be an int >= 1, got {log_size!r}")
         # validate the arguments before touching the disk; None = "the stored one"
@@ -174,11 +205,14 @@ class DiskStore(Store):
                 str(self.directory), timeout=timeout, disk=_TextDisk,
                 eviction_policy="none", cull_limit=0, statistics=0, size_limit=2**62,
                 disk_min_file_size=2**62, sqlite_synchronous=2 if durable else 1)
-        except (sqlite3.Error, diskcache.Timeout, OSError) as exc:
-            raise StoreError(f"disk store {self.directory}: cannot open {db} "
-                             f"({type(exc).__name__}: {exc}): damaged (truncated?) or not a valid SQLite "
-                             "database. Nothing was changed: move the directory aside to start an "
-                             "empty cache (sqlite3's .recover may salvage entries)") from exc
+        except (sqlite3.OperationalError, diskcache.Timeout) as exc:
+            if isinstance(exc, diskcache.Timeout) or "locked" in str(exc):
+                raise StoreError(f"disk store {self.directory}: cannot open {db}: another process held its "
+                                 f"write lock for over timeout={self.timeout:g}s (frozen or stopped inside "
+                                 "a transaction?)") from exc
+            raise self._damaged(db, exc) from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise self._damaged(db, exc) from exc
         try:
             self.spec, self.log_size = self._init_schema(requested, given, log_size, initialised)
             if verify:
@@ -188,6 +222,12 @@ class DiskStore(Store):
             raise
         if not initialised:
             self._write_marker(initialised=True)
+
+    def _damaged(self, db: Path, exc: BaseException) -> StoreError:
+        return StoreError(f"disk store {self.directory}: cannot open {db} "
+                             f"({type(exc).__name__}: {exc}): damaged (truncated?) or not a valid SQLite "
+                             "database. Nothing was changed: move the directory aside to start an "
+                             "empty cache (sqlite3's .recover may salvage entries)")
 
     # ---- directory marker -----------------------------------------------------------------
     def _claim_directory(self) -> bool:
@@ -299,17 +339,42 @@ class DiskStore(Store):
 
     # ---- plumbing -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _txn(self) -> Iterator[Any]:
-        """One ``BEGIN IMMEDIATE`` transaction through diskcache; backend faults -> StoreError."""
+    def _txn(self, wait: float | None = None) -> Iterator[Any]:
+        """One ``BEGIN IMMEDIATE`` transaction through diskcache; backend faults -> StoreError.
+
+        While another connection holds the write lock, wait as long as it makes progress (any
+        commit, seen through ``PRAGMA data_version``) up to ``timeout``, but give up after ``wait``
+        seconds (default ``timeout``) with no commit at all: the holder is stuck, not busy."""
         cache = self._cache
         if cache is None:
             raise StoreError(f"disk store {self.directory}: closed")
+        wait = self.timeout if wait is None else wait
         try:
-            with cache.transact():
-                yield cache._con.execute  # the connection transact() holds (thread-local)
-        except diskcache.Timeout as exc:
-            raise StoreError(f"disk store {self.directory}: timed out waiting for another "
-                             f"process's transaction (timeout={cache.timeout}s)") from exc
+            con = cache._con  # this thread's connection (diskcache reopens it after a fork)
+            local = self._local
+            if getattr(local, "con", None) is not con:
+                con.execute(f"PRAGMA busy_timeout = {_BUSY_SLICE_MS}")  # SQLite's wait per attempt
+                local.con = con
+            with contextlib.ExitStack() as stack:
+                start = stalled = time.monotonic()
+                version = None
+                while True:
+                    try:
+                        stack.enter_context(cache.transact())
+                        break
+                    except diskcache.Timeout:
+                        now = time.monotonic()
+                        seen = con.execute("PRAGMA data_version").fetchone()[0]
+                        if version is None:
+                            version = seen
+                        elif seen != version:  # someone committed meanwhile: contention, not a stuck holder
+                            version, stalled = seen, now
+                        if now - stalled >= wait or now - start >= self.timeout:
+                            raise _LockTimeout(
+                                f"disk store {self.directory}: timed out after {now - start:.2g}s waiting "
+                                f"for another process's transaction, {now - stalled:.2g}s without any commit "
+                                "(frozen or stopped inside one?)") from None
+                yield con.execute
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"disk store {self.directory}: {type(exc).__name__}: {exc}") from exc
 
@@ -486,7 +551,19 @@ class DiskStore(Store):
     # ---- the Store API --------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
         check_key(key)
-        with self._txn() as sql:
+        try:
+            return self._get(key)
+        except _LockTimeout as exc:
+            # the committed value is still readable (WAL): serve it, uncounted, rather than wait
+            self._uncounted += 1
+            now = time.monotonic()
+            if now - self._last_warning >= 10.0:
+                self._last_warning = now
+                log.warning("%s; served without counting the request (%d so far)", exc, self._uncounted)
+            return self.peek(key)
+
+    def _get(self, key: str) -> Entry | None:
+        with self._txn(self.lookup_timeout) as sql:
             st = self._state(sql)
             row = sql("SELECT n, cost, size FROM cachemux_entries WHERE key = ?", (key,)).fetchone()
             if row is None:
@@ -516,7 +593,7 @@ class DiskStore(Store):
             raise ConfigError(f"put() needs an Entry, got {type(entry).__name__}")
         cost, size = float(entry.cost), float(entry.size)
         text = entry.to_json()
-        with self._txn() as sql:
+        with self._txn(self.update_timeout) as sql:
             st = self._state(sql)
             if self._remove(sql, st, key):  # Policy.admit: re-offering a cached key replaces it
                 st.replaced += 1
@@ -532,7 +609,7 @@ class DiskStore(Store):
 
     def delete(self, key: str) -> bool:
         check_key(key)
-        with self._txn() as sql:
+        with self._txn(self.update_timeout) as sql:
             st = self._state(sql)
             found = self._remove(sql, st, key)
             if found:
@@ -584,7 +661,7 @@ class DiskStore(Store):
                 "hits": st.hits, "misses": st.misses, "hit_ratio": st.hits / total if total else 0.0,
                 "admissions": st.admissions, "rejections": st.rejections,
                 "evictions": st.evictions, "deletes": st.deletes, "replaced": st.replaced,
-                "clock": st.clock}
+                "clock": st.clock, "uncounted": self._uncounted}
 
     def verify(self) -> None:
         """SQLite ``quick_check`` of the whole file; StoreError naming the path if damaged."""

@@ -7,9 +7,14 @@ operation: O(log n) sorted-set and O(1) hash commands (plus O(k log n) for k evi
 with LEC admission control, k previewed victims); ``clear`` and LEC's rare decay rescale are O(n).
 
 Faults: every redis-py error (connection refused, timeout, server error) becomes a
-``StoreError``; the cache layer degrades it to a miss. The client is built with
-``socket_timeout``/``socket_connect_timeout`` (seconds) and no retries, so an operation against
-a dead or hung server fails within about that time. If the namespace vanished (a server restarted without
+``StoreError`` (``Unavailable`` for network faults); the cache layer degrades it to a miss. The
+client is built with ``socket_timeout``/``socket_connect_timeout`` (seconds) and no retries, so
+an operation against a dead or hung server fails within about that time, and a
+``CircuitBreaker`` (``cachemux.stores.breaker``) then makes every operation fail at once, with no
+network round trip, until a probe (one operation, once per ``breaker_reset`` second) gets an
+answer: a hung server costs one timeout, not one per operation. The store connects lazily:
+``RedisStore(url)`` builds while the server is down (a logged warning) and reads or creates its
+namespace on the first operation that reaches it. If the namespace vanished (a server restarted without
 persistence, ``FLUSHALL``), the next operation re-creates it empty with this store's
 configuration (a logged warning): a cache, not a database.
 
@@ -25,13 +30,15 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cachemux.errors import ConfigError, InvariantError, StoreError
 from cachemux.stores import _redis_lua as lua
 from cachemux.stores._policy import StorePolicy, resolve_policy
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
+from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
 __all__ = ["RedisStore"]
 
@@ -65,12 +72,16 @@ class RedisStore(Store):
     namespace is created; ``None`` uses the stored ones and a different explicit value is a
     ``ConfigError``. Decisions match ``MemoryStore(capacity, policy, **options)`` on the same
     sequence of operations.
+
+    ``breaker``: a ``CircuitBreaker`` (default: one opening after a fault that cost >= 50 ms and
+    probing after ``breaker_reset`` = 1 s), or False to send every operation to the server.
     """
 
     def __init__(self, url: str | None = None, *, client: Any = None, namespace: str = "default",
                  prefix: str = "cachemux", capacity: float | None = None, policy: str | None = None,
                  socket_timeout: float = 1.0, socket_connect_timeout: float = 1.0,
-                 log_size: int | None = None, **policy_options: Any) -> None:
+                 log_size: int | None = None, breaker: CircuitBreaker | bool = True,
+                 breaker_reset: float = 1.0, **policy_options: Any) -> None:
         redis = _import_redis()
         for name, v in (("socket_timeout", socket_timeout), ("socket_connect_timeout", socket_connect_timeout)):
             if not isinstance(v, (int, float)) or not (v > 0) or math.isinf(v):
@@ -113,7 +124,17 @@ class RedisStore(Store):
         self._scripts = {name: client.register_script(getattr(lua, name))
                          for name in ("GET", "PUT", "DELETE", "CLEAR", "CHANGES", "CHECK")}
         self._init_script = client.register_script(lua.INIT)
-        self.spec = self._init()
+        if breaker is True:
+            breaker = CircuitBreaker(breaker_reset, name=self._where)
+        elif breaker is not False and not isinstance(breaker, CircuitBreaker):
+            raise ConfigError(f"breaker must be a CircuitBreaker, True or False, got {breaker!r}")
+        self.breaker: CircuitBreaker | None = breaker or None
+        self.spec = self._requested  # until the namespace is read from the server
+        self._ready = False
+        try:
+            self._guard(lambda: None)
+        except Unavailable as exc:  # down at start: connect on the first operation that gets through
+            log.warning("%s; the store connects when the server answers", exc)
 
     # ---- plumbing -------------------------------------------------------------------------
     def _error(self, exc: Exception) -> StoreError:
@@ -132,8 +153,6 @@ class RedisStore(Store):
             raw = self._init_script(keys=self._keys, args=args)
         except self._redis.ResponseError as exc:
             raise StoreError(f"{self._where}: {exc}") from exc
-        except self._redis.RedisError as exc:
-            raise self._error(exc) from exc
         got = {_s(raw[i]): _s(raw[i + 1]) for i in range(0, len(raw), 2)}
         if got.get("format") != lua.FORMAT or got.get("version") != str(FORMAT_VERSION):
             raise StoreError(f"{self._where}: not a cachemux store of format {lua.FORMAT!r} "
@@ -148,29 +167,55 @@ class RedisStore(Store):
                 f"options={req.options}. Pass capacity=None, policy=None (the stored ones) or "
                 "use another namespace")
         self._requested = stored  # a re-creation after a flush uses the stored configuration
+        self.spec = stored
+        self._ready = True
         return stored
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` against the server through the breaker (connecting first if needed);
+        network faults -> ``Unavailable``, other redis-py errors -> ``StoreError``."""
+        breaker = self.breaker
+        probe = breaker.before() if breaker is not None else False
+        t = time.monotonic()
+        fault: BaseException | None = None
+        try:
+            if not self._ready:
+                self._init()
+            return fn(*args)
+        except (self._redis.ConnectionError, self._redis.TimeoutError) as exc:
+            fault = exc
+            raise Unavailable(f"{self._where}: {type(exc).__name__}: {exc}") from exc
+        except self._redis.ResponseError:
+            raise
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        finally:
+            if breaker is not None:
+                breaker.after(probe, fault, time.monotonic() - t)
 
     def _run(self, name: str, *args: Any) -> Any:
         """Run one script; on a vanished namespace re-create it once; errors -> StoreError."""
         script = self._scripts[name]
-        for attempt in (0, 1):
-            try:
-                return script(keys=self._keys, args=args)
-            except self._redis.ResponseError as exc:
-                if "CACHEMUX_MISSING" in str(exc) and attempt == 0:
-                    log.warning("%s: namespace vanished (server restarted without persistence or "
-                                "flushed?); re-creating it empty", self._where)
-                    self._init()
-                    continue
-                raise self._error(exc) from exc
-            except self._redis.RedisError as exc:
-                raise self._error(exc) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def run() -> Any:
+            for attempt in (0, 1):
+                try:
+                    return script(keys=self._keys, args=args)
+                except self._redis.ResponseError as exc:
+                    if "CACHEMUX_MISSING" in str(exc) and attempt == 0:
+                        log.warning("%s: namespace vanished (server restarted without persistence or "
+                                    "flushed?); re-creating it empty", self._where)
+                        self._init()
+                        continue
+                    raise self._error(exc) from exc
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return self._guard(run)
 
     def _plain(self, fn: Any, *args: Any) -> Any:
         try:
-            return fn(*args)
-        except self._redis.RedisError as exc:
+            return self._guard(fn, *args)
+        except self._redis.ResponseError as exc:
             raise self._error(exc) from exc
 
     def _parse(self, key: str, text: Any) -> Entry:
