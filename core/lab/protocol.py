@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
@@ -138,12 +138,13 @@ class Protocol:
     ``texts[i]``: query i's prompt (what the models are asked); ``gold[i]``: its letter;
     ``records[role][i]``: ``{"answer", "latency", "cpu", "flops"}`` measured on that role's model.
     ``prior``: ``{unit: {role: cost}}`` a trained selector's a-priori cost of one call (e.g. the
-    medians on the training part); ``predictor``: a ``QualityPredictor`` over the roles.
+    medians on the training part); ``predictor``: a ``QualityPredictor`` over the roles;
+    ``system``: the system message sent before each query (what the records were measured with).
     """
 
     def __init__(self, texts: Sequence[str], gold: Sequence[str], records: Mapping[str, Sequence[Mapping[str, Any]]],
                  *, prior: Mapping[str, Mapping[str, float]] | None = None, predictor: Any = None,
-                 penalty: float = FAIL_PENALTY) -> None:
+                 system: str | None = None, penalty: float = FAIL_PENALTY) -> None:
         self.texts, self.gold = list(texts), list(gold)
         if len(self.texts) != len(self.gold) or len(set(self.texts)) != len(self.texts):
             raise ConfigError("texts must be distinct and as many as gold letters")
@@ -157,6 +158,7 @@ class Protocol:
         self.prior = {u: dict(p) for u, p in (prior or {}).items()}
         self.predictor = predictor
         self.penalty = penalty
+        self.system = system
         self.routes = routes_for(self.roles)
         self._truth: dict[str, list[dict[Route, float]]] = {}
 
@@ -231,7 +233,8 @@ class Protocol:
         models = dict(models) if live else self.recorded_models()
         router = self.router(models, cache, selector, capacity, unit)
         tally = Tally(calls=dict.fromkeys(self.roles, 0), answered=dict.fromkeys(self.roles, 0))
-        msgs = [[HumanMessage(t)] for t in self.texts]
+        head = [SystemMessage(self.system)] if self.system else []
+        msgs = [[*head, HumanMessage(t)] for t in self.texts]
         runs: list[tuple[str, Any]] = []
         if live:  # the live models' own metadata; replay reads the records (same numbers)
             runs = _Recorder.attach(router)
