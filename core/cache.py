@@ -57,7 +57,10 @@ sharing their first 256 word pieces would look identical to the model; one with 
 token (MiniLM has no emoji and no pieces for words over 100 characters: "Explain 😀" and
 "Explain 💀" embed identically); one that is not valid Unicode (a lone surrogate). Each is
 counted in ``stats()["exact_only_<reason>"]`` (reasons: truncated, unknown_tokens, unencodable)
-and in ``stats()["exact_only"]``, and logged once per reason. There is no size limit on exact keys (a 1 MB prompt hashes in ~1 ms);
+and in ``stats()["exact_only"]``, and logged once per reason. An embedding with NaN/inf (a
+broken model) is never searched nor stored (the answer is cached exact-only;
+``stats()["bad_embeddings"]``); a stored row that cannot be read or has the wrong dimension is
+left out of the index alone (``stats()["skipped_entries"]``), never failing the index sync. There is no size limit on exact keys (a 1 MB prompt hashes in ~1 ms);
 entries keep only the first 2,000 characters of their prompt for inspection.
 """
 
@@ -206,7 +209,7 @@ class SemanticCache:
         self._latency_tokens = 0.0
         self._counts = dict.fromkeys(
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected",
-             "evictions", "errors", "dropped", "exact_only", "estimated")
+             "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries")
             + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
         self._tokenizer: Any = _UNSET  # the embedder's tokenizer, looked up on first use
         self._loss_logged: set[str] = set()
@@ -314,6 +317,10 @@ class SemanticCache:
         loss = self._loss(text) if self.semantic else "off"
         if loss is None:
             vec = self._embed(text)  # type: ignore[arg-type]
+            if vec is not None and not np.all(np.isfinite(vec)):  # a broken model: no search, no index
+                with self._lock:
+                    self._counts["bad_embeddings"] += 1
+                vec = None
             if vec is not None:
                 found = self._nearest(part, vec)
                 if found is not None:
@@ -396,6 +403,9 @@ class SemanticCache:
         key, part, text = self._prepare(prompt, llm_string, embed_text, scope)
         if embedding is not None:
             embedding = _check_vector(embedding)
+            if self.semantic and len(embedding) != self.embedder.dim:  # type: ignore[union-attr]
+                raise ConfigError(f"embedding has dimension {len(embedding)}, the embedder gives "
+                                  f"{self.embedder.dim}")  # type: ignore[union-attr]
         check_text("value", value)
         if cost is not None:
             cost = _check_cost("cost", cost)
@@ -427,6 +437,10 @@ class SemanticCache:
             vec = embedding
         elif vec is None and self._embeddable(text):
             vec = self._embed(text)  # type: ignore[arg-type]
+        if vec is not None and (vec.ndim != 1 or not vec.size or not np.all(np.isfinite(vec))):
+            with self._lock:  # a model that gave NaN/inf: keep the answer, exact-only
+                self._counts["bad_embeddings"] += 1
+            vec = None
         entry = Entry(value=value, cost=cost, size=size, partition=part, prompt=prompt[:PROMPT_KEEP_CHARS],
                       embedding=vec, created=time.time(),
                       meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "llm_id": _llm_id(llm_string),
@@ -565,7 +579,8 @@ class SemanticCache:
         return self._index
 
     def _sync(self, index: PartitionedIndex) -> None:
-        """Apply the store's change log (caller holds the lock). Faults skip the sync."""
+        """Apply the store's change log (caller holds the lock). Faults skip the sync; an entry
+        that cannot be read or indexed is skipped alone (counted), never the whole sync."""
         try:
             cursor, ops = self.store.changes(self._cursor)
             if not self._synced or any(op == CHANGES_RESET for op, _ in ops):
@@ -576,16 +591,28 @@ class SemanticCache:
                 if op == "del":
                     index.remove(key)
                 elif op == "add":
-                    self._index_entry(index, key, self.store.peek(key))
+                    self._index_entry(index, key, self._peek(key))
             self._cursor = cursor
         except Exception as exc:
             self._fault("index sync", exc)
+
+    def _peek(self, key: str) -> Entry | None:
+        """The entry for the index, or None when it is unreadable (a corrupt row: counted, skipped).
+        Backend faults (``Unavailable``, a closed store) propagate: the sync is retried later."""
+        try:
+            return self.store.peek(key)
+        except StoreError as exc:
+            if "corrupt cache entry" not in str(exc):
+                raise
+            self._counts["skipped_entries"] += 1
+            log.debug("cachemux: entry %r skipped by the index: %s", key, exc)
+            return None
 
     def _rebuild(self, index: PartitionedIndex) -> None:
         index.clear()
         parts: dict[str, tuple[list[str], list[np.ndarray]]] = {}
         for key in self.store.keys():
-            entry = self.store.peek(key)
+            entry = self._peek(key)
             if self._indexable(entry, index.dim):
                 keys, vecs = parts.setdefault(entry.partition, ([], []))  # type: ignore[union-attr]
                 keys.append(key)
@@ -597,8 +624,12 @@ class SemanticCache:
 
     def _indexable(self, entry: Entry | None, dim: int) -> bool:
         # gone, exact-only, or embedded by another model: served exactly only
-        return not (entry is None or entry.embedding is None or entry.meta.get("emb") != self._embedder_id
-                    or len(entry.embedding) != dim)
+        if entry is None or entry.embedding is None or entry.meta.get("emb") != self._embedder_id:
+            return False
+        if len(entry.embedding) != dim:  # our model's id but another shape: a damaged row
+            self._counts["skipped_entries"] += 1
+            return False
+        return True
 
     def _index_entry(self, index: PartitionedIndex, key: str, entry: Entry | None) -> bool:
         index.remove(key)

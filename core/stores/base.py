@@ -27,7 +27,8 @@ class Entry:
     """One cached answer. ``value`` is text the adapter produced (LangChain ``dumps``, JSON...);
     the store never unpickles anything. ``cost`` is what a miss would cost again (latency in
     seconds, tokens, $...), ``size`` what it occupies (1, or tokens/bytes). ``partition`` keeps
-    model configurations and tenants apart: semantic matches never cross it."""
+    model configurations and tenants apart: semantic matches never cross it. ``embedding``, if
+    any, is a finite 1-D vector (a stored row with NaN/inf reads as a corrupt entry)."""
 
     value: str
     cost: float
@@ -45,6 +46,13 @@ class Entry:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or math.isnan(v) or math.isinf(v) or v < 0 or (name == "size" and v <= 0):
                 raise ConfigError(f"entry {name} must be a finite number {'> 0' if name == 'size' else '>= 0'}, got {v!r}")
+        if self.embedding is not None:
+            # a NaN/inf vector matches nothing and poisons whatever index loads it: never stored
+            e = self.embedding
+            if not isinstance(e, np.ndarray) or e.ndim != 1 or not e.size or not np.all(np.isfinite(e)):
+                shape = getattr(e, "shape", type(e).__name__)
+                raise ConfigError(f"entry embedding must be a finite 1-D numpy vector, got {shape}"
+                                  f"{' with NaN/inf' if isinstance(e, np.ndarray) and e.size else ''}")
 
     def to_json(self) -> str:
         d = {"value": self.value, "cost": self.cost, "size": self.size, "partition": self.partition,

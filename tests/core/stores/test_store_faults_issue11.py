@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 from redis_server import RedisServer, redis_server_factory  # noqa: F401 - fixture
 
@@ -267,5 +268,85 @@ def test_disk_store_frozen_writer_costs_a_short_wait(tmp_path, embedder):
     # the frozen writer is gone (killed): its transaction rolled back, the store works
     assert cache.update("Who wrote Hamlet?", LLM, "Shakespeare", cost=1.0)
     assert cache.lookup("who is the author of Hamlet", LLM) == "Shakespeare"
+    cache.check_invariants()
+    cache.close()
+
+
+# ---- NaN / wrong-dimension embeddings (case 6) ------------------------------------------------
+PAIRS = [(Q1, Q1_PARA), ("Who wrote Hamlet?", "who is the author of Hamlet"),
+         ("How do I bake sourdough bread at home?", "how to bake sourdough bread at home")]
+
+
+def _plant(store: DiskStore, key: str, vec: Any) -> None:
+    """Rewrite a stored row's embedding behind cachemux's back (a foreign or damaged writer)."""
+    import base64
+    import json
+
+    d = json.loads(store._cache.get(key))
+    d["embedding"] = base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode("ascii")
+    with store._cache.transact():
+        store._cache.set(key, json.dumps(d))
+
+
+def test_nan_and_wrong_dimension_rows_are_skipped_not_poisoning(tmp_path, embedder):
+    d = tmp_path / "s"
+    a = SemanticCache(DiskStore(d, 100), embedder=embedder, threshold=0.8)
+    for q, _ in PAIRS:
+        a.update(q, LLM, f"answer to {q}", cost=1.0)
+    for name, vec in (("nan", np.full(embedder.dim, np.nan)), ("short", np.ones(10))):
+        a.update(f"planted {name}", LLM, "planted", cost=1.0)
+        _plant(a.store, a.key_for(f"planted {name}", LLM), vec)
+    # issue 11 before: one NaN row failed every rebuild: 0 of 20 semantic hits, a rebuild per lookup
+    b = SemanticCache(DiskStore(d), embedder=embedder, threshold=0.8)
+    t = time.monotonic()
+    hits = [b.match(p, LLM) for _, p in PAIRS]
+    took = time.monotonic() - t
+    assert [m.kind for m in hits] == ["semantic"] * len(PAIRS)
+    s = b.stats()
+    assert s["skipped_entries"] == 2 and s["indexed"] == len(PAIRS) and s["errors"] == 0
+    assert b._synced
+    # a running cache keeps seeing other processes' entries after a planted row arrives
+    a.update("What is the boiling point of water?", LLM, "100 C", cost=1.0)
+    a.update("planted later", LLM, "planted", cost=1.0)
+    _plant(a.store, a.key_for("planted later", LLM), np.full(embedder.dim, np.inf))
+    assert b.match("what is the boiling point of water", LLM).value == "100 C"
+    assert b.stats()["skipped_entries"] == 3
+    assert b.lookup("planted nan", LLM) is None  # its exact read is a corrupt entry: a miss, logged
+    print(f"\nplanted NaN/short rows: {len(PAIRS)}/{len(PAIRS)} semantic hits in a new cache "
+          f"({took * 1e3:.0f} ms for {len(PAIRS)} lookups), skipped {b.stats()['skipped_entries']}")
+    # writes: a NaN vector never reaches a store
+    with pytest.raises(ConfigError, match="finite 1-D"):
+        Entry(value="v", cost=1.0, embedding=np.array([1.0, np.nan], dtype=np.float32))
+    with pytest.raises(ConfigError, match="dimension 10"):
+        a.update("q", LLM, "v", cost=1.0, embedding=np.ones(10))
+    a.close()
+    b.close()
+
+
+class _BrokenEmbedder:
+    """The real model, but its vectors come back as NaN (a broken checkpoint or device)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.model_name = inner, "broken"
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def fits(self, text: str) -> bool:
+        return True
+
+    def embed(self, texts):
+        return self.inner.embed(texts) * np.float32("nan")
+
+
+def test_a_model_giving_nan_is_served_exactly(tmp_path, embedder):
+    cache = SemanticCache(DiskStore(tmp_path / "s"), embedder=_BrokenEmbedder(embedder), threshold=0.8)
+    assert cache.lookup(Q1, LLM) is None
+    assert cache.update(Q1, LLM, "Paris", cost=1.0)
+    assert cache.lookup(Q1, LLM) == "Paris" and cache.lookup(Q1_PARA, LLM) is None
+    s = cache.stats()
+    assert s["bad_embeddings"] == 3 and s["errors"] == 0  # 2 lookups embedded, 1 update and s["indexed"] == 0
+    assert cache.store.peek(cache.key_for(Q1, LLM)).embedding is None
     cache.check_invariants()
     cache.close()
