@@ -33,7 +33,10 @@ host) holds SQLite's write lock. ``get`` waits at most ``lookup_timeout`` (``LOO
 100 ms) for it, then serves the committed value without counting the request (WAL readers are
 never blocked by a writer; counted in ``stats()["uncounted"]``, logged); ``put``/``delete`` wait
 at most ``update_timeout`` (``UPDATE_TIMEOUT`` = 200 ms), then raise ``StoreError`` (the cache
-drops the update and logs it). Opening, ``clear`` and ``check_invariants`` wait ``timeout``.
+drops the update and logs it). A lock timeout opens the store's ``CircuitBreaker``
+(``cachemux.stores.breaker``): until an operation gets the lock again, each makes a single
+attempt (~20 ms) instead of waiting, so a frozen process costs one wait, not one per operation,
+and a released lock is used at once. Opening, ``clear`` and ``check_invariants`` wait ``timeout``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from typing import Any
 from cachemux.errors import ConfigError, InvariantError, StoreError
 from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT, StorePolicy, resolve_policy
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
+from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
 try:  # diskcache is a core dependency; keep the import error readable anyway
     import diskcache
@@ -133,7 +137,7 @@ class _TextDisk(diskcache.Disk):
         return value
 
 
-class _LockTimeout(StoreError):
+class _LockTimeout(Unavailable):
     """Another connection held the write lock longer than this operation may wait."""
 
 
@@ -174,7 +178,8 @@ class DiskStore(Store):
     def __init__(self, directory: str | os.PathLike[str], capacity: float | None = None,
                  policy: str | None = None, *, timeout: float = 60.0, lookup_timeout: float | None = None,
                  update_timeout: float | None = None, log_size: int | None = None,
-                 durable: bool = False, verify: bool = False, **policy_options: Any) -> None:
+                 durable: bool = False, verify: bool = False, breaker: CircuitBreaker | bool = True,
+                 **policy_options: Any) -> None:
         self.directory = Path(directory).expanduser()
         self._cache: diskcache.Cache | None = None
         lookup_timeout = self.LOOKUP_TIMEOUT if lookup_timeout is None else lookup_timeout
@@ -187,6 +192,11 @@ class DiskStore(Store):
         self._local = threading.local()  # per thread: the busy timeout set on its connection
         self._uncounted = 0
         self._last_warning = -1e9
+        if breaker is True:
+            breaker = CircuitBreaker(1.0, min_cost=0.0, name=f"disk store {self.directory}")
+        elif breaker is not False and not isinstance(breaker, CircuitBreaker):
+            raise ConfigError(f"breaker must be a CircuitBreaker, True or False, got {breaker!r}")
+        self.breaker: CircuitBreaker | None = breaker or None  # lock timeouts open it; getting the lock closes it
         if log_size is not None and (not isinstance(log_size, int) or log_size < 1):
             raise ConfigError(f"log_size must be an int >= 1, got {log_size!r}")
         # validate the arguments before touching the disk; None = "the stored one"
@@ -348,6 +358,10 @@ class DiskStore(Store):
         cache = self._cache
         if cache is None:
             raise StoreError(f"disk store {self.directory}: closed")
+        breaker = self.breaker if wait is not None else None  # the short waits only
+        if breaker is not None and breaker.state != "closed":
+            wait = 0.0  # another process seemed stuck: one attempt (~20 ms), no wait, until it moves
+        settled = breaker is None
         wait = self.timeout if wait is None else wait
         try:
             con = cache._con  # this thread's connection (diskcache reopens it after a fork)
@@ -370,13 +384,23 @@ class DiskStore(Store):
                         elif seen != version:  # someone committed meanwhile: contention, not a stuck holder
                             version, stalled = seen, now
                         if now - stalled >= wait or now - start >= self.timeout:
-                            raise _LockTimeout(
+                            exc = _LockTimeout(
                                 f"disk store {self.directory}: timed out after {now - start:.2g}s waiting "
                                 f"for another process's transaction, {now - stalled:.2g}s without any commit "
-                                "(frozen or stopped inside one?)") from None
+                                "(frozen or stopped inside one?)")
+                            if breaker is not None:
+                                settled = True
+                                breaker.after(False, exc, now - start)
+                            raise exc from None
+                if not settled:
+                    settled = True
+                    breaker.after(False, None, 0.0)  # type: ignore[union-attr]
                 yield con.execute
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"disk store {self.directory}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if not settled:  # failed before the lock for another reason: not a lock fault
+                breaker.after(False, None, 0.0)  # type: ignore[union-attr]
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Any]:
@@ -553,7 +577,7 @@ class DiskStore(Store):
         check_key(key)
         try:
             return self._get(key)
-        except _LockTimeout as exc:
+        except Unavailable as exc:  # timed out on the lock now, or recently (the breaker is open)
             # the committed value is still readable (WAL): serve it, uncounted, rather than wait
             self._uncounted += 1
             now = time.monotonic()
