@@ -152,12 +152,17 @@ class Embedder:
         """The model's window in tokens (0 if it does not say)."""
         return self.load()._max_tokens
 
+    @property
+    def tokenizer(self) -> Any:
+        """The model's Hugging Face tokenizer (loads the model)."""
+        return getattr(self.load()._model, "tokenizer", None)
+
     def fits(self, text: str) -> bool:
-        """Whether ``text`` is embedded whole (not cut at the model's window)."""
+        """Whether ``text`` is embedded whole (not cut at the model's window), counted with the
+        model's own tokenizer: a character can be several word pieces (a 146-character Korean
+        prompt is 277 MiniLM tokens), so characters say nothing below the window."""
         limit = self.max_tokens
         if not limit:
-            return True
-        if len(text) <= limit - 2:  # every token (plus [CLS]/[SEP]) covers >= 1 character
             return True
         if len(text) > limit * 32:  # far beyond: no need to tokenise a megabyte
             return False

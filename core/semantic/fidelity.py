@@ -33,7 +33,7 @@ def tokenizer_of(embedder: Any) -> Any:
     from cachemux.semantic.embedder import Embedder
 
     if isinstance(embedder, Embedder):
-        return getattr(embedder.load()._model, "tokenizer", None)
+        return embedder.tokenizer
     return getattr(embedder, "tokenizer", None)
 
 

@@ -87,6 +87,9 @@ def test_fits_says_whether_a_text_is_embedded_whole(embedder):
     assert embedder.fits("word " * 200)
     assert not embedder.fits("word " * 400)  # 400 tokens: the tail would be cut
     assert not embedder.fits("x" * 1_000_000)  # decided without tokenising a megabyte
+    korean = "안녕하세요 " * 24  # 144 characters, 290 word pieces: counted, not guessed from characters
+    assert len(korean) < embedder.max_tokens and not embedder.fits(korean)
+    assert len(embedder.tokenizer(korean)["input_ids"]) > embedder.max_tokens
 
 
 def test_embedder_errors_are_clear(embedder, tmp_path):
