@@ -353,7 +353,7 @@ def test_local_llm_under_the_router_reports_flops(smol_chat):
 
 # ---- LocalChatModel / LocalLLM: every parameter honoured or refused ------------------------------
 def test_local_models_refuse_what_they_cannot_honour():
-    with pytest.raises(ConfigError, match=r"unknown model 'smollm2-135'; known: \['gemma3-270m', 'smollm2-135m'\]"):
+    with pytest.raises(ConfigError, match=r"unknown model 'smollm2-135'; known: \['gemma3-270m', 'qwen2.5-coder-0.5b', 'qwen2.5-coder-1.5b', 'smollm2-135m'\]"):
         LocalChatModel("smollm2-135")
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         LocalLLM(model="nope")
