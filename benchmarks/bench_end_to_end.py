@@ -343,8 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"alpha": r["alpha"], "models": r["models"], "cache": r["cache"], "selector": r["selector"],
              "unit": r["unit"], "latency_ratio": r["latency_ratio"], "cpu_ratio": r["cpu_ratio"],
              "flops_ratio": r["flops_ratio"], "accuracy": r["accuracy"], "live": False} for r in grid if "cache" in r]
+    live_base = {(r["models"], r["alpha"]): r["live"] for r in live if (r["cache"], r["selector"]) == BASE}
+
+    def live_ratio(r: dict, key: str) -> float | None:
+        b = live_base.get((r["models"], r["alpha"]))
+        return b[key] / r["live"][key] if b and r["live"][key] else None
+
     rows += [{"alpha": r["alpha"], "models": r["models"], "cache": r["cache"], "selector": r["selector"],
-              "unit": r["unit"], "latency_ratio": None, "flops_ratio": None, "accuracy": r["live"]["accuracy"],
+              "unit": r["unit"], "latency_ratio": live_ratio(r, "latency_s"), "flops_ratio": live_ratio(r, "flops"),
+              "accuracy": r["live"]["accuracy"],
               "live": True, "latency_live_over_replay": r["latency_live_over_replay"],
               "mismatches": r["live"]["mismatches"]} for r in live]
     report["rows"] = rows
