@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 import os
 import random
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cachemux import paths
+from cachemux.lab.records import JsonRecords
 from cachemux.errors import ConfigError, UnknownNameError
 from cachemux.joint.engine import Generation, JointEngine
 from cachemux.multiplexer.registry import make_selector
@@ -148,30 +148,10 @@ def judge(target: str, text: str) -> bool:
 # Measurements (JSON on disk, never pickle)
 # --------------------------------------------------------------------------------------------
 
-class Measurements:
+class Measurements(JsonRecords):
     """Per query and per model role: answer, correct, latencies (seconds, every measurement),
     flops, tokens_in, tokens_out. ``key`` names the task and models; a file with another key is
     ignored (not overwritten until the first save)."""
-
-    def __init__(self, path: str | os.PathLike[str] | None, key: Mapping[str, Any]) -> None:
-        self.path = Path(path) if path is not None else None
-        self.key = dict(key)
-        self.records: dict[str, dict[str, Any]] = {}
-        if self.path is not None and self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text())
-            except (OSError, json.JSONDecodeError):
-                data = {}
-            if data.get("key") == self.key:
-                self.records = data.get("records", {})
-
-    def save(self) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": self.key, "records": self.records}))
-        os.replace(tmp, self.path)
 
     def has(self, qid: str, roles: Iterable[str]) -> bool:
         r = self.records.get(qid)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cachemux import paths
+from cachemux.lab.records import JsonRecords
 from cachemux.errors import ConfigError
 
 __all__ = ["GOLD", "SYSTEM", "TASK_VERSION", "MMLUItem", "MMLUMeasurements", "first_letter", "is_correct",
@@ -131,31 +132,11 @@ def load_items(subjects: Sequence[str], *, data_dir: str | os.PathLike[str] | No
     return out
 
 
-class MMLUMeasurements:
+class MMLUMeasurements(JsonRecords):
     """Per item and per model name: answer, letter, wall latencies, CPU seconds, FLOPs, tokens.
 
     A JSON file (never pickle) written atomically; a file with another ``key`` is ignored (and
     replaced at the first save). Correctness is derived from the item's gold letter, not stored."""
-
-    def __init__(self, path: str | os.PathLike[str] | None, key: Mapping[str, Any]) -> None:
-        self.path = Path(path) if path is not None else None
-        self.key = dict(key)
-        self.records: dict[str, dict[str, Any]] = {}
-        if self.path is not None and self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text())
-            except (OSError, json.JSONDecodeError):
-                data = {}
-            if data.get("key") == self.key:
-                self.records = data.get("records", {})
-
-    def save(self) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": self.key, "records": self.records}))
-        os.replace(tmp, self.path)
 
     def has(self, qid: str, model: str) -> bool:
         r = self.records.get(qid)
