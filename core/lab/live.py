@@ -223,30 +223,32 @@ Call = Callable[[int, str], tuple[Answer, float, float]]
 class Tally:
     """What one method spent and served on one trace.
 
-    ``latency``/``flops``: what the model calls really took (a failed cascade pays both models
-    once); ``cost``: the engine's cost in its decision unit under the paper's pricing (a failed
+    ``latency``/``cpu``/``flops``: what the model calls really took (a failed cascade pays both
+    models once); ``cost``: the engine's cost in its decision unit under the paper's pricing (a failed
     cascade's large call counted ``penalty`` times); ``correct``: served answers the judge accepts.
     """
 
     requests: int = 0
     hits: int = 0
     latency: float = 0.0
+    cpu: float = 0.0
     flops: float = 0.0
     cost: float = 0.0
     correct: int = 0
     calls: dict[str, int] = field(default_factory=lambda: {"small": 0, "large": 0})
     answered: dict[str, int] = field(default_factory=lambda: {"small": 0, "large": 0})
     wall: float = 0.0
+    mismatches: int = 0  # live: answers that differ from the records
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.requests if self.requests else math.nan
 
     def as_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "hits": self.hits, "correct": self.correct, "hit_rate": self.hits / max(1, self.requests),
-                "latency_s": self.latency, "flops": self.flops, "paper_cost": self.cost,
-                "accuracy": self.accuracy, "calls": dict(self.calls), "answered": dict(self.answered),
-                "wall_s": self.wall}
+        return {"requests": self.requests, "hits": self.hits, "hit_rate": self.hits / max(1, self.requests),
+                "latency_s": self.latency, "cpu_s": self.cpu, "flops": self.flops, "paper_cost": self.cost,
+                "correct": self.correct, "accuracy": self.accuracy, "calls": dict(self.calls),
+                "answered": dict(self.answered), "wall_s": self.wall, "mismatches": self.mismatches}
 
 
 def policy_for(cache: str, capacity: int) -> Policy:

@@ -17,11 +17,9 @@ paper's cascade: the large model runs when the judge rejects the small model's a
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -35,11 +33,11 @@ from cachemux.multiplexer.routes import FAIL_PENALTY, Route, route_cost
 from cachemux.multiplexer.selectors import Selector
 from cachemux.sim.runner import ONLINE_POLICIES
 
+from cachemux.lab.live import CACHES, Tally, policy_for
 from cachemux.lab.mmlu_task import is_correct
 
 __all__ = ["CACHES", "Protocol", "RecordedChatModel", "Tally", "cost_of", "routes_for"]
 
-CACHES = ("lfu", "lec", "gdsf")
 UNITS = ("latency", "flops")
 FLOPS_SCALE = 1e9  # the engine's FLOPs unit: GFLOPs (keeps prices near 1)
 
@@ -101,35 +99,6 @@ def routes_for(roles: Sequence[str]) -> dict[str, Route]:
     if len(roles) == 3:
         out["medium-large"] = roles[1:]
     return out
-
-
-@dataclass
-class Tally:
-    """What one method spent and served on one trace (``latency``/``cpu``/``flops``: what the
-    model calls really took, a failed cascade step included; ``cost``: the engine's cost in its
-    unit, where a failed cascade pays its later models ``penalty`` times)."""
-
-    requests: int = 0
-    hits: int = 0
-    latency: float = 0.0
-    cpu: float = 0.0
-    flops: float = 0.0
-    cost: float = 0.0
-    correct: int = 0
-    calls: dict[str, int] = field(default_factory=dict)
-    answered: dict[str, int] = field(default_factory=dict)
-    wall: float = 0.0
-    mismatches: int = 0  # live: answers that differ from the records
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.requests if self.requests else math.nan
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "hits": self.hits, "hit_rate": self.hits / max(1, self.requests),
-                "latency_s": self.latency, "cpu_s": self.cpu, "flops": self.flops, "paper_cost": self.cost,
-                "correct": self.correct, "accuracy": self.accuracy, "calls": dict(self.calls),
-                "answered": dict(self.answered), "wall_s": self.wall, "mismatches": self.mismatches}
 
 
 class Protocol:
@@ -273,11 +242,7 @@ class Protocol:
         as text): the adapter's decisions without LangChain's per-call overhead, to check the
         router's runs against and to fill the grid where the router path is too slow."""
         from cachemux.joint.engine import Generation, JointEngine
-        from cachemux.policies import make_policy
 
-        if cache not in CACHES:
-            raise UnknownNameError("cache", cache, CACHES)
-        name, options = ONLINE_POLICIES[cache]
         tally = Tally(calls=dict.fromkeys(self.roles, 0), answered=dict.fromkeys(self.roles, 0))
 
         def generate(q: str, role: str) -> Generation:
@@ -289,7 +254,7 @@ class Protocol:
             tally.flops += float(r["flops"])
             return Generation((role, r["answer"]), self.unit_cost(unit, role, i), self.correct[role][i], 1)
 
-        engine = JointEngine(make_policy(name, capacity, **options), selector, generate, store={}, detail=False)
+        engine = JointEngine(policy_for(cache, capacity), selector, generate, store={}, detail=False)
         t0 = time.perf_counter()
         for i in trace:
             served = engine.serve(self.texts[i])
