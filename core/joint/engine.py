@@ -93,7 +93,7 @@ class JointEngine:
             raise ConfigError(f"judge must be a function (query, model, text) -> bool | None, got {judge!r}")
         self.judge = judge
         self.admit_unsettled = bool(admit_unsettled)
-        self.detail = bool(detail)  # per-route estimates in each Served (the simulator skips them)
+        self.detail = bool(detail)  # estimates in each Served's record (the simulator skips them)
         self._lock = threading.Lock()
         self.requests = 0
         self.hits = 0
@@ -202,13 +202,6 @@ class JointEngine:
             s["cache"] = cache_stats()
         return s
 
-    def route_estimates(self, query: Hashable) -> dict[str, float | None]:
-        """The selector's per-route cost estimate for ``query`` (``"small>large"`` for a cascade)."""
-        if not _hashable(query):
-            return {}
-        with self._lock:
-            return {">".join(r): c for r, c in self.selector.route_estimates(query).items()}
-
 
 def _settled(gen: Generation | None, model: str) -> Generation:
     if gen is None:
@@ -239,7 +232,8 @@ class _Flow:
             eng.requests += 1
             if hit is None:
                 self.route: Route = eng.selector.choose(self.query)
-                self.expected = eng.selector.expected_cost(self.query)
+                # the estimate before routing is for the record only: the simulator skips it
+                self.expected = eng.selector.expected_cost(self.query) if eng.detail else None
                 return None
             eng.hits += 1
             saved = hit.price if hit.paid is None else hit.paid
