@@ -81,7 +81,7 @@ from typing import Any
 import numpy as np
 
 from cachemux.paths import default_store_dir
-from cachemux.errors import ConfigError, InvariantError, StoreError, check_nonnegative, check_positive
+from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError, check_nonnegative, check_positive
 from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
@@ -601,9 +601,7 @@ class SemanticCache:
         Backend faults (``Unavailable``, a closed store) propagate: the sync is retried later."""
         try:
             return self.store.peek(key)
-        except StoreError as exc:
-            if "corrupt cache entry" not in str(exc):
-                raise
+        except CorruptEntryError as exc:
             self._counts["skipped_entries"] += 1
             log.debug("cachemux: entry %r skipped by the index: %s", key, exc)
             return None

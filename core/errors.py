@@ -7,6 +7,7 @@ from collections.abc import Iterable
 __all__ = [
     "CacheMuxError",
     "ConfigError",
+    "CorruptEntryError",
     "InvariantError",
     "MissingCostError",
     "StoreError",
@@ -46,6 +47,10 @@ class InvariantError(CacheMuxError, AssertionError):
 
 class StoreError(CacheMuxError):
     """A storage backend failed; callers degrade it to a cache miss."""
+
+
+class CorruptEntryError(StoreError):
+    """One stored entry cannot be decoded (a damaged or planted row); the rest of the store is fine."""
 
 
 def check_positive(name: str, value: object) -> float:

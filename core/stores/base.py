@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cachemux.errors import ConfigError, StoreError
+from cachemux.errors import ConfigError, CorruptEntryError
 
 __all__ = ["CHANGES_RESET", "Entry", "PutResult", "Store", "check_key"]
 
@@ -71,7 +71,7 @@ class Entry:
                        partition=d.get("partition", ""), prompt=d.get("prompt", ""), embedding=vec,
                        created=float(d.get("created", 0.0)), meta=d.get("meta") or {})
         except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"corrupt cache entry: {exc}") from exc
+            raise CorruptEntryError(f"corrupt cache entry: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachemux.errors import ConfigError, InvariantError, StoreError
+from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
 from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT, StorePolicy, resolve_policy
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
@@ -430,8 +430,8 @@ class DiskStore(Store):
     def _parse(self, key: str, text: str) -> Entry:
         try:
             return Entry.from_json(text)
-        except StoreError as exc:
-            raise StoreError(f"disk store {self.directory}: entry {key!r}: {exc}") from None
+        except CorruptEntryError as exc:
+            raise CorruptEntryError(f"disk store {self.directory}: entry {key!r}: {exc}") from None
 
     def _log(self, sql: Any, st: _State, op: str, key: str) -> None:
         st.logseq += 1

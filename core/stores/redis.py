@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cachemux.errors import ConfigError, InvariantError, StoreError
+from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
 from cachemux.stores import _redis_lua as lua
 from cachemux.stores._policy import StorePolicy, resolve_policy
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
@@ -221,8 +221,8 @@ class RedisStore(Store):
     def _parse(self, key: str, text: Any) -> Entry:
         try:
             return Entry.from_json(text)
-        except StoreError as exc:
-            raise StoreError(f"{self._where}: entry {key!r}: {exc}") from None
+        except CorruptEntryError as exc:
+            raise CorruptEntryError(f"{self._where}: entry {key!r}: {exc}") from None
 
     # ---- the Store API --------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
