@@ -79,18 +79,23 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--cache-size", type=int, default=40)
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.2, 0.5, 0.8])
     ap.add_argument("--seeds", type=int, default=None)
-    ap.add_argument("--router-seeds", type=int, default=None, help="seeds of the key methods run through the router")
+    ap.add_argument("--router-seeds", type=int, default=None,
+                    help="seeds on which every main method also runs through the router (checked against the engine)")
+    ap.add_argument("--no-llamaindex", dest="llamaindex", action="store_false",
+                    help="skip the CacheMuxLLM replay of LFU+large and LEC+trained (seed 0, every alpha)")
     ap.add_argument("--router-all", action="store_true", help="every run through the router (slow)")
     ap.add_argument("--live-requests", type=int, default=None)
-    ap.add_argument("--live-alpha", type=float, default=0.8)
+    ap.add_argument("--live-alphas", type=float, nargs="+", default=None,
+                    help="alphas served live (default: all of --alphas; quick: 0.8)")
     ap.add_argument("--replot", action="store_true")
     a = ap.parse_args(argv)
     q = a.quick
     a.large = a.large or (a.medium if q else "qwen2.5-coder-1.5b")
     a.requests = a.requests or (10_000 if not q else 5_000)
     a.seeds = a.seeds or (2 if q else 5)
-    a.router_seeds = a.router_seeds if a.router_seeds is not None else (1 if q else 2)
-    a.live_requests = a.live_requests if a.live_requests is not None else (60 if q else 300)
+    a.router_seeds = a.router_seeds if a.router_seeds is not None else 1
+    a.live_requests = a.live_requests if a.live_requests is not None else (60 if q else 1000)
+    a.live_alphas = a.live_alphas or ([0.8] if q else list(a.alphas))
     if a.measure is None and q:
         a.measure = 80
     return a
@@ -183,8 +188,21 @@ def build_protocol(store: MMLUMeasurements, roles: dict[str, str], n_queries: in
                  system=SYSTEM)
     info = {"queries": len(chosen), "small_right": half, "test_measured": len(test), "train_items": len(train),
             "prior": prior, "query_ids": [it.qid for it in chosen],
-            "query_accuracy": {r: float(np.mean(p.correct[r])) for r in roles}}
+            "query_accuracy": {r: float(np.mean(p.correct[r])) for r in roles},
+            # how well the trained multiplexer tells, before running anything, which model is right:
+            # ROC AUC of its P(role right) on the protocol's queries (0.5 = no better than a coin)
+            "predictor_auc": {r: _auc(pred.predict_proba(p.texts)[:, j], p.correct[r]) for j, r in enumerate(roles)}}
     return p, info
+
+
+def _auc(scores: np.ndarray, labels: list[bool]) -> float | None:
+    """ROC AUC (Mann-Whitney, ties count half); None when one class is absent."""
+    y = np.asarray(labels, bool)
+    pos, neg = scores[y], scores[~y]
+    if not len(pos) or not len(neg):
+        return None
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
 def run_grid(p: Protocol, a: argparse.Namespace, label: str, log) -> list[dict[str, Any]]:
@@ -197,20 +215,31 @@ def run_grid(p: Protocol, a: argparse.Namespace, label: str, log) -> list[dict[s
             for seed in range(a.seeds):
                 trace = _trace(len(p.texts), alpha, a.requests, seed)
                 for cache, sel in MAIN + KNOB:
-                    via_router = a.router_all or (seed < a.router_seeds and (cache, sel) in (BASE, OURS)
-                                                  and alpha == a.live_alpha)
-                    if via_router:
-                        t = p.serve(trace, cache, p.selector(sel, unit, seed=seed), a.cache_size, unit).as_dict()
-                        e = p.serve_engine(trace, cache, p.selector(sel, unit, seed=seed), a.cache_size, unit).as_dict()
-                        agree.append({"cache": cache, "selector": sel, "seed": seed,
-                                      "same": all(abs(t[k] - e[k]) <= 1e-6 * max(1.0, abs(e[k]))
+                    # every MAIN cell through the router on the first router_seeds seeds (and through
+                    # CacheMuxLLM for the two headline methods on seed 0), checked against the engine
+                    via_router = a.router_all or (seed < a.router_seeds and (cache, sel) in MAIN)
+                    via_llm = seed == 0 and a.llamaindex and (cache, sel) in (BASE, OURS)
+                    e = p.serve_engine(trace, cache, p.selector(sel, unit, seed=seed), a.cache_size, unit).as_dict()
+                    t = e
+                    for path, on in (("router", via_router), ("llamaindex", via_llm)):
+                        if not on:
+                            continue
+                        if path == "router":
+                            t = p.serve(trace, cache, p.selector(sel, unit, seed=seed), a.cache_size, unit).as_dict()
+                            x = t
+                        else:
+                            from cachemux.lab.protocol_llamaindex import serve_llamaindex
+
+                            x = serve_llamaindex(p, trace, cache, p.selector(sel, unit, seed=seed), a.cache_size,
+                                                 unit).as_dict()
+                        agree.append({"cache": cache, "selector": sel, "seed": seed, "path": path,
+                                      "same": all(abs(x[k] - e[k]) <= 1e-6 * max(1.0, abs(e[k]))
                                                   for k in ("hits", "correct", "latency_s", "flops", "paper_cost")),
-                                      "router_ms_per_request": 1e3 * t["wall_s"] / t["requests"],
+                                      "ms_per_request": 1e3 * x["wall_s"] / x["requests"],
                                       "engine_ms_per_request": 1e3 * e["wall_s"] / e["requests"]})
-                    else:
-                        t = p.serve_engine(trace, cache, p.selector(sel, unit, seed=seed), a.cache_size, unit).as_dict()
+                        paths_used.setdefault((cache, sel), set()).add(path)
                     per.setdefault((cache, sel), []).append(t)
-                    paths_used.setdefault((cache, sel), set()).add("router" if via_router else "engine")
+                    paths_used.setdefault((cache, sel), set()).add("engine")
             base = per[BASE]
             for (cache, sel), runs in per.items():
                 row = {"models": label, "unit": unit, "alpha": alpha, "cache": cache, "selector": sel,
@@ -229,23 +258,49 @@ def run_grid(p: Protocol, a: argparse.Namespace, label: str, log) -> list[dict[s
     return rows
 
 
-def run_live(p: Protocol, roles: dict[str, str], a: argparse.Namespace, label: str, log) -> list[dict[str, Any]]:
+def run_live(p: Protocol, roles: dict[str, str], info: dict, a: argparse.Namespace, label: str,
+             log) -> list[dict[str, Any]]:
+    """LFU+large and LEC+trained served live (real generation on every miss) through the router, on
+    the first ``live_requests`` requests of seed 0's trace at each live alpha, beside the replay of
+    the same requests. Each finished (alpha, method) is kept in ``<json>.live.json`` (keyed by the
+    query set, models and sizes), so an interrupted run resumes where it stopped."""
+    from tqdm import tqdm
+
+    from cachemux.lab.records import JsonRecords
     from langchain_cachemux import LocalChatModel
 
-    models = {r: LocalChatModel(m, max_tokens=1, temperature=0.0) for r, m in roles.items()}
+    done = JsonRecords(a.json.with_suffix(".live.json"),
+                       {"queries": info["query_ids"], "roles": roles, "requests": a.requests,
+                        "live_requests": a.live_requests, "cache_size": a.cache_size})
+    models = None
     out = []
-    trace = _trace(len(p.texts), a.live_alpha, a.requests, 0)[:a.live_requests]
-    for cache, sel in (BASE, OURS):
-        for unit in ("latency",):
-            live = p.serve(trace, cache, p.selector(sel, unit), a.cache_size, unit, models=models).as_dict()
+    for alpha in a.live_alphas:
+        trace = _trace(len(p.texts), alpha, a.requests, 0)[:a.live_requests]
+        for cache, sel in (BASE, OURS):
+            unit = "latency"
+            tag = f"{label}|{alpha}|{cache}|{sel}|{unit}"
             rep = p.serve(trace, cache, p.selector(sel, unit), a.cache_size, unit).as_dict()
-            out.append({"models": label, "unit": unit, "alpha": a.live_alpha, "cache": cache, "selector": sel,
+            if tag not in done.records:
+                if models is None:
+                    models = {r: LocalChatModel(m, max_tokens=1, temperature=0.0) for r, m in roles.items()}
+                bar = tqdm(total=len(trace), desc=f"live {label} a={alpha} {cache}+{sel}", mininterval=10)
+                load0 = os.getloadavg()[0]
+                live = p.serve(trace, cache, p.selector(sel, unit), a.cache_size, unit, models=models,
+                               progress=bar.update).as_dict()
+                bar.close()
+                live["load1_start"], live["load1_end"] = load0, os.getloadavg()[0]
+                done.records[tag] = live
+                done.save()
+            live = done.records[tag]
+            out.append({"models": label, "unit": unit, "alpha": alpha, "cache": cache, "selector": sel,
                         "requests": len(trace), "live": live, "replay_same_prefix": rep,
                         "latency_live_over_replay": live["latency_s"] / rep["latency_s"] if rep["latency_s"] else None,
+                        "cpu_live_over_replay": live["cpu_s"] / rep["cpu_s"] if rep["cpu_s"] else None,
                         "same_hits_and_accuracy": live["hits"] == rep["hits"] and live["correct"] == rep["correct"]})
-            log(f"  live {label} {cache}+{sel}: {live['requests']} requests, {live['calls']} calls, "
+            log(f"  live {label} a={alpha} {cache}+{sel}: {live['requests']} requests, {live['calls']} calls, "
                 f"{live['mismatches']} answers differ from the records, live/replay latency "
-                f"{out[-1]['latency_live_over_replay']}")
+                f"{out[-1]['latency_live_over_replay']:.3f} (CPU {out[-1]['cpu_live_over_replay']:.3f}), "
+                f"load {live.get('load1_start', float('nan')):.1f}-{live.get('load1_end', float('nan')):.1f}")
     return out
 
 
@@ -317,10 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         p, info = build_protocol(store, roles, a.queries)
         protocols[label] = info
         log(f"protocol {label}: {info['queries']} queries ({info['small_right']} small-right of "
-            f"{info['test_measured']} measured), accuracy on them {info['query_accuracy']}")
+            f"{info['test_measured']} measured), accuracy on them {info['query_accuracy']}, "
+            f"predictor AUC {info['predictor_auc']}")
         grid += run_grid(p, a, label, log)
         if label == next(iter(sets)) and a.live_requests:
-            live += run_live(p, roles, a, label, log)
+            live += run_live(p, roles, info, a, label, log)
     verdict = []
     for r in grid:
         if "cache" in r and (r["cache"], r["selector"]) == OURS:

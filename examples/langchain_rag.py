@@ -2,7 +2,7 @@
 document, a cachemux selector routes the question to a small (SmolLM2-135M) or large (Gemma-3-270M)
 local model, and the semantic cache answers repeats and paraphrases.
 
-    python examples/langchain_rag.py [--quick] [--predictor DIR]
+    python examples/langchain_rag.py [--quick] [--predictor DIR] [--small NAME] [--large NAME]
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def build(args: Any) -> tuple[Any, Any]:
 
     models = {
         # SmolLM2 has a chat template; Gemma-3-270M is a base model: one line of plain text
-        "small": LocalChatModel(rc.SMALL, max_tokens=args.tokens, stop=["\n"]),
-        "large": LocalChatModel(rc.LARGE, max_tokens=args.tokens, stop=["\n"]),
+        "small": LocalChatModel(args.small, max_tokens=args.tokens, stop=["\n"]),
+        "large": LocalChatModel(args.large, max_tokens=args.tokens, stop=["\n"]),
     }
-    router = CacheMuxRouter(models, rc.make_selector(args.predictor, args.tokens), costs="flops",
+    router = CacheMuxRouter(models, rc.make_selector(args.predictor, args.tokens, args.small, args.large), costs="flops",
                             cache=CacheMuxCache(threshold=rc.THRESHOLD), judge=rc.make_judge(retrieve))
     # system = the retrieved context (the cache's exact scope), human = the question (compared by
     # meaning): a paraphrase with the same context is a semantic hit, never across contexts
@@ -60,13 +60,14 @@ def build(args: Any) -> tuple[Any, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = rc.parse_args(__doc__.splitlines()[0], argv)
     started = time.perf_counter()
-    loads = rc.load_models()
+    loads = rc.load_models((args.small, args.large))
     chain, router = build(args)
     rows = []
     for i, q in enumerate(rc.QUICK if args.quick else rc.QUESTIONS, 1):
         t0 = time.perf_counter()
         msg = chain.invoke(q)
-        rows.append(rc.report_line(i, q, msg.content, msg.response_metadata["cachemux"], time.perf_counter() - t0))
+        rows.append(rc.report_line(i, q, msg.content, msg.response_metadata["cachemux"], time.perf_counter() - t0,
+                                   {"small": args.small, "large": args.large}))
     out = rc.summary(rows, router.stats(), started)
     out["load_seconds"] = loads
     out["rows"] = rows

@@ -2,7 +2,7 @@
 embeddings, and ``Settings.llm`` = a ``CacheMuxLLM`` that routes each question to a small
 (SmolLM2-135M) or large (Gemma-3-270M) local model through the semantic cache.
 
-    python examples/llamaindex_rag.py [--quick] [--predictor DIR]
+    python examples/llamaindex_rag.py [--quick] [--predictor DIR] [--small NAME] [--large NAME]
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ def build(args: Any) -> tuple[Any, Any]:
         return retriever.retrieve(question)[0].node.get_content()
 
     models = {  # one line each: Gemma-3-270M is a base model and would ramble on
-        "small": LocalLLM(rc.SMALL, max_tokens=args.tokens, stop=["\n"]),
-        "large": LocalLLM(rc.LARGE, max_tokens=args.tokens, stop=["\n"]),
+        "small": LocalLLM(args.small, max_tokens=args.tokens, stop=["\n"]),
+        "large": LocalLLM(args.large, max_tokens=args.tokens, stop=["\n"]),
     }
-    llm = CacheMuxLLM(models, rc.make_selector(args.predictor, args.tokens), costs="flops",
+    llm = CacheMuxLLM(models, rc.make_selector(args.predictor, args.tokens, args.small, args.large), costs="flops",
                       cache=SemanticCache(threshold=rc.THRESHOLD),
                       judge=rc.make_judge(retrieve),
                       # the selector and the judge see the question, not the retrieved context
@@ -50,14 +50,15 @@ def build(args: Any) -> tuple[Any, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = rc.parse_args(__doc__.splitlines()[0], argv)
     started = time.perf_counter()
-    loads = rc.load_models()
+    loads = rc.load_models((args.small, args.large))
     engine, llm = build(args)
     records = watch_llm_calls()
     rows = []
     for i, q in enumerate(rc.QUICK if args.quick else rc.QUESTIONS, 1):
         t0 = time.perf_counter()
         response = engine.query(q)
-        rows.append(rc.report_line(i, q, str(response), records[-1], time.perf_counter() - t0))
+        rows.append(rc.report_line(i, q, str(response), records[-1], time.perf_counter() - t0,
+                                   {"small": args.small, "large": args.large}))
     out = rc.summary(rows, llm.stats(), started)
     out["load_seconds"] = loads
     out["rows"] = rows

@@ -53,7 +53,16 @@ def parse_args(description: str, argv: Sequence[str] | None) -> argparse.Namespa
     ap.add_argument("--predictor", help="a trained multiplexer folder (cachemux train-multiplexer) over "
                                         "models named 'small' and 'large'; default: the online selector")
     ap.add_argument("--tokens", type=int, default=None, help="max new tokens per answer")
+    ap.add_argument("--small", default=SMALL, help=f"the small local model (default {SMALL})")
+    ap.add_argument("--large", default=LARGE,
+                    help=f"the large local model (default {LARGE}: the whole run within 60 s here; "
+                         "qwen2.5-coder-1.5b gives the paper's cost gap but takes minutes, see the README)")
     args = ap.parse_args(argv)
+    from cachemux.models import PACKAGED
+
+    for role in ("small", "large"):
+        if getattr(args, role) not in PACKAGED:
+            ap.error(f"--{role}: unknown model {getattr(args, role)!r}; known: {sorted(PACKAGED)}")
     if args.tokens is None:
         args.tokens = 16 if args.quick else 32
     return args
@@ -64,7 +73,7 @@ def load_documents() -> list[tuple[str, str]]:
     return [(p.name, p.read_text(encoding="utf-8").strip()) for p in sorted(DOCS_DIR.glob("*.txt"))]
 
 
-def make_selector(predictor: str | None, tokens: int) -> Any:
+def make_selector(predictor: str | None, tokens: int, small: str = SMALL, large: str = LARGE) -> Any:
     """With a trained multiplexer: per question, the route with the least expected cost among the
     paper's two, cascade (small, then large if the judge rejects the small answer) or large alone.
     Without one: always the cascade (the judge still decides per question)."""
@@ -75,8 +84,8 @@ def make_selector(predictor: str | None, tokens: int) -> Any:
         from cachemux.multiplexer.trained import TrainedSelector
 
         # priced in the router's unit (FLOPs): a typical call here, ~150 prompt tokens + the answer
-        costs = {"small": get_model(SMALL).flops_profile.generation(150, tokens),
-                 "large": get_model(LARGE).flops_profile.generation(150, tokens)}
+        costs = {"small": get_model(small).flops_profile.generation(150, tokens),
+                 "large": get_model(large).flops_profile.generation(150, tokens)}
         return TrainedSelector(predictor, routes=[("small", "large"), ("large",)], costs=costs)
     return StaticSelector(("small", "large"))
 
@@ -101,12 +110,12 @@ def make_judge(retrieve: Callable[[str], str]) -> Callable[[Any, str, str], bool
     return judge
 
 
-def load_models() -> dict[str, float]:
-    """Load both local models (de-quantising on the very first run); seconds per model."""
+def load_models(names: Sequence[str] = (SMALL, LARGE)) -> dict[str, float]:
+    """Load the local models (de-quantising on the very first run); seconds per model."""
     from cachemux.models import get_model
 
     out = {}
-    for name in (SMALL, LARGE):
+    for name in names:
         lm = get_model(name).load()
         out[name] = lm.load_seconds
         print(f"loaded {name} from {lm.loaded_from} in {lm.load_seconds:.1f}s "
@@ -114,12 +123,18 @@ def load_models() -> dict[str, float]:
     return out
 
 
-def report_line(i: int, question: str, answer: str, meta: dict[str, Any], seconds: float) -> dict[str, Any]:
+def report_line(i: int, question: str, answer: str, meta: dict[str, Any], seconds: float,
+                names: dict[str, str] | None = None) -> dict[str, Any]:
+    """One question's line: which model answered (role=model name; for a hit, the model that
+    answered the cached entry), hit or the models run, cost, time, and the answer."""
     hit = meta.get("cache_hit")
+    role = meta.get("model") or "?"
+    who = f"{role}={names[role]}" if names and role in names else role
     how = f"cache {hit}" if hit else "miss -> " + ">".join(meta.get("models_run") or [])
-    print(f"{i:>2}. [{meta.get('model') or '?':<5}] {how:<22} {meta.get('cost', 0) / 1e9:6.1f} GFLOPs "
+    print(f"{i:>2}. [{who}] {how:<22} {meta.get('cost', 0) / 1e9:6.1f} GFLOPs "
           f"{seconds:5.1f}s  {question}\n      -> {answer.strip()[:100]}", flush=True)
-    return {"question": question, "answer": answer, "model": meta.get("model"), "cache_hit": hit,
+    return {"question": question, "answer": answer, "model": meta.get("model"),
+            "model_name": names.get(role) if names else None, "cache_hit": hit,
             "models_run": meta.get("models_run"), "cost": meta.get("cost"), "saved": meta.get("saved"),
             "seconds": seconds}
 
@@ -137,7 +152,9 @@ def summary(rows: list[dict[str, Any]], stats: dict[str, Any], started: float) -
            "semantic_hits": sum(r["cache_hit"] == "semantic" for r in rows),
            "flops_paid": paid, "flops_saved_by_cache": saved,
            "model_calls": stats.get("calls"), "seconds": time.perf_counter() - started}
-    print(f"\nanswered by: {answered}; model calls: {stats.get('calls')}")
+    names = {r["model"]: r.get("model_name") for r in rows if r.get("model_name")}
+    shown = {f"{role} ({names[role]})" if role in names else role: n for role, n in answered.items()}
+    print(f"\nanswered by: {shown}; model calls: {stats.get('calls')}")
     print(f"cache: {out['cache_hits']} hits of {len(rows)} ({out['exact_hits']} exact, "
           f"{out['semantic_hits']} semantic) saved {saved / 1e9:.1f} GFLOPs (what those answers cost "
           f"to produce) against {paid / 1e9:.1f} GFLOPs paid for the misses "

@@ -107,6 +107,27 @@ def test_router_and_engine_paths_agree() -> None:
             assert a[k] == pytest.approx(b[k]), (cache, sel, k)
 
 
+def test_llamaindex_path_agrees_with_the_router_and_the_engine() -> None:
+    """CacheMuxLLM over RecordedLLM serves the same trace to the same tally (hits, calls,
+    answers, cost) as CacheMuxRouter and the bare engine, for a static, a cascade and a noisy
+    selector; a prompt with no record is a KeyError naming the model."""
+    from cachemux.lab.protocol_llamaindex import RecordedLLM, serve_llamaindex
+
+    p = _protocol()
+    trace = [0, 1, 1, 0, 0, 1, 0, 1, 1, 1]
+    for cache, sel in (("lfu", "large"), ("lec", "cascade"), ("gdsf", "noisy-0.8")):
+        for unit in ("latency", "flops"):
+            a = serve_llamaindex(p, trace, cache, p.selector(sel, unit, seed=3), 1, unit).as_dict()
+            b = p.serve_engine(trace, cache, p.selector(sel, unit, seed=3), 1, unit).as_dict()
+            c = p.serve(trace, cache, p.selector(sel, unit, seed=3), 1, unit).as_dict()
+            for k in ("hits", "correct", "calls", "answered"):
+                assert a[k] == b[k] == c[k], (cache, sel, unit, k)
+            for k in ("latency_s", "flops", "paper_cost"):
+                assert a[k] == pytest.approx(b[k]) and c[k] == pytest.approx(b[k]), (cache, sel, unit, k)
+    with pytest.raises(KeyError, match="m1"):
+        RecordedLLM("m1", {}).complete("unknown prompt")
+
+
 def test_mmlu_items_carry_checked_gold_letters() -> None:
     try:
         items = load_items(["nutrition"])
