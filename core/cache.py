@@ -86,7 +86,7 @@ from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
 from cachemux.semantic.index import PartitionedIndex
-from cachemux.semantic.keys import check_text, exact_key, normalize_prompt, partition_id
+from cachemux.semantic.keys import check_text, exact_key, model_id, normalize_prompt, partition_id
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
 from cachemux.stores.base import CHANGES_RESET, Entry, Store
 from cachemux.stores.disk import DiskStore
@@ -224,11 +224,9 @@ class SemanticCache:
     # ---- keys -----------------------------------------------------------------------------------
     def _model(self, llm_string: str) -> str:
         group = self._group_of(llm_string) if self._group_of is not None else None
-        if group is None:
-            return llm_string
-        if not isinstance(group, str):
+        if group is not None and not isinstance(group, str):
             raise ConfigError(f"model_groups function must return a group name (str) or None, got {group!r}")
-        return "\x00group:" + group  # can never equal a real llm_string
+        return model_id(llm_string, group)  # injective: an llm_string cannot forge a group's key
 
     def key_for(self, prompt: str, llm_string: str) -> str:
         """The exact key ``prompt`` is stored under for ``llm_string`` in this namespace."""
