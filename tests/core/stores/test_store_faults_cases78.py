@@ -56,3 +56,146 @@ def test_model_id_is_injective() -> None:
     assert model_id("gpt") == "gpt"  # ordinary keys unchanged: existing stores keep their entries
     assert len({exact_key("q", m) for m in ids}) == len(ids)
     assert len({partition_id("", m) for m in ids}) == len(ids)
+
+
+# ---- 7: the store directory deleted or replaced while open ------------------------------------
+Q = "What is the capital of France?"
+
+
+def test_deleted_directory_is_detected_within_one_operation(tmp_path: Path, caplog) -> None:
+    d = tmp_path / "store"
+    store = DiskStore(d, capacity=50)
+    cache = _exact(store)
+    assert cache.update(Q, LLM, "Paris", cost=1.0)
+    shutil.rmtree(d)
+    with caplog.at_level(logging.WARNING):
+        t = time.monotonic()
+        got = cache.lookup(Q, LLM)  # the first operation after the deletion
+        took = time.monotonic() - t
+        kept = cache.update("another question", LLM, "answer", cost=1.0)
+    s = cache.stats()
+    logged = [r for r in caplog.records if "deleted" in r.getMessage()]
+    print(f"\ndeleted directory: lookup -> {got!r} in {took * 1e3:.2f} ms, update admitted={kept}, "
+          f"errors={s['errors']}, dropped={s['dropped']}, log lines={len(logged)}, store={s.get('store')}")
+    assert got is None and kept is False and took < 0.05
+    assert s["errors"] == 2 and s["dropped"] == 1 and logged
+    assert any(r.levelno == logging.ERROR for r in logged)
+    with pytest.raises(StoreError, match="deleted or moved away"):
+        store.put("k", Entry(value="v", cost=1.0))
+    assert store.stats()["gone_ops"] >= 3
+    store.close()
+
+
+def test_replaced_directory_is_detected(tmp_path: Path) -> None:
+    d = tmp_path / "store"
+    first = DiskStore(d, capacity=50)
+    first.put("old", Entry(value="old", cost=1.0))
+    d.rename(tmp_path / "store.moved")  # moved aside and a new store created at the same path
+    second = DiskStore(d, capacity=50)
+    second.put("new", Entry(value="new", cost=1.0))
+    with pytest.raises(StoreError, match="replaced"):
+        first.get("new")
+    with pytest.raises(StoreError, match="replaced"):
+        first.put("lost", Entry(value="x", cost=1.0))
+    assert list(second.keys()) == ["new"] and second.get("new").value == "new"
+    first.close()
+    second.close()
+
+
+# ---- 8b: a copied marker never makes cachemux write into another app's directory --------------
+def _fingerprint(d: Path) -> dict:
+    con = sqlite3.connect(f"file:{d / 'cache.db'}?mode=ro", uri=True)
+    try:
+        settings = dict(con.execute("SELECT key, value FROM Settings"))
+        tables = sorted(r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+    finally:
+        con.close()
+    return {"settings": settings, "tables": tables, "files": sorted(p.name for p in d.iterdir())}
+
+
+@pytest.mark.parametrize("initialised", [True, False])
+def test_copied_marker_leaves_a_foreign_diskcache_untouched(tmp_path: Path, initialised: bool) -> None:
+    ours = DiskStore(tmp_path / "ours", capacity=10)
+    ours.close()
+    foreign = tmp_path / "app-cache"
+    app = diskcache.Cache(str(foreign), size_limit=2**30 + 1, eviction_policy="least-frequently-used")
+    app.set("session", "the other app's data")
+    app.close()
+    marker = (tmp_path / "ours" / "cachemux-store.json").read_text()
+    if not initialised:
+        marker = marker.replace('"initialised": true', '"initialised": false')
+    (foreign / "cachemux-store.json").write_text(marker)
+    before = _fingerprint(foreign)
+    with pytest.raises(StoreError, match="nothing was changed"):
+        DiskStore(foreign)
+    after = _fingerprint(foreign)
+    print(f"\ncopied marker (initialised={initialised}): settings changed: "
+          f"{sorted(k for k in after['settings'] if after['settings'][k] != before['settings'].get(k))}")
+    assert after == before
+    assert diskcache.Cache(str(foreign)).get("session") == "the other app's data"
+
+
+def test_marker_of_another_store_is_refused(tmp_path: Path) -> None:
+    a, b = DiskStore(tmp_path / "a", capacity=10), DiskStore(tmp_path / "b", capacity=20)
+    a.put("ka", Entry(value="a", cost=1.0))
+    a.close()
+    b.close()
+    shutil.copy(tmp_path / "a" / "cachemux-store.json", tmp_path / "b" / "cachemux-store.json")
+    with pytest.raises(StoreError, match="copied or restored"):
+        DiskStore(tmp_path / "b")
+    reopened = DiskStore(tmp_path / "a")  # the real pair still opens
+    assert reopened.get("ka").value == "a"
+    reopened.close()
+
+
+# ---- 8a: a read-only store directory ----------------------------------------------------------
+@contextlib.contextmanager
+def _tmpfs(where: Path) -> Iterator[Path]:
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "none", str(where)],
+                                           capture_output=True).returncode:
+        pytest.skip("needs root and mount (a real read-only filesystem: chmod does not stop root)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def _remount(where: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(where)], check=True, capture_output=True)
+
+
+def test_read_only_filesystem_opens_read_only(tmp_path: Path, caplog) -> None:
+    with _tmpfs(tmp_path / "fs") as fs:
+        d = fs / "store"
+        with DiskStore(d, capacity=50) as store:
+            cache = _exact(store)
+            for i in range(5):
+                cache.update(f"question {i}", LLM, f"answer {i}", cost=1.0)
+        _remount(fs, "ro")
+        try:
+            with pytest.raises(StoreError, match="read-only") as refused:
+                DiskStore(d, readonly=False)
+            with caplog.at_level(logging.WARNING):
+                store = DiskStore(d)
+            assert store.read_only and "opened read-only" in caplog.text
+            cache = _exact(store)
+            hits = [cache.lookup(f"question {i}", LLM) for i in range(5)]
+            kept = cache.update("new question", LLM, "new answer", cost=1.0)
+            with pytest.raises(StoreError, match="open read-only: updates are dropped"):
+                store.delete(cache.key_for("question 0", LLM))
+            s = cache.stats()
+            print(f"\nread-only filesystem: refused with readonly=False: {str(refused.value)[:90]}...; "
+                  f"opened read-only: {sum(h is not None for h in hits)}/5 hits, update admitted={kept}, "
+                  f"dropped={s['dropped']}, store read_only_drops={s['store']['read_only_drops']}")
+            assert hits == [f"answer {i}" for i in range(5)] and kept is False and s["dropped"] == 1
+            assert s["store"]["read_only_drops"] == 2 and len(store) == 5
+            store.check_invariants()
+            assert store.changes(0)[1] == [("reset", "")]
+            store.close()
+        finally:
+            _remount(fs, "rw")
+        with DiskStore(d) as store:  # writable again: a normal store, nothing lost
+            assert not store.read_only and len(store) == 5
+            store.put("k", Entry(value="v", cost=1.0))
+            store.check_invariants()
