@@ -199,3 +199,47 @@ def test_read_only_filesystem_opens_read_only(tmp_path: Path, caplog) -> None:
             assert not store.read_only and len(store) == 5
             store.put("k", Entry(value="v", cost=1.0))
             store.check_invariants()
+
+
+# ---- 8d: limits: value size, ttl -------------------------------------------------------------
+def test_values_over_max_value_bytes_are_neither_cached_nor_served() -> None:
+    from cachemux.cache import MAX_VALUE_BYTES
+
+    store = MemoryStore(50)
+    cache = _exact(store)
+    assert cache.max_value_bytes == MAX_VALUE_BYTES == 1_000_000
+    big = "x" * (20 * 2**20)  # 20 MB answers: the issue fitted 10 of them in a 50-entry cache
+    kept = [cache.update(f"q{i}", LLM, big, cost=1.0) for i in range(10)]
+    assert kept == [False] * 10 and len(store) == 0 and cache.stats()["too_large"] == 10
+    assert cache.update("small", LLM, "y" * MAX_VALUE_BYTES, cost=1.0)  # the limit itself fits
+    # a value planted straight into the store is not served either
+    key = cache.key_for("planted", LLM)
+    store.put(key, Entry(value="z" * (MAX_VALUE_BYTES + 1), cost=1.0))
+    assert cache.lookup("planted", LLM) is None and cache.stats()["too_large_skipped"] == 1
+    # counted in UTF-8 bytes, not characters
+    tight = _exact(MemoryStore(10), max_value_bytes=10)
+    assert tight.update("a", LLM, "é" * 5, cost=1.0) and not tight.update("b", LLM, "é" * 6, cost=1.0)
+    assert _exact(MemoryStore(10), max_value_bytes=None).update("c", LLM, big, cost=1.0)
+    for bad in (0, -1, 1.5, True, "1MB"):
+        with pytest.raises(ConfigError, match="max_value_bytes"):
+            _exact(MemoryStore(10), max_value_bytes=bad)
+
+
+def test_expired_entries_are_misses_and_leave(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path / "s", capacity=50)
+    cache = _exact(store, ttl=0.3)
+    other = _exact(store, ttl=0.3, namespace="other")
+    cache.update(Q, LLM, "Paris", cost=1.0)
+    cache.update("old 2", LLM, "a", cost=1.0)
+    other.update("theirs", LLM, "b", cost=1.0)
+    assert cache.lookup(Q, LLM) == "Paris"
+    time.sleep(0.35)
+    cache.update("fresh", LLM, "c", cost=1.0)
+    assert cache.lookup(Q, LLM) is None and len(store) == 3  # expired: a miss, and deleted
+    assert cache.lookup("fresh", LLM) == "c"
+    assert cache.purge_expired() == 1 and len(store) == 2  # "old 2"; the other namespace's stays
+    assert cache.stats()["expired"] == 2 and _exact(store).lookup("fresh", LLM) == "c"  # no ttl there
+    for bad in (0, -1, True, float("nan"), "1h"):
+        with pytest.raises(ConfigError, match="ttl"):
+            _exact(MemoryStore(10), ttl=bad)
+    store.close()
