@@ -61,6 +61,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import secrets
 import sqlite3
@@ -123,6 +124,13 @@ _SCHEMA = (
     " key TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS cachemux_ident (id INTEGER PRIMARY KEY CHECK (id = 1),"
     " store_id TEXT NOT NULL)",
+)
+_SHARES_SCHEMA = (  # only in stores created with shares=
+    "ALTER TABLE cachemux_entries ADD COLUMN part TEXT NOT NULL DEFAULT '*'",
+    "CREATE INDEX cachemux_entries_part ON cachemux_entries (part, prio, seq)",
+    "CREATE TABLE cachemux_shares (ns TEXT PRIMARY KEY, fraction REAL NOT NULL)",
+    "CREATE TABLE cachemux_parts (part TEXT PRIMARY KEY, used REAL NOT NULL, count INTEGER NOT NULL,"
+    " clock REAL NOT NULL)",
 )
 _DISKCACHE_TABLES = {"Settings", "Cache"}
 
@@ -200,6 +208,48 @@ class _LockTimeout(Unavailable):
     """Another connection held the write lock longer than this operation may wait."""
 
 
+_REST = "*"  # the partition of every namespace without a share
+
+
+def check_shares(shares: object) -> dict[str, float]:
+    """``{namespace: fraction of capacity}``: fractions in (0, 1] summing to at most 1."""
+    if shares is None:
+        return {}
+    if not isinstance(shares, dict) or not shares:
+        raise ConfigError(f"shares must be a non-empty dict {{namespace: fraction}}, got {shares!r:.80}")
+    out = {}
+    for ns, f in shares.items():
+        if not isinstance(ns, str):
+            raise ConfigError(f"shares: namespace must be str, got {type(ns).__name__}")
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f <= 1.0:
+            raise ConfigError(f"shares: the fraction of namespace {ns!r} must be in (0, 1], got {f!r}")
+        out[ns] = float(f)
+    if sum(out.values()) > 1.0 + 1e-9:
+        raise ConfigError(f"shares: fractions sum to {sum(out.values()):g} > 1")
+    return dict(sorted(out.items()))
+
+
+def share_part(shares: dict[str, float], entry: Entry) -> str:
+    """The capacity partition of ``entry``: "=" + its namespace if that has a share, else the rest."""
+    ns = entry.meta.get("ns", "") if isinstance(entry.meta, dict) else ""
+    return "=" + ns if isinstance(ns, str) and ns in shares else _REST
+
+
+def share_capacity(shares: dict[str, float], capacity: float, part: str) -> float:
+    if part == _REST:
+        return max(0.0, 1.0 - sum(shares.values())) * capacity
+    return shares[part[1:]] * capacity
+
+
+class _Part:
+    """One ``cachemux_parts`` row: a namespace share's used size, entry count and GDSF clock."""
+
+    __slots__ = ("part", "used", "count", "clock")
+
+    def __init__(self, part: str, used: float, count: int, clock: float) -> None:
+        self.part, self.used, self.count, self.clock = part, used, count, clock
+
+
 class _State:
     """The single ``cachemux_state`` row, read at the start of a transaction, written at its end."""
 
@@ -238,7 +288,8 @@ class DiskStore(Store):
                  policy: str | None = None, *, timeout: float = 60.0, lookup_timeout: float | None = None,
                  update_timeout: float | None = None, log_size: int | None = None,
                  durable: bool = False, verify: bool = False, breaker: CircuitBreaker | bool = True,
-                 readonly: bool | None = None, **policy_options: Any) -> None:
+                 readonly: bool | None = None, shares: dict[str, float] | None = None,
+                 **policy_options: Any) -> None:
         self.directory = Path(directory).expanduser()
         self._cache: Any = None  # diskcache.Cache, or _ReadOnlyCache when read-only
         self.read_only = False
@@ -269,7 +320,8 @@ class DiskStore(Store):
                                    _DEFAULT_CAPACITY if capacity is None else capacity,
                                    policy_options)
         given = {"policy": policy is not None, "capacity": capacity is not None,
-                 "options": bool(policy_options)}
+                 "options": bool(policy_options), "shares": shares is not None}
+        self.shares = check_shares(shares)
         why_ro = self._why_read_only()
         if why_ro is not None and readonly is False:
             raise StoreError(f"disk store {self.directory}: {why_ro}, and readonly=False was given "
@@ -525,6 +577,12 @@ class DiskStore(Store):
                 sql("INSERT INTO cachemux_state VALUES (1, 0.0, 0.0, 0, 0, 1.0, 0.0, 0, ?, ?,"
                     " 0, 0, 0, 0, 0, 0, 0)", (start, start))
                 sql("INSERT INTO cachemux_ident VALUES (1, ?)", (store_id,))
+                if self.shares:  # fixed at creation, like the capacity
+                    for stmt in _SHARES_SCHEMA:
+                        sql(stmt)
+                    sql_many = [(ns, f) for ns, f in self.shares.items()]
+                    for row in sql_many:
+                        sql("INSERT INTO cachemux_shares VALUES (?, ?)", row)
             return self._check_config(sql, requested, given, log_size)
 
     def _check_config(self, sql: Any, requested: StorePolicy, given: dict[str, bool],
@@ -542,6 +600,14 @@ class DiskStore(Store):
         if n_rows != st.count:
             raise StoreError(f"disk store {self.directory}: {n_rows} entry rows but the state "
                              f"counts {st.count}: the database is damaged")
+        have = {r[0] for r in sql("SELECT name FROM sqlite_master WHERE type='table'")}
+        stored_shares = dict(sql("SELECT ns, fraction FROM cachemux_shares ORDER BY ns")) \
+            if "cachemux_shares" in have else {}
+        if given["shares"] and stored_shares != self.shares:
+            raise ConfigError(f"disk store {self.directory} was created with shares={stored_shares or None}; "
+                              f"got shares={self.shares}. Reopen with shares=None (the stored ones) or "
+                              "clear the directory")
+        self.shares = stored_shares
         if ((given["policy"] and requested.name != stored.name)
                 or (given["capacity"] and requested.capacity != stored.capacity)
                 or (given["options"] and requested.options != stored.options)):
@@ -690,7 +756,21 @@ class DiskStore(Store):
             sql("UPDATE cachemux_entries SET n = ?, prio = ?, seq = ? WHERE key = ?",
                 (n, score(n, cost, size), st.seq, key))
 
-    def _on_hit(self, sql: Any, st: _State, key: str, n: float, cost: float, size: float) -> None:
+    def _part_state(self, sql: Any, st: _State, part: str) -> _State | _Part:
+        """The used size, count and clock eviction works within: the whole store's without
+        shares, else those of ``part``'s share."""
+        if not self.shares:
+            return st
+        row = sql("SELECT used, count, clock FROM cachemux_parts WHERE part = ?", (part,)).fetchone()
+        return _Part(part, *(row or (0.0, 0, 0.0)))
+
+    def _save_part(self, sql: Any, ps: _State | _Part) -> None:
+        if isinstance(ps, _Part):
+            sql("INSERT OR REPLACE INTO cachemux_parts (part, used, count, clock) VALUES (?, ?, ?, ?)",
+                (ps.part, ps.used, ps.count, ps.clock))
+
+    def _on_hit(self, sql: Any, st: _State, key: str, n: float, cost: float, size: float,
+                part: str = _REST) -> None:
         spec = self.spec
         if spec.family == "recency":
             if spec.hit_moves:  # LRU: move to the back; FIFO: nothing
@@ -700,8 +780,9 @@ class DiskStore(Store):
         if spec.family == "greedy-dual":
             n = n + 1  # GDSF._on_hit: F += 1, H = clock + F * C / S
             f = n if spec.use_freq else 1
-            prio = st.clock + f * cost / size
-            base = st.clock
+            clock = self._part_state(sql, st, part).clock  # with shares: the share's own clock
+            prio = clock + f * cost / size
+            base = clock
         else:
             n = self._observe(sql, st, key) if spec.history else n + 1.0
             prio = spec.score(n, cost, size)
@@ -716,17 +797,17 @@ class DiskStore(Store):
         row = sql("SELECT count FROM cachemux_history WHERE key = ?", (key,)).fetchone()
         return (row[0] if row else 0.0) or st.inc
 
-    def _should_admit(self, sql: Any, st: _State, key: str, cost: float, size: float) -> bool:
+    def _should_admit(self, sql: Any, st: _State | _Part, key: str, cost: float, size: float,
+                      capacity: float, where: str, params: tuple) -> bool:
         spec = self.spec
-        capacity = spec.capacity
         if not spec.admission or st.used + size <= capacity:
             return True
         # online LEC's admission step: the newcomer must be strictly more valuable than every
         # entry it would evict (ties keep the incumbents); walk the eviction index lazily
-        mine = spec.score(self._new_count(sql, st, key), cost, size)
+        mine = spec.score(self._new_count(sql, self._st, key), cost, size)
         used = st.used
         taken = 0
-        for vsize, prio in sql("SELECT size, prio FROM cachemux_entries ORDER BY prio, seq"):
+        for vsize, prio in sql(f"SELECT size, prio FROM cachemux_entries{where} ORDER BY prio, seq", params):
             if taken and not (used + size > capacity):
                 break
             if taken >= st.count:
@@ -737,26 +818,36 @@ class DiskStore(Store):
             used -= vsize
         return True
 
-    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float) -> tuple[bool, list[str]]:
-        """Policy._place: admit if wanted, evicting the lowest priorities until the entry fits."""
+    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float,
+               part: str = _REST) -> tuple[bool, list[str]]:
+        """Policy._place: admit if wanted, evicting the lowest priorities until the entry fits
+        (with shares: within ``part``'s share, among its entries)."""
         spec = self.spec
-        if size > spec.capacity or not self._should_admit(sql, st, key, cost, size):
+        ps = self._part_state(sql, st, part)
+        if self.shares:
+            capacity, where, params = share_capacity(self.shares, spec.capacity, part), " WHERE part = ?", (part,)
+        else:
+            capacity, where, params = spec.capacity, "", ()
+        self._st = st
+        if size > capacity or not self._should_admit(sql, ps, key, cost, size, capacity, where, params):
             return False, []
         evicted: list[str] = []
-        while st.used + size > spec.capacity:
-            row = sql("SELECT key, size, prio FROM cachemux_entries ORDER BY prio, seq LIMIT 1").fetchone()
+        while ps.used + size > capacity:
+            row = sql(f"SELECT key, size, prio FROM cachemux_entries{where} ORDER BY prio, seq LIMIT 1",
+                      params).fetchone()
             if row is None:
                 raise StoreError(f"disk store {self.directory}: used={st.used} with no entries: "
                                  "the database is damaged")
             vkey, vsize, vprio = row
             sql("DELETE FROM cachemux_entries WHERE key = ?", (vkey,))
             self._cache.delete(vkey)  # type: ignore[union-attr]
-            st.used -= vsize
-            st.count -= 1
-            if st.count == 0:
-                st.used = 0.0  # no float residue in an empty cache (Policy._place)
+            for acc in {id(st): st, id(ps): ps}.values():
+                acc.used -= vsize
+                acc.count -= 1
+                if acc.count == 0:
+                    acc.used = 0.0  # no float residue in an empty cache (Policy._place)
             if spec.family == "greedy-dual":
-                st.clock = vprio  # GDSF's inflation step: L := H(victim)
+                ps.clock = vprio  # GDSF's inflation step: L := H(victim)
             st.evictions += 1
             evicted.append(vkey)
             self._log(sql, st, "del", vkey)
@@ -764,26 +855,36 @@ class DiskStore(Store):
         if spec.family == "recency":
             n, base, prio = 1.0, 0.0, float(st.seq)
         elif spec.family == "greedy-dual":
-            n, base = 1.0, st.clock
-            prio = st.clock + 1 * cost / size
+            n, base = 1.0, ps.clock
+            prio = ps.clock + 1 * cost / size
         else:
             n, base = self._new_count(sql, st, key), 0.0
             prio = spec.score(n, cost, size)
-        sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq))
-        st.used += size
-        st.count += 1
+        if self.shares:
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, part)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq, part))
+        else:
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq))
+        for acc in {id(st): st, id(ps): ps}.values():
+            acc.used += size
+            acc.count += 1
+        self._save_part(sql, ps)
         return True, evicted
 
     def _remove(self, sql: Any, st: _State, key: str) -> bool:
         """Policy.remove: drop a cached key (its value too)."""
-        row = sql("SELECT size FROM cachemux_entries WHERE key = ?", (key,)).fetchone()
+        row = sql(f"SELECT size{', part' if self.shares else ''} FROM cachemux_entries WHERE key = ?",
+                  (key,)).fetchone()
         if row is None:
             return False
         sql("DELETE FROM cachemux_entries WHERE key = ?", (key,))
         self._cache.delete(key)  # type: ignore[union-attr]
-        st.count -= 1
-        st.used = st.used - row[0] if st.count else 0.0
+        ps = self._part_state(sql, st, row[1]) if self.shares else st
+        for acc in {id(st): st, id(ps): ps}.values():
+            acc.count -= 1
+            acc.used = acc.used - row[0] if acc.count else 0.0
+        self._save_part(sql, ps)
         self._log(sql, st, "del", key)
         return True
 
@@ -807,7 +908,8 @@ class DiskStore(Store):
     def _get(self, key: str) -> Entry | None:
         with self._txn(self.lookup_timeout) as sql:
             st = self._state(sql)
-            row = sql("SELECT n, cost, size FROM cachemux_entries WHERE key = ?", (key,)).fetchone()
+            row = sql(f"SELECT n, cost, size{', part' if self.shares else ''} FROM cachemux_entries"
+                      " WHERE key = ?", (key,)).fetchone()
             if row is None:
                 st.misses += 1
                 if self.spec.history:  # LEC counts misses of uncached keys too
@@ -839,7 +941,8 @@ class DiskStore(Store):
             st = self._state(sql)
             if self._remove(sql, st, key):  # Policy.admit: re-offering a cached key replaces it
                 st.replaced += 1
-            admitted, evicted = self._place(sql, st, key, cost, size)
+            admitted, evicted = self._place(sql, st, key, cost, size,
+                                            share_part(self.shares, entry) if self.shares else _REST)
             if admitted:
                 self._cache.set(key, text)  # type: ignore[union-attr]
                 st.admissions += 1
@@ -897,9 +1000,14 @@ class DiskStore(Store):
     def stats(self) -> dict[str, Any]:
         base = {"store": "disk", "directory": str(self.directory), "read_only": self.read_only,
                 "read_only_drops": self._read_only_drops, "gone_ops": self._gone_ops}
+        shares: dict[str, Any] = {}
         try:
             with self._read() as sql:
                 st = self._state(sql)
+                if self.shares:
+                    used = dict(sql("SELECT part, used FROM cachemux_parts"))
+                    shares = {"shares": dict(self.shares), "share_used": {
+                        p: used.get(p, 0.0) for p in ["=" + ns for ns in self.shares] + [_REST]}}
         except StoreGoneError:
             return {**base, "gone": self._gone, "uncounted": self._uncounted}
         total = st.hits + st.misses
@@ -908,7 +1016,7 @@ class DiskStore(Store):
                 "hits": st.hits, "misses": st.misses, "hit_ratio": st.hits / total if total else 0.0,
                 "admissions": st.admissions, "rejections": st.rejections,
                 "evictions": st.evictions, "deletes": st.deletes, "replaced": st.replaced,
-                "clock": st.clock, "uncounted": self._uncounted}
+                "clock": st.clock, "uncounted": self._uncounted, **shares}
 
     def verify(self) -> None:
         """SQLite ``quick_check`` of the whole file; StoreError naming the path if damaged."""
@@ -930,13 +1038,44 @@ class DiskStore(Store):
             n_values = len(self._cache)  # type: ignore[arg-type]
             order = [k for (k,) in sql("SELECT key FROM cachemux_entries INDEXED BY"
                                         " cachemux_entries_order ORDER BY prio, seq")]
+            parts = dict(sql("SELECT key, part FROM cachemux_entries")) if self.shares else {}
+            part_rows = sql("SELECT part, used, count, clock FROM cachemux_parts").fetchall() if self.shares else []
         where = f"disk store {self.directory}"
+        clock = st.clock
+        if self.shares:
+            self._check_shares(where, rows, values, parts, part_rows)
+            clock = max([clock] + [r[3] for r in part_rows])
         if n_values != len(rows):
             raise InvariantError(f"{where}: {n_values} values but {len(rows)} entries")
         if sorted(order) != sorted(k for k, *_ in rows):
             raise InvariantError(f"{where}: the priority index and the entries disagree")
         spec.check_entries(where, rows, values, history, count=st.count, used=st.used, seq=st.seq,
-                           clock=st.clock, parse=self._parse)
+                           clock=clock, parse=self._parse)
+
+    def _check_shares(self, where: str, rows: list, values: dict, parts: dict, part_rows: list) -> None:
+        """Each share: its entries' sizes and count agree with its row and fit its capacity;
+        each entry sits in the share of the namespace its value names; priorities use its clock."""
+        state = {p: (used, count, clock) for p, used, count, clock in part_rows}
+        sums: dict[str, list[float]] = {}
+        for key, size, _cost, _n, base, *_ in rows:
+            part = parts[key]
+            want = share_part(self.shares, self._parse(key, values[key]))
+            if part != want:
+                raise InvariantError(f"{where}: {key!r} is in share {part!r}, its namespace's is {want!r}")
+            acc = sums.setdefault(part, [0.0, 0])
+            acc[0] += size
+            acc[1] += 1
+            if self.spec.family == "greedy-dual" and base > state.get(part, (0, 0, 0.0))[2]:
+                raise InvariantError(f"{where}: {key!r} ranked at clock {base} above its share's clock")
+        for part in set(sums) | set(state):
+            used, count = sums.get(part, [0.0, 0])
+            s_used, s_count, _ = state.get(part, (0.0, 0, 0.0))
+            cap = share_capacity(self.shares, self.spec.capacity, part)
+            if count != s_count or not math.isclose(used, s_used, rel_tol=1e-9, abs_tol=1e-9):
+                raise InvariantError(f"{where}: share {part!r} holds {count} entries / size {used}, "
+                                     f"its row says {s_count} / {s_used}")
+            if s_used > cap * (1 + 1e-12):
+                raise InvariantError(f"{where}: share {part!r} uses {s_used} > its capacity {cap}")
 
     def close(self) -> None:
         cache, self._cache = self._cache, None

@@ -243,3 +243,74 @@ def test_expired_entries_are_misses_and_leave(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="ttl"):
             _exact(MemoryStore(10), ttl=bad)
     store.close()
+
+
+# ---- 8d: per-namespace capacity shares --------------------------------------------------------
+def _tenant_entry(ns: str, i: int, cost: float = 1.0) -> Entry:
+    return Entry(value=f"{ns}-{i}", cost=cost, meta={"ns": ns})
+
+
+def _stores(tmp_path: Path, name: str, capacity: float, policy: str, shares: dict | None) -> list:
+    return [MemoryStore(capacity, policy, shares=shares),
+            DiskStore(tmp_path / f"{name}-{policy}", capacity, policy, shares=shares)]
+
+
+@pytest.mark.parametrize("policy", ["gdsf", "lec", "lru"])
+def test_one_tenants_writes_cannot_evict_anothers_share(tmp_path: Path, policy: str) -> None:
+    """The issue's case: tenant A's 40 popular entries, then tenant B writes 1,000 new ones."""
+    figures = []
+    for shares in (None, {"A": 0.5}):
+        for store in _stores(tmp_path, f"s{bool(shares)}", 100, policy, shares):
+            cache_a, cache_b = _exact(store, namespace="A"), _exact(store, namespace="B")
+            for i in range(40):
+                cache_a.update(f"popular {i}", LLM, f"A{i}", cost=2.0)
+                for _ in range(3):
+                    cache_a.lookup(f"popular {i}", LLM)
+            for i in range(1000):
+                cache_b.lookup(f"b {i}", LLM)
+                cache_b.update(f"b {i}", LLM, f"B{i}", cost=2.0)
+            kept = sum(cache_a.lookup(f"popular {i}", LLM) is not None for i in range(40))
+            b_kept = sum(store.peek(cache_b.key_for(f"b {i}", LLM)) is not None for i in range(1000))
+            store.check_invariants()
+            figures.append((type(store).__name__, shares, kept, b_kept))
+            if shares:
+                assert kept == 40 and 0 < b_kept <= 60
+            store.close()
+    print(f"\n{policy}: (store, shares, A's popular kept of 40, B's entries kept) {figures}")
+
+
+@pytest.mark.parametrize("policy", ["gdsf", "lec", "lfu", "lru", "fifo"])
+def test_disk_and_memory_shares_make_the_same_decisions(tmp_path: Path, policy: str) -> None:
+    import random
+
+    shares = {"A": 0.3, "B": 0.5}
+    mem, disk = _stores(tmp_path, "diff", 20, policy, shares)
+    rng = random.Random(7)
+    for step in range(1500):
+        ns = rng.choice(["A", "B", "C", "A"])
+        key = f"{ns}:{rng.randrange(40)}"
+        r = rng.random()
+        if r < 0.5:
+            got = [s.get(key) for s in (mem, disk)]
+            assert (got[0] is None) == (got[1] is None), (step, key)
+        elif r < 0.95:
+            e = Entry(value=key, cost=rng.choice([0.5, 1.0, 3.0]), size=rng.choice([1.0, 1.0, 2.0]),
+                      meta={"ns": ns})
+            a, b = mem.put(key, e), disk.put(key, e)
+            assert (a.admitted, sorted(a.evicted)) == (b.admitted, sorted(b.evicted)), (step, key)
+        else:
+            assert mem.delete(key) == disk.delete(key)
+    assert sorted(mem.keys()) == sorted(disk.keys())
+    mem.check_invariants()
+    disk.check_invariants()
+    used = disk.stats()["share_used"]
+    assert used["=A"] <= 6 and used["=B"] <= 10 and used["*"] <= 4
+    disk.close()
+    with pytest.raises(ConfigError, match="created with shares"):
+        DiskStore(tmp_path / f"diff-{policy}", shares={"A": 0.5})
+    reopened = DiskStore(tmp_path / f"diff-{policy}")  # shares=None: the stored ones
+    assert reopened.shares == shares
+    reopened.close()
+    for bad in ({"A": 0}, {"A": 0.7, "B": 0.7}, {1: 0.5}, {"A": True}, {}):
+        with pytest.raises(ConfigError, match="shares"):
+            MemoryStore(10, shares=bad)
