@@ -580,8 +580,7 @@ class DiskStore(Store):
                 if self.shares:  # fixed at creation, like the capacity
                     for stmt in _SHARES_SCHEMA:
                         sql(stmt)
-                    sql_many = [(ns, f) for ns, f in self.shares.items()]
-                    for row in sql_many:
+                    for row in self.shares.items():
                         sql("INSERT INTO cachemux_shares VALUES (?, ?)", row)
             return self._check_config(sql, requested, given, log_size)
 
@@ -797,20 +796,21 @@ class DiskStore(Store):
         row = sql("SELECT count FROM cachemux_history WHERE key = ?", (key,)).fetchone()
         return (row[0] if row else 0.0) or st.inc
 
-    def _should_admit(self, sql: Any, st: _State | _Part, key: str, cost: float, size: float,
+    def _should_admit(self, sql: Any, st: _State, ps: _State | _Part, key: str, cost: float, size: float,
                       capacity: float, where: str, params: tuple) -> bool:
+        """``ps``: the store's or (with shares) the share's used size and count."""
         spec = self.spec
-        if not spec.admission or st.used + size <= capacity:
+        if not spec.admission or ps.used + size <= capacity:
             return True
         # online LEC's admission step: the newcomer must be strictly more valuable than every
         # entry it would evict (ties keep the incumbents); walk the eviction index lazily
-        mine = spec.score(self._new_count(sql, self._st, key), cost, size)
-        used = st.used
+        mine = spec.score(self._new_count(sql, st, key), cost, size)
+        used = ps.used
         taken = 0
         for vsize, prio in sql(f"SELECT size, prio FROM cachemux_entries{where} ORDER BY prio, seq", params):
             if taken and not (used + size > capacity):
                 break
-            if taken >= st.count:
+            if taken >= ps.count:
                 break
             taken += 1
             if prio >= mine:
@@ -828,8 +828,7 @@ class DiskStore(Store):
             capacity, where, params = share_capacity(self.shares, spec.capacity, part), " WHERE part = ?", (part,)
         else:
             capacity, where, params = spec.capacity, "", ()
-        self._st = st
-        if size > capacity or not self._should_admit(sql, ps, key, cost, size, capacity, where, params):
+        if size > capacity or not self._should_admit(sql, st, ps, key, cost, size, capacity, where, params):
             return False, []
         evicted: list[str] = []
         while ps.used + size > capacity:
