@@ -18,7 +18,11 @@ Layout of ``directory``:
     tie-break sequence and admission sequence, with a unique index on ``(prio, seq)``: the
     eviction order. The victim is the first row of that index: O(log n), no scan;
   - ``cachemux_history``: LEC/LFU-history request counts of every key seen, cached or not;
-  - ``cachemux_changes``: the append-only change log read by ``changes()``.
+  - ``cachemux_changes``: the append-only change log read by ``changes()``;
+  - ``cachemux_ident``: the store id its marker must name;
+  - with ``shares=`` only: ``cachemux_shares`` (namespace -> fraction), ``cachemux_parts`` (per
+    share its used size, count and GDSF clock) and a ``part`` column on ``cachemux_entries``
+    indexed by ``(part, prio, seq)``: a newcomer evicts only within its namespace's share.
 
 Why our own tables: diskcache orders entries only by its built-in eviction policies (store time,
 access time, access count) and its queues by insertion, never by an arbitrary float priority
@@ -74,6 +78,8 @@ from typing import Any
 
 from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
 from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT, StorePolicy, resolve_policy
+from cachemux.stores._shares import REST as _REST
+from cachemux.stores._shares import check_shares, share_capacity, share_part
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
@@ -208,39 +214,6 @@ class _LockTimeout(Unavailable):
     """Another connection held the write lock longer than this operation may wait."""
 
 
-_REST = "*"  # the partition of every namespace without a share
-
-
-def check_shares(shares: object) -> dict[str, float]:
-    """``{namespace: fraction of capacity}``: fractions in (0, 1] summing to at most 1."""
-    if shares is None:
-        return {}
-    if not isinstance(shares, dict) or not shares:
-        raise ConfigError(f"shares must be a non-empty dict {{namespace: fraction}}, got {shares!r:.80}")
-    out = {}
-    for ns, f in shares.items():
-        if not isinstance(ns, str):
-            raise ConfigError(f"shares: namespace must be str, got {type(ns).__name__}")
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f <= 1.0:
-            raise ConfigError(f"shares: the fraction of namespace {ns!r} must be in (0, 1], got {f!r}")
-        out[ns] = float(f)
-    if sum(out.values()) > 1.0 + 1e-9:
-        raise ConfigError(f"shares: fractions sum to {sum(out.values()):g} > 1")
-    return dict(sorted(out.items()))
-
-
-def share_part(shares: dict[str, float], entry: Entry) -> str:
-    """The capacity partition of ``entry``: "=" + its namespace if that has a share, else the rest."""
-    ns = entry.meta.get("ns", "") if isinstance(entry.meta, dict) else ""
-    return "=" + ns if isinstance(ns, str) and ns in shares else _REST
-
-
-def share_capacity(shares: dict[str, float], capacity: float, part: str) -> float:
-    if part == _REST:
-        return max(0.0, 1.0 - sum(shares.values())) * capacity
-    return shares[part[1:]] * capacity
-
-
 class _Part:
     """One ``cachemux_parts`` row: a namespace share's used size, entry count and GDSF clock."""
 
@@ -278,7 +251,12 @@ class DiskStore(Store):
     that of opening, ``clear`` and ``check_invariants``;
     ``durable=True`` syncs every commit (SQLite ``synchronous=FULL``) so that committed entries
     survive power loss too, not only process crashes. ``verify=True`` runs SQLite's
-    ``quick_check`` on open (O(size of the database)).
+    ``quick_check`` on open (O(size of the database)). ``readonly``: None opens a directory this
+    process cannot write read-only, True forces it, False refuses it (module docstring).
+    ``shares={namespace: fraction}`` (fixed at creation, None on reopen = the stored ones): each
+    listed namespace (``Entry.meta["ns"]``) holds at most its fraction of ``capacity`` and is
+    evicted only by its own newcomers, the others share the rest; within a share the policy
+    decides as ``MemoryStore(capacity, policy, shares=...)`` does.
     """
 
     LOOKUP_TIMEOUT = 0.1  # seconds get() waits for another process's write lock

@@ -16,7 +16,8 @@ from typing import Any
 from cachemux.errors import ConfigError, InvariantError
 from cachemux.policies import Policy, make_policy
 from cachemux.stores.base import Entry, PutResult, Store
-from cachemux.stores.disk import _REST, check_shares, share_capacity, share_part
+from cachemux.stores._shares import REST as _REST
+from cachemux.stores._shares import check_shares, share_capacity, share_part
 
 __all__ = ["MemoryStore"]
 
