@@ -102,6 +102,7 @@ _DEFAULT_CAPACITY = 10_000.0
 _DEFAULT_POLICY = "gdsf"
 _DEFAULT_LOG_SIZE = 100_000
 _TRIM_EVERY = 1_000  # trim the change log in batches, not on every append
+_PRESENT_EVERY = 0.1  # seconds between presence checks of plain reads (transactions: every one)
 _BUSY_SLICE_MS = 20  # SQLite's lock wait per attempt; between attempts _txn looks for progress
 
 _STATE_FIELDS = ("clock", "used", "count", "seq", "inc", "total", "epoch", "logseq", "trimmed",
@@ -274,6 +275,7 @@ class DiskStore(Store):
         self._identity: tuple[int, ...] | None = None  # (dev, inode) of the directory and cache.db
         self._gone: str | None = None
         self._gone_ops = self._read_only_drops = 0
+        self._checked = -math.inf  # monotonic time of the last presence check
         if readonly not in (None, True, False):
             raise ConfigError(f"readonly must be None (detect), True or False, got {readonly!r}")
         lookup_timeout = self.LOOKUP_TIMEOUT if lookup_timeout is None else lookup_timeout
@@ -435,14 +437,22 @@ class DiskStore(Store):
                              "Refusing to adopt it; nothing was changed")
 
     def _stat_identity(self) -> tuple[int, ...]:
-        a, b = os.stat(self.directory), os.stat(self.directory / DBNAME)
-        return a.st_dev, a.st_ino, b.st_dev, b.st_ino
+        # cache.db alone: deleting, moving or replacing the directory removes or replaces it, and
+        # its inode cannot be reused while this process holds the file open
+        b = os.stat(self.directory / DBNAME)
+        return b.st_dev, b.st_ino
 
-    def _check_present(self) -> None:
-        """Raise ``StoreGoneError`` if the directory or database is no longer the one opened."""
+    def _check_present(self, always: bool = True) -> None:
+        """Raise ``StoreGoneError`` if ``cache.db`` is no longer the file opened. Transactions
+        (every write and counted lookup) always check; plain reads (peek, keys, len) at most
+        every ``_PRESENT_EVERY`` s, so an index rebuild's 100k peeks do not pay a stat each."""
         if self._identity is None:  # still opening
             return
         if self._gone is None:
+            now_t = time.monotonic()
+            if not always and now_t - self._checked < _PRESENT_EVERY:
+                return
+            self._checked = now_t
             try:
                 now: tuple[int, ...] | None = self._stat_identity()
             except FileNotFoundError:
@@ -660,7 +670,7 @@ class DiskStore(Store):
         cache = self._cache
         if cache is None:
             raise StoreError(f"disk store {self.directory}: closed")
-        self._check_present()
+        self._check_present(always=False)
         try:
             if self.read_only:
                 with cache.lock:
