@@ -12,9 +12,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
