@@ -86,13 +86,13 @@ from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
 from cachemux.semantic.index import PartitionedIndex
-from cachemux.semantic.keys import check_text, exact_key, normalize_prompt, partition_id
+from cachemux.semantic.keys import check_text, exact_key, model_id, normalize_prompt, partition_id
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
 from cachemux.stores.base import CHANGES_RESET, Entry, Store
 from cachemux.stores.disk import DiskStore
 from cachemux.units import estimate_tokens
 
-__all__ = ["FALLBACK_SECONDS_PER_TOKEN", "PENDING_MAX_AGE_S", "CostInfo", "Match", "SemanticCache"]
+__all__ = ["FALLBACK_SECONDS_PER_TOKEN", "MAX_VALUE_BYTES", "PENDING_MAX_AGE_S", "CostInfo", "Match", "SemanticCache"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ PROMPT_KEEP_CHARS = 2_000   # of each prompt kept in its entry, for inspection o
 # measured its own: ~10 ms/token is the order of a hosted model's decode time per output token.
 FALLBACK_SECONDS_PER_TOKEN = 0.01
 PENDING_MAX_AGE_S = 3600.0  # a miss with no update for this long belongs to a call that failed
+MAX_VALUE_BYTES = 1_000_000  # default max_value_bytes: UTF-8 bytes of one stored (serialised) answer
 
 _WARN_EVERY_S = 10.0
 _UNSET: Any = object()
@@ -143,6 +144,13 @@ class SemanticCache:
     ``cost_fn`` / ``fallback_cost``: how entries are priced (module docstring); ``max_pending``:
     how many outstanding misses keep a cost clock. ``stats()["estimated"]`` counts the updates
     priced by the token estimate (no cost, no miss before them).
+
+    Limits: ``max_value_bytes`` (default ``MAX_VALUE_BYTES``, 1,000,000 UTF-8 bytes of the stored
+    value, i.e. the serialised answer; None: no limit): a larger answer is not cached
+    (``stats()["too_large"]``) and a larger stored one (planted, or written under a higher limit)
+    is never served (``stats()["too_large_skipped"]``). ``ttl``: seconds an entry may be served
+    after it was written (None: forever); an expired entry is a miss and is deleted when a lookup
+    meets it (``stats()["expired"]``); ``purge_expired()`` removes all of this namespace's.
     """
 
     def __init__(self, store: Store | None = None, *, embedder: TextEmbedder | str | os.PathLike[str] | None = None,
@@ -152,7 +160,8 @@ class SemanticCache:
                  cost_fn: Callable[[CostInfo], float] | None = None, fallback_cost: float | None = None,
                  size_fn: Callable[[str], float] | None = None, casefold: bool = False,
                  candidates: int = 4, index_options: Mapping[str, Any] | None = None,
-                 max_pending: int = 10_000) -> None:
+                 max_pending: int = 10_000, max_value_bytes: int | None = MAX_VALUE_BYTES,
+                 ttl: float | None = None) -> None:
         if store is None:
             # an existing default store keeps its own capacity and policy unless they are given
             store = DiskStore(default_store_dir(), capacity, policy)
@@ -194,6 +203,13 @@ class SemanticCache:
         if not isinstance(max_pending, int) or max_pending < 1:
             raise ConfigError(f"max_pending must be an int >= 1, got {max_pending!r}")
         self.max_pending = max_pending
+        if max_value_bytes is not None and (isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int)
+                                            or max_value_bytes < 1):
+            raise ConfigError(f"max_value_bytes must be an int >= 1 or None, got {max_value_bytes!r}")
+        self.max_value_bytes = max_value_bytes
+        if isinstance(ttl, bool):
+            raise ConfigError(f"ttl must be a number of seconds > 0 or None, got {ttl!r}")
+        self.ttl = None if ttl is None else check_positive("ttl", ttl)
 
         self._lock = threading.RLock()
         self._index: PartitionedIndex | None = None  # built on first semantic use
@@ -209,7 +225,8 @@ class SemanticCache:
         self._latency_tokens = 0.0
         self._counts = dict.fromkeys(
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected",
-             "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries")
+             "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries",
+             "too_large", "too_large_skipped", "expired")
             + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
         self._tokenizer: Any = _UNSET  # the embedder's tokenizer, looked up on first use
         self._loss_logged: set[str] = set()
@@ -224,11 +241,9 @@ class SemanticCache:
     # ---- keys -----------------------------------------------------------------------------------
     def _model(self, llm_string: str) -> str:
         group = self._group_of(llm_string) if self._group_of is not None else None
-        if group is None:
-            return llm_string
-        if not isinstance(group, str):
+        if group is not None and not isinstance(group, str):
             raise ConfigError(f"model_groups function must return a group name (str) or None, got {group!r}")
-        return "\x00group:" + group  # can never equal a real llm_string
+        return model_id(llm_string, group)  # injective: an llm_string cannot forge a group's key
 
     def key_for(self, prompt: str, llm_string: str) -> str:
         """The exact key ``prompt`` is stored under for ``llm_string`` in this namespace."""
@@ -311,7 +326,7 @@ class SemanticCache:
         except Exception as exc:  # a store fault is a miss
             self._fault("lookup", exc)
             entry = None
-        if entry is not None:
+        if entry is not None and self._servable(key, entry):
             return self._hit(Match(entry.value, "exact", key, 1.0, entry.cost))
         vec = None
         loss = self._loss(text) if self.semantic else "off"
@@ -364,6 +379,50 @@ class SemanticCache:
             del self._pending_of[key]
         return self._pending.pop(miss, None)
 
+    def _too_large(self, value: str) -> bool:
+        limit = self.max_value_bytes
+        if limit is None or len(value) * 4 <= limit:  # at most 4 UTF-8 bytes per character
+            return False
+        return len(value) > limit or len(value.encode("utf-8", "surrogatepass")) > limit
+
+    def _servable(self, key: str, entry: Entry) -> bool:
+        """False (counted) for an entry over ``max_value_bytes`` or past its ``ttl`` (then deleted)."""
+        if self._too_large(entry.value):
+            with self._lock:
+                self._counts["too_large_skipped"] += 1
+            return False
+        if self.ttl is None or time.time() - entry.created <= self.ttl:
+            return True
+        with self._lock:
+            self._counts["expired"] += 1
+        try:
+            self.store.delete(key)
+        except Exception as exc:
+            self._fault("delete", exc)
+        with self._lock:
+            if self._index is not None:
+                self._index.remove(key)
+        return False
+
+    def purge_expired(self) -> int:
+        """Delete this namespace's entries older than ``ttl`` (O(entries)); return how many."""
+        if self.ttl is None:
+            return 0
+        removed = 0
+        try:
+            for key in self.store.keys():
+                entry = self.store.peek(key)
+                if (entry is not None and entry.meta.get("ns", "") == self.namespace
+                        and time.time() - entry.created > self.ttl and self.store.delete(key)):
+                    removed += 1
+                    with self._lock:
+                        self._counts["expired"] += 1
+                        if self._index is not None:
+                            self._index.remove(key)
+        except Exception as exc:
+            self._fault("purge_expired", exc)
+        return removed
+
     def _hit(self, m: Match) -> Match:
         with self._lock:
             self._counts["exact_hits" if m.kind == "exact" else "semantic_hits"] += 1
@@ -387,6 +446,8 @@ class SemanticCache:
                 with self._lock:
                     index.remove(mkey)
                 continue
+            if not self._servable(mkey, entry):
+                continue
             return Match(entry.value, "semantic", mkey, sim, entry.cost)
         return None
 
@@ -409,6 +470,16 @@ class SemanticCache:
         check_text("value", value)
         if cost is not None:
             cost = _check_cost("cost", cost)
+        if self._too_large(value):  # not cached: the miss's clock goes with it
+            with self._lock:
+                self._counts["updates"] += 1
+                self._counts["too_large"] += 1
+                self._take_miss(key)
+                first = not self._counts["too_large"] > 1
+            if first:
+                log.warning("cachemux: an answer of %d characters exceeds max_value_bytes=%d and is not "
+                            "cached; counted in stats()['too_large'], logged once", len(value), self.max_value_bytes)
+            return False
         if size is None and self.size_fn is not None:
             size = self.size_fn(value)
         size = 1.0 if size is None else check_positive("size", size)

@@ -59,6 +59,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generati
 from langchain_core.runnables.config import run_in_executor
 
 from cachemux import ConfigError, CostInfo, SemanticCache, Store, estimate_tokens
+from cachemux.cache import MAX_VALUE_BYTES
 
 __all__ = ["CacheMuxCache", "prompt_parts", "token_usage"]
 
@@ -85,7 +86,8 @@ class CacheMuxCache(BaseCache):
     Pass a ready ``cache`` or the ``SemanticCache`` arguments (``store``, ``embedder`` (an
     ``Embedder``, a model name/path, or None for the packaged one), ``semantic``, ``threshold``
     (None: the calibrated default), ``policy``, ``capacity``, ``namespace``, ``model_groups``,
-    ``fallback_cost``). ``cost``: see the module docstring. ``stats()`` returns hits
+    ``fallback_cost``, ``max_value_bytes``, ``ttl``: the limits of ``SemanticCache``). ``cost``: see
+    the module docstring. ``stats()`` returns hits
     (exact/semantic), misses, cost saved, evictions and faults. Store faults never reach the
     chain: a lookup becomes a miss, an update is dropped, both logged. Bad arguments (a prompt or
     llm_string that is not ``str``, unknown ``clear`` keywords) raise ``ConfigError``.
@@ -97,7 +99,8 @@ class CacheMuxCache(BaseCache):
                  capacity: float | None = None, namespace: str = "",
                  model_groups: Mapping[str, Iterable[str]] | Callable[[str], str | None] | None = None,
                  cost: str | Callable[[CostInfo], float] = "latency",
-                 fallback_cost: float | None = None) -> None:
+                 fallback_cost: float | None = None, max_value_bytes: int | None = MAX_VALUE_BYTES,
+                 ttl: float | None = None) -> None:
         if not (callable(cost) or cost in _COSTS):
             raise ConfigError(f"cost must be one of {', '.join(_COSTS)} or a function CostInfo -> float, got {cost!r}")
         self.cost = cost
@@ -106,7 +109,10 @@ class CacheMuxCache(BaseCache):
                 raise ConfigError(f"cache must be a cachemux SemanticCache, got {type(cache).__name__}")
             given = {k for k, v in (("store", store), ("embedder", embedder), ("policy", policy),
                                     ("capacity", capacity), ("model_groups", model_groups),
-                                    ("fallback_cost", fallback_cost), ("threshold", threshold)) if v is not None}
+                                    ("fallback_cost", fallback_cost), ("threshold", threshold),
+                                    ("ttl", ttl)) if v is not None}
+            if max_value_bytes != MAX_VALUE_BYTES:
+                given.add("max_value_bytes")
             if given or namespace or not semantic:
                 raise ConfigError("pass either a ready SemanticCache or its arguments, not both "
                                   f"(also given: {', '.join(sorted(given)) or 'namespace/semantic'})")
@@ -118,6 +124,7 @@ class CacheMuxCache(BaseCache):
                 store, embedder=embedder, semantic=semantic, policy=policy,
                 capacity=capacity, namespace=namespace, model_groups=model_groups,
                 cost_fn=cost if callable(cost) else None, fallback_cost=fallback_cost,
+                max_value_bytes=max_value_bytes, ttl=ttl,
                 **({} if threshold is None else {"threshold": threshold}))
         self._unreadable = 0
         self._unstorable = 0

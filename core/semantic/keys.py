@@ -8,9 +8,12 @@ import unicodedata
 
 from cachemux.errors import ConfigError
 
-__all__ = ["check_text", "exact_key", "normalize_prompt", "partition_id"]
+__all__ = ["GROUP_MARK", "check_text", "exact_key", "model_id", "normalize_prompt", "partition_id"]
 
 _TRAILING_WS = re.compile(r"[ \t\f\v]+(?=\n)")
+
+GROUP_MARK = "\x00group:"  # model_id of a model group: "\x00group:" + its name
+_LLM_ESCAPE = "\x00llm:"    # prefixed to an llm_string that starts with NUL
 
 
 def check_text(name: str, value: object) -> str:
@@ -33,6 +36,18 @@ def normalize_prompt(prompt: str, *, casefold: bool = False) -> str:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _TRAILING_WS.sub("", text).strip()
     return text.casefold() if casefold else text
+
+
+def model_id(llm_string: str, group: str | None = None) -> str:
+    """The model part of exact keys and partitions: ``llm_string`` itself, or ``GROUP_MARK +
+    group`` for a configuration in a model group. Injective, so no ``llm_string`` can name a
+    group's answers: one starting with NUL (no real configuration does, but a caller can pass
+    ``"\\x00group:G"``) is escaped as ``"\\x00llm:" + llm_string``. Ordinary llm_strings map to
+    themselves, so keys written before this escape stay valid."""
+    if group is not None:
+        return GROUP_MARK + check_text("model group name", group)
+    check_text("llm_string", llm_string)
+    return _LLM_ESCAPE + llm_string if llm_string.startswith("\x00") else llm_string
 
 
 def _digest(*parts: str) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store
-from cachemux.stores.disk import DiskStore
+from cachemux.stores.disk import DiskStore, ReadOnlyStoreError, StoreGoneError
 from cachemux.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
     from cachemux.stores.redis import RedisStore
 
-__all__ = ["CHANGES_RESET", "DiskStore", "Entry", "MemoryStore", "PutResult", "RedisStore", "Store"]
+__all__ = ["CHANGES_RESET", "DiskStore", "Entry", "MemoryStore", "PutResult", "ReadOnlyStoreError", "RedisStore", "Store",
+           "StoreGoneError"]
 
 
 def __getattr__(name: str) -> Any:

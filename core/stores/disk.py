@@ -2,8 +2,12 @@
 
 Layout of ``directory``:
 
-* ``cachemux-store.json``: the format marker (``{"format": "cachemux-diskstore", "version": 1}``).
-  A directory without it is never written to: a foreign directory is an error, not a cache.
+* ``cachemux-store.json``: the format marker (``{"format": "cachemux-diskstore", "version": 1,
+  "store_id": ...}``). A directory without it is never written to: a foreign directory is an
+  error, not a cache. The random ``store_id`` is also recorded in the database
+  (``cachemux_ident``), and an existing database is inspected through a read-only SQLite
+  connection before anything opens it for writing: a marker copied next to another app's
+  diskcache (or another store's database) is refused with nothing changed.
 * ``cache.db`` (+ ``-wal``/``-shm``): diskcache's SQLite database. diskcache's own ``Cache`` table
   holds the values (``Entry.to_json()`` text, always inline, never pickled). cachemux adds:
 
@@ -14,7 +18,11 @@ Layout of ``directory``:
     tie-break sequence and admission sequence, with a unique index on ``(prio, seq)``: the
     eviction order. The victim is the first row of that index: O(log n), no scan;
   - ``cachemux_history``: LEC/LFU-history request counts of every key seen, cached or not;
-  - ``cachemux_changes``: the append-only change log read by ``changes()``.
+  - ``cachemux_changes``: the append-only change log read by ``changes()``;
+  - ``cachemux_ident``: the store id its marker must name;
+  - with ``shares=`` only: ``cachemux_shares`` (namespace -> fraction), ``cachemux_parts`` (per
+    share its used size, count and GDSF clock) and a ``part`` column on ``cachemux_entries``
+    indexed by ``(part, prio, seq)``: a newcomer evicts only within its namespace's share.
 
 Why our own tables: diskcache orders entries only by its built-in eviction policies (store time,
 access time, access count) and its queues by insertion, never by an arbitrary float priority
@@ -37,6 +45,19 @@ drops the update and logs it). A lock timeout opens the store's ``CircuitBreaker
 (``cachemux.stores.breaker``): until an operation gets the lock again, each makes a single
 attempt (~20 ms) instead of waiting, so a frozen process costs one wait, not one per operation,
 and a released lock is used at once. Opening, ``clear`` and ``check_invariants`` wait ``timeout``.
+
+Deleted or replaced: every operation compares the device and inode of the directory and of
+``cache.db`` with those seen at open (two ``stat`` calls, microseconds). If the directory was
+deleted, moved away or replaced, the operation raises ``StoreGoneError`` (logged once as an
+error; the cache turns it into a miss or a dropped update, counted in its ``stats()``) instead
+of reading and writing a file no other process can see.
+
+Read-only: a directory on a read-only filesystem, or one this user cannot write, opens
+read-only (``readonly=None``, the default; ``readonly=True`` forces it): lookups read the
+committed entries without counting requests, and ``put``/``delete``/``clear`` raise
+``ReadOnlyStoreError`` (counted in ``stats()["read_only_drops"]``). ``readonly=False`` refuses
+such a directory, naming the reason. On a read-only filesystem a database without its ``-shm``
+file is opened ``immutable`` (nobody can write it there).
 """
 
 from __future__ import annotations
@@ -44,17 +65,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import secrets
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
 from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT, StorePolicy, resolve_policy
+from cachemux.stores._shares import REST as _REST
+from cachemux.stores._shares import check_shares, share_capacity, share_part
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
@@ -64,7 +89,7 @@ try:  # diskcache is a core dependency; keep the import error readable anyway
 except ImportError as _exc:  # pragma: no cover
     raise ImportError("cachemux.stores.disk needs diskcache: pip install 'diskcache>=5.6'") from _exc
 
-__all__ = ["DiskStore", "FORMAT", "FORMAT_VERSION", "MARKER"]
+__all__ = ["DiskStore", "FORMAT", "FORMAT_VERSION", "MARKER", "ReadOnlyStoreError", "StoreGoneError"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +102,7 @@ _DEFAULT_CAPACITY = 10_000.0
 _DEFAULT_POLICY = "gdsf"
 _DEFAULT_LOG_SIZE = 100_000
 _TRIM_EVERY = 1_000  # trim the change log in batches, not on every append
+_PRESENT_EVERY = 0.1  # seconds between presence checks of plain reads (transactions: every one)
 _BUSY_SLICE_MS = 20  # SQLite's lock wait per attempt; between attempts _txn looks for progress
 
 _STATE_FIELDS = ("clock", "used", "count", "seq", "inc", "total", "epoch", "logseq", "trimmed",
@@ -103,7 +129,55 @@ _SCHEMA = (
     " WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS cachemux_changes (id INTEGER PRIMARY KEY, op TEXT NOT NULL,"
     " key TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS cachemux_ident (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " store_id TEXT NOT NULL)",
 )
+_SHARES_SCHEMA = (  # only in stores created with shares=
+    "ALTER TABLE cachemux_entries ADD COLUMN part TEXT NOT NULL DEFAULT '*'",
+    "CREATE INDEX cachemux_entries_part ON cachemux_entries (part, prio, seq)",
+    "CREATE TABLE cachemux_shares (ns TEXT PRIMARY KEY, fraction REAL NOT NULL)",
+    "CREATE TABLE cachemux_parts (part TEXT PRIMARY KEY, used REAL NOT NULL, count INTEGER NOT NULL,"
+    " clock REAL NOT NULL)",
+)
+_DISKCACHE_TABLES = {"Settings", "Cache"}
+
+
+class StoreGoneError(StoreError):
+    """The store's directory or database was deleted, moved or replaced while it was open."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """An update of a store opened read-only (a read-only filesystem or directory)."""
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _ro_uri(db: Path, immutable: bool = False) -> str:
+    return f"file:{urllib.parse.quote(str(db))}?{'immutable=1' if immutable else 'mode=ro'}"
+
+
+class _ReadOnlyCache:
+    """The part of ``diskcache.Cache`` a read-only store uses, over one ``mode=ro`` connection."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self._con = con
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        row = self._con.execute("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
+                                " AND (expire_time IS NULL OR expire_time > ?)", (key, time.time())).fetchone()
+        return None if row is None else _TextDisk.fetch(None, row[0], row[1], row[2], False)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return int(self._con.execute("SELECT count(*) FROM Cache").fetchone()[0])
+
+    def close(self) -> None:
+        self._con.close()
 
 
 class _TextDisk(diskcache.Disk):
@@ -141,6 +215,15 @@ class _LockTimeout(Unavailable):
     """Another connection held the write lock longer than this operation may wait."""
 
 
+class _Part:
+    """One ``cachemux_parts`` row: a namespace share's used size, entry count and GDSF clock."""
+
+    __slots__ = ("part", "used", "count", "clock")
+
+    def __init__(self, part: str, used: float, count: int, clock: float) -> None:
+        self.part, self.used, self.count, self.clock = part, used, count, clock
+
+
 class _State:
     """The single ``cachemux_state`` row, read at the start of a transaction, written at its end."""
 
@@ -169,7 +252,12 @@ class DiskStore(Store):
     that of opening, ``clear`` and ``check_invariants``;
     ``durable=True`` syncs every commit (SQLite ``synchronous=FULL``) so that committed entries
     survive power loss too, not only process crashes. ``verify=True`` runs SQLite's
-    ``quick_check`` on open (O(size of the database)).
+    ``quick_check`` on open (O(size of the database)). ``readonly``: None opens a directory this
+    process cannot write read-only, True forces it, False refuses it (module docstring).
+    ``shares={namespace: fraction}`` (fixed at creation, None on reopen = the stored ones): each
+    listed namespace (``Entry.meta["ns"]``) holds at most its fraction of ``capacity`` and is
+    evicted only by its own newcomers, the others share the rest; within a share the policy
+    decides as ``MemoryStore(capacity, policy, shares=...)`` does.
     """
 
     LOOKUP_TIMEOUT = 0.1  # seconds get() waits for another process's write lock
@@ -179,9 +267,17 @@ class DiskStore(Store):
                  policy: str | None = None, *, timeout: float = 60.0, lookup_timeout: float | None = None,
                  update_timeout: float | None = None, log_size: int | None = None,
                  durable: bool = False, verify: bool = False, breaker: CircuitBreaker | bool = True,
+                 readonly: bool | None = None, shares: dict[str, float] | None = None,
                  **policy_options: Any) -> None:
         self.directory = Path(directory).expanduser()
-        self._cache: diskcache.Cache | None = None
+        self._cache: Any = None  # diskcache.Cache, or _ReadOnlyCache when read-only
+        self.read_only = False
+        self._identity: tuple[int, ...] | None = None  # (dev, inode) of the directory and cache.db
+        self._gone: str | None = None
+        self._gone_ops = self._read_only_drops = 0
+        self._checked = -math.inf  # monotonic time of the last presence check
+        if readonly not in (None, True, False):
+            raise ConfigError(f"readonly must be None (detect), True or False, got {readonly!r}")
         lookup_timeout = self.LOOKUP_TIMEOUT if lookup_timeout is None else lookup_timeout
         update_timeout = self.UPDATE_TIMEOUT if update_timeout is None else update_timeout
         for name, v in (("timeout", timeout), ("lookup_timeout", lookup_timeout),
@@ -204,12 +300,23 @@ class DiskStore(Store):
                                    _DEFAULT_CAPACITY if capacity is None else capacity,
                                    policy_options)
         given = {"policy": policy is not None, "capacity": capacity is not None,
-                 "options": bool(policy_options)}
-        initialised = self._claim_directory()
+                 "options": bool(policy_options), "shares": shares is not None}
+        self.shares = check_shares(shares)
+        why_ro = self._why_read_only()
+        if why_ro is not None and readonly is False:
+            raise StoreError(f"disk store {self.directory}: {why_ro}, and readonly=False was given "
+                             "(pass readonly=None to open it read-only: lookups work, updates drop)")
+        if why_ro is not None or readonly:
+            self._open_read_only(requested, given, log_size, why_ro or "opened with readonly=True")
+            return
+        initialised, store_id = self._claim_directory()
         db = self.directory / DBNAME
         if initialised and not db.exists():
             raise StoreError(f"disk store {self.directory}: {DBNAME} is missing although the marker "
                              "says the store was created; its entries are lost or were moved")
+        if not initialised and store_id is None:  # a marker claimed by an older cachemux
+            store_id = secrets.token_hex(16)
+        self._check_database(db, initialised, store_id)  # read-only: nothing written before it passes
         try:
             self._cache = diskcache.Cache(
                 str(self.directory), timeout=timeout, disk=_TextDisk,
@@ -224,14 +331,143 @@ class DiskStore(Store):
         except (sqlite3.Error, OSError) as exc:
             raise self._damaged(db, exc) from exc
         try:
-            self.spec, self.log_size = self._init_schema(requested, given, log_size, initialised)
+            self.spec, self.log_size = self._init_schema(requested, given, log_size, initialised, store_id)
             if verify:
                 self.verify()
+            if not initialised:
+                self._write_marker(initialised=True, store_id=store_id)
+            self._identity = self._stat_identity()
         except BaseException:
             self.close()
             raise
-        if not initialised:
-            self._write_marker(initialised=True)
+
+    # ---- read-only, deleted, replaced --------------------------------------------------------
+    def _why_read_only(self) -> str | None:
+        """Why this process cannot write the existing directory (None: it can, or it is new)."""
+        d = self.directory
+        if not d.is_dir():
+            return None
+        if _read_only_fs(d):
+            return "its filesystem is mounted read-only"
+        db = d / DBNAME
+        if not os.access(d, os.W_OK | os.X_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            return f"the directory or {DBNAME} is not writable by this user (uid {os.getuid()})"
+        return None
+
+    def _connect_ro(self, db: Path, why: str) -> sqlite3.Connection:
+        try:
+            con = sqlite3.connect(_ro_uri(db), uri=True, timeout=self.timeout, check_same_thread=False,
+                                  isolation_level=None)
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.DatabaseError as exc:
+            if not _read_only_fs(db.parent) or "unable to open" not in str(exc):
+                raise StoreError(f"disk store {self.directory}: {why}, and SQLite cannot read {db} "
+                                 f"read-only ({type(exc).__name__}: {exc}); a WAL database needs "
+                                 f"its {DBNAME}-shm file or a writable directory") from exc
+        # a read-only filesystem and no -shm file: nobody can write it here, read it as immutable
+        try:
+            con = sqlite3.connect(_ro_uri(db, immutable=True), uri=True, check_same_thread=False,
+                                  isolation_level=None)
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(db, exc) from exc
+
+    def _open_read_only(self, requested: StorePolicy, given: dict[str, bool], log_size: int | None,
+                        why: str) -> None:
+        d, marker, db = self.directory, self.directory / MARKER, self.directory / DBNAME
+        if not d.is_dir():
+            raise StoreError(f"disk store {d}: readonly=True but the directory does not exist")
+        if not marker.exists():
+            raise StoreError(f"disk store {d}: {why}, and it is not a cachemux store (no {MARKER}): "
+                             "nothing to read, and a new store cannot be created there")
+        initialised, store_id = self._read_marker(marker)
+        if not initialised or not db.exists():
+            raise StoreError(f"disk store {d}: {why}, and the store was never completely created "
+                             f"(no {DBNAME} or no entries yet): a new store cannot be created there")
+        self._check_database(db, True, store_id, why=why)
+        self._cache = _ReadOnlyCache(self._connect_ro(db, why))
+        self.read_only = True
+        try:
+            with self._read() as sql:
+                self.spec, self.log_size = self._check_config(sql, requested, given, log_size)
+            self._identity = self._stat_identity()
+        except BaseException:
+            self.close()
+            raise
+        log.warning("disk store %s opened read-only (%s): lookups work, updates are dropped", d, why)
+
+    def _check_database(self, db: Path, initialised: bool, store_id: str | None, why: str = "") -> None:
+        """Look at an existing ``cache.db`` through a read-only connection before anything opens
+        it for writing (diskcache rewrites its Settings on open): it must be this marker's store."""
+        if not db.exists():
+            return
+        d = self.directory
+        try:
+            con = sqlite3.connect(_ro_uri(db), uri=True, timeout=self.timeout)
+            try:
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                ident = (con.execute("SELECT store_id FROM cachemux_ident WHERE id = 1").fetchone()
+                         if "cachemux_ident" in tables else None)
+                data = "Cache" in tables and con.execute("SELECT 1 FROM Cache LIMIT 1").fetchone()
+                policy = (con.execute("SELECT value FROM Settings WHERE key = 'eviction_policy'").fetchone()
+                          if "Settings" in tables else None)
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            if why and "unable to open" in str(exc) and _read_only_fs(d):
+                return  # a read-only filesystem without the -shm file: checked after the immutable open
+            raise self._damaged(db, exc) from exc
+        if "cachemux_config" in tables:
+            found = ident[0] if ident else None
+            if found != store_id:
+                raise StoreError(
+                    f"disk store {d}: {MARKER} names store {store_id or '(none: an old marker)'} but "
+                    f"{DBNAME} belongs to store {found or '(none: an older cachemux)'}: the marker was "
+                    "copied or restored from elsewhere. Refusing to use it; nothing was changed")
+            return
+        if initialised:
+            raise StoreError(f"disk store {d}: {DBNAME} has no cachemux tables although {MARKER} says the "
+                             "store was created: the marker was copied here or the database replaced. "
+                             "Refusing to open it; nothing was changed")
+        if data or tables - _DISKCACHE_TABLES or (policy is not None and policy[0] != "none"):
+            raise StoreError(f"disk store {d}: {DBNAME} holds data or diskcache settings that cachemux "
+                             f"did not write (a {MARKER} copied next to another app's cache?). "
+                             "Refusing to adopt it; nothing was changed")
+
+    def _stat_identity(self) -> tuple[int, ...]:
+        # cache.db alone: deleting, moving or replacing the directory removes or replaces it, and
+        # its inode cannot be reused while this process holds the file open
+        b = os.stat(self.directory / DBNAME)
+        return b.st_dev, b.st_ino
+
+    def _check_present(self, always: bool = True) -> None:
+        """Raise ``StoreGoneError`` if ``cache.db`` is no longer the file opened. Transactions
+        (every write and counted lookup) always check; plain reads (peek, keys, len) at most
+        every ``_PRESENT_EVERY`` s, so an index rebuild's 100k peeks do not pay a stat each."""
+        if self._identity is None:  # still opening
+            return
+        if self._gone is None:
+            now_t = time.monotonic()
+            if not always and now_t - self._checked < _PRESENT_EVERY:
+                return
+            self._checked = now_t
+            try:
+                now: tuple[int, ...] | None = self._stat_identity()
+            except FileNotFoundError:
+                now = None
+            except OSError:
+                return  # cannot tell (permissions): SQLite reports what is wrong, if anything
+            if now == self._identity:
+                return
+            what = "deleted or moved away" if now is None else "replaced (another directory or database at its path)"
+            self._gone = (f"disk store {self.directory}: its directory or {DBNAME} was {what} while open; "
+                          "its entries are no longer reachable there. Lookups miss and updates are dropped "
+                          "until the store is reopened (DiskStore(directory) starts a new store)")
+            log.error("%s", self._gone)
+        self._gone_ops += 1
+        raise StoreGoneError(self._gone)
 
     def _damaged(self, db: Path, exc: BaseException) -> StoreError:
         return StoreError(f"disk store {self.directory}: cannot open {db} "
@@ -240,8 +476,8 @@ class DiskStore(Store):
                              "empty cache (sqlite3's .recover may salvage entries)")
 
     # ---- directory marker -----------------------------------------------------------------
-    def _claim_directory(self) -> bool:
-        """Make sure ``directory`` is ours (claiming it if new/empty); return True if initialised."""
+    def _claim_directory(self) -> tuple[bool, str | None]:
+        """Make sure ``directory`` is ours (claiming it if new/empty): (initialised, store id)."""
         d, marker = self.directory, self.directory / MARKER
         if d.exists() and not d.is_dir():
             raise StoreError(f"disk store {d}: exists and is not a directory")
@@ -265,12 +501,12 @@ class DiskStore(Store):
                     "Refusing to write into a foreign directory: pass a new or empty directory")
             if not marker.exists():
                 try:
-                    self._write_marker(initialised=False, exclusive=True)
+                    self._write_marker(initialised=False, store_id=secrets.token_hex(16), exclusive=True)
                 except FileExistsError:
                     pass  # another process claimed it first: read its marker below
         return self._read_marker(marker)
 
-    def _read_marker(self, marker: Path) -> bool:
+    def _read_marker(self, marker: Path) -> tuple[bool, str | None]:
         try:
             data = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -281,14 +517,18 @@ class DiskStore(Store):
         if data.get("version") != FORMAT_VERSION:
             raise StoreError(f"disk store {self.directory}: format version {data.get('version')!r} "
                              f"is not supported by this cachemux (supports {FORMAT_VERSION})")
-        return bool(data.get("initialised"))
+        store_id = data.get("store_id")
+        if store_id is not None and not isinstance(store_id, str):
+            raise StoreError(f"disk store {self.directory}: {marker} has a bad store_id {store_id!r:.80}")
+        return bool(data.get("initialised")), store_id
 
-    def _write_marker(self, *, initialised: bool, exclusive: bool = False) -> None:
+    def _write_marker(self, *, initialised: bool, store_id: str, exclusive: bool = False) -> None:
         marker = self.directory / MARKER
         tmp = self.directory / f".{MARKER}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             tmp.write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
-                                       "initialised": initialised}) + "\n", encoding="utf-8")
+                                       "initialised": initialised, "store_id": store_id}) + "\n",
+                           encoding="utf-8")
             if exclusive:
                 os.link(tmp, marker)  # atomic create-if-absent, complete content or nothing
             else:
@@ -303,7 +543,7 @@ class DiskStore(Store):
 
     # ---- schema and configuration ---------------------------------------------------------
     def _init_schema(self, requested: StorePolicy, given: dict[str, bool], log_size: int | None,
-                     initialised: bool) -> tuple[StorePolicy, int]:
+                     initialised: bool, store_id: str | None) -> tuple[StorePolicy, int]:
         with self._txn() as sql:
             have = {r[0] for r in sql("SELECT name FROM sqlite_master WHERE type='table'")}
             if "cachemux_config" not in have:
@@ -324,19 +564,37 @@ class DiskStore(Store):
                 start = secrets.randbelow(2**40) + 1
                 sql("INSERT INTO cachemux_state VALUES (1, 0.0, 0.0, 0, 0, 1.0, 0.0, 0, ?, ?,"
                     " 0, 0, 0, 0, 0, 0, 0)", (start, start))
-            row = sql("SELECT format, version, policy, capacity, options, log_size"
-                      " FROM cachemux_config WHERE id = 1").fetchone()
-            if row is None or row[0] != FORMAT:
-                raise StoreError(f"disk store {self.directory}: missing or foreign cachemux_config")
-            if row[1] != FORMAT_VERSION:
-                raise StoreError(f"disk store {self.directory}: database format version {row[1]!r} "
-                                 f"is not supported (supports {FORMAT_VERSION})")
-            stored = resolve_policy(row[2], row[3], json.loads(row[4]))
-            n_rows = sql("SELECT count(*) FROM cachemux_entries").fetchone()[0]
-            st = self._state(sql)
-            if n_rows != st.count:
-                raise StoreError(f"disk store {self.directory}: {n_rows} entry rows but the state "
-                                 f"counts {st.count}: the database is damaged")
+                sql("INSERT INTO cachemux_ident VALUES (1, ?)", (store_id,))
+                if self.shares:  # fixed at creation, like the capacity
+                    for stmt in _SHARES_SCHEMA:
+                        sql(stmt)
+                    for row in self.shares.items():
+                        sql("INSERT INTO cachemux_shares VALUES (?, ?)", row)
+            return self._check_config(sql, requested, given, log_size)
+
+    def _check_config(self, sql: Any, requested: StorePolicy, given: dict[str, bool],
+                      log_size: int | None) -> tuple[StorePolicy, int]:
+        row = sql("SELECT format, version, policy, capacity, options, log_size"
+                  " FROM cachemux_config WHERE id = 1").fetchone()
+        if row is None or row[0] != FORMAT:
+            raise StoreError(f"disk store {self.directory}: missing or foreign cachemux_config")
+        if row[1] != FORMAT_VERSION:
+            raise StoreError(f"disk store {self.directory}: database format version {row[1]!r} "
+                             f"is not supported (supports {FORMAT_VERSION})")
+        stored = resolve_policy(row[2], row[3], json.loads(row[4]))
+        n_rows = sql("SELECT count(*) FROM cachemux_entries").fetchone()[0]
+        st = self._state(sql)
+        if n_rows != st.count:
+            raise StoreError(f"disk store {self.directory}: {n_rows} entry rows but the state "
+                             f"counts {st.count}: the database is damaged")
+        have = {r[0] for r in sql("SELECT name FROM sqlite_master WHERE type='table'")}
+        stored_shares = dict(sql("SELECT ns, fraction FROM cachemux_shares ORDER BY ns")) \
+            if "cachemux_shares" in have else {}
+        if given["shares"] and stored_shares != self.shares:
+            raise ConfigError(f"disk store {self.directory} was created with shares={stored_shares or None}; "
+                              f"got shares={self.shares}. Reopen with shares=None (the stored ones) or "
+                              "clear the directory")
+        self.shares = stored_shares
         if ((given["policy"] and requested.name != stored.name)
                 or (given["capacity"] and requested.capacity != stored.capacity)
                 or (given["options"] and requested.options != stored.options)):
@@ -358,6 +616,11 @@ class DiskStore(Store):
         cache = self._cache
         if cache is None:
             raise StoreError(f"disk store {self.directory}: closed")
+        self._check_present()
+        if self.read_only:
+            self._read_only_drops += 1
+            raise ReadOnlyStoreError(f"disk store {self.directory} is open read-only: updates are dropped "
+                                     f"({self._read_only_drops} so far)")
         breaker = self.breaker if wait is not None else None  # the short waits only
         if breaker is not None and breaker.state != "closed":
             wait = 0.0  # another process seemed stuck: one attempt (~20 ms), no wait, until it moves
@@ -407,8 +670,13 @@ class DiskStore(Store):
         cache = self._cache
         if cache is None:
             raise StoreError(f"disk store {self.directory}: closed")
+        self._check_present(always=False)
         try:
-            yield cache._con.execute
+            if self.read_only:
+                with cache.lock:
+                    yield cache._con.execute
+            else:
+                yield cache._con.execute
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"disk store {self.directory}: {type(exc).__name__}: {exc}") from exc
 
@@ -475,7 +743,21 @@ class DiskStore(Store):
             sql("UPDATE cachemux_entries SET n = ?, prio = ?, seq = ? WHERE key = ?",
                 (n, score(n, cost, size), st.seq, key))
 
-    def _on_hit(self, sql: Any, st: _State, key: str, n: float, cost: float, size: float) -> None:
+    def _part_state(self, sql: Any, st: _State, part: str) -> _State | _Part:
+        """The used size, count and clock eviction works within: the whole store's without
+        shares, else those of ``part``'s share."""
+        if not self.shares:
+            return st
+        row = sql("SELECT used, count, clock FROM cachemux_parts WHERE part = ?", (part,)).fetchone()
+        return _Part(part, *(row or (0.0, 0, 0.0)))
+
+    def _save_part(self, sql: Any, ps: _State | _Part) -> None:
+        if isinstance(ps, _Part):
+            sql("INSERT OR REPLACE INTO cachemux_parts (part, used, count, clock) VALUES (?, ?, ?, ?)",
+                (ps.part, ps.used, ps.count, ps.clock))
+
+    def _on_hit(self, sql: Any, st: _State, key: str, n: float, cost: float, size: float,
+                part: str = _REST) -> None:
         spec = self.spec
         if spec.family == "recency":
             if spec.hit_moves:  # LRU: move to the back; FIFO: nothing
@@ -485,8 +767,9 @@ class DiskStore(Store):
         if spec.family == "greedy-dual":
             n = n + 1  # GDSF._on_hit: F += 1, H = clock + F * C / S
             f = n if spec.use_freq else 1
-            prio = st.clock + f * cost / size
-            base = st.clock
+            clock = self._part_state(sql, st, part).clock  # with shares: the share's own clock
+            prio = clock + f * cost / size
+            base = clock
         else:
             n = self._observe(sql, st, key) if spec.history else n + 1.0
             prio = spec.score(n, cost, size)
@@ -501,20 +784,21 @@ class DiskStore(Store):
         row = sql("SELECT count FROM cachemux_history WHERE key = ?", (key,)).fetchone()
         return (row[0] if row else 0.0) or st.inc
 
-    def _should_admit(self, sql: Any, st: _State, key: str, cost: float, size: float) -> bool:
+    def _should_admit(self, sql: Any, st: _State, ps: _State | _Part, key: str, cost: float, size: float,
+                      capacity: float, where: str, params: tuple) -> bool:
+        """``ps``: the store's or (with shares) the share's used size and count."""
         spec = self.spec
-        capacity = spec.capacity
-        if not spec.admission or st.used + size <= capacity:
+        if not spec.admission or ps.used + size <= capacity:
             return True
         # online LEC's admission step: the newcomer must be strictly more valuable than every
         # entry it would evict (ties keep the incumbents); walk the eviction index lazily
         mine = spec.score(self._new_count(sql, st, key), cost, size)
-        used = st.used
+        used = ps.used
         taken = 0
-        for vsize, prio in sql("SELECT size, prio FROM cachemux_entries ORDER BY prio, seq"):
+        for vsize, prio in sql(f"SELECT size, prio FROM cachemux_entries{where} ORDER BY prio, seq", params):
             if taken and not (used + size > capacity):
                 break
-            if taken >= st.count:
+            if taken >= ps.count:
                 break
             taken += 1
             if prio >= mine:
@@ -522,26 +806,35 @@ class DiskStore(Store):
             used -= vsize
         return True
 
-    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float) -> tuple[bool, list[str]]:
-        """Policy._place: admit if wanted, evicting the lowest priorities until the entry fits."""
+    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float,
+               part: str = _REST) -> tuple[bool, list[str]]:
+        """Policy._place: admit if wanted, evicting the lowest priorities until the entry fits
+        (with shares: within ``part``'s share, among its entries)."""
         spec = self.spec
-        if size > spec.capacity or not self._should_admit(sql, st, key, cost, size):
+        ps = self._part_state(sql, st, part)
+        if self.shares:
+            capacity, where, params = share_capacity(self.shares, spec.capacity, part), " WHERE part = ?", (part,)
+        else:
+            capacity, where, params = spec.capacity, "", ()
+        if size > capacity or not self._should_admit(sql, st, ps, key, cost, size, capacity, where, params):
             return False, []
         evicted: list[str] = []
-        while st.used + size > spec.capacity:
-            row = sql("SELECT key, size, prio FROM cachemux_entries ORDER BY prio, seq LIMIT 1").fetchone()
+        while ps.used + size > capacity:
+            row = sql(f"SELECT key, size, prio FROM cachemux_entries{where} ORDER BY prio, seq LIMIT 1",
+                      params).fetchone()
             if row is None:
                 raise StoreError(f"disk store {self.directory}: used={st.used} with no entries: "
                                  "the database is damaged")
             vkey, vsize, vprio = row
             sql("DELETE FROM cachemux_entries WHERE key = ?", (vkey,))
             self._cache.delete(vkey)  # type: ignore[union-attr]
-            st.used -= vsize
-            st.count -= 1
-            if st.count == 0:
-                st.used = 0.0  # no float residue in an empty cache (Policy._place)
+            for acc in {id(st): st, id(ps): ps}.values():
+                acc.used -= vsize
+                acc.count -= 1
+                if acc.count == 0:
+                    acc.used = 0.0  # no float residue in an empty cache (Policy._place)
             if spec.family == "greedy-dual":
-                st.clock = vprio  # GDSF's inflation step: L := H(victim)
+                ps.clock = vprio  # GDSF's inflation step: L := H(victim)
             st.evictions += 1
             evicted.append(vkey)
             self._log(sql, st, "del", vkey)
@@ -549,32 +842,45 @@ class DiskStore(Store):
         if spec.family == "recency":
             n, base, prio = 1.0, 0.0, float(st.seq)
         elif spec.family == "greedy-dual":
-            n, base = 1.0, st.clock
-            prio = st.clock + 1 * cost / size
+            n, base = 1.0, ps.clock
+            prio = ps.clock + 1 * cost / size
         else:
             n, base = self._new_count(sql, st, key), 0.0
             prio = spec.score(n, cost, size)
-        sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq))
-        st.used += size
-        st.count += 1
+        if self.shares:
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, part)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq, part))
+        else:
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq))
+        for acc in {id(st): st, id(ps): ps}.values():
+            acc.used += size
+            acc.count += 1
+        self._save_part(sql, ps)
         return True, evicted
 
     def _remove(self, sql: Any, st: _State, key: str) -> bool:
         """Policy.remove: drop a cached key (its value too)."""
-        row = sql("SELECT size FROM cachemux_entries WHERE key = ?", (key,)).fetchone()
+        row = sql(f"SELECT size{', part' if self.shares else ''} FROM cachemux_entries WHERE key = ?",
+                  (key,)).fetchone()
         if row is None:
             return False
         sql("DELETE FROM cachemux_entries WHERE key = ?", (key,))
         self._cache.delete(key)  # type: ignore[union-attr]
-        st.count -= 1
-        st.used = st.used - row[0] if st.count else 0.0
+        ps = self._part_state(sql, st, row[1]) if self.shares else st
+        for acc in {id(st): st, id(ps): ps}.values():
+            acc.count -= 1
+            acc.used = acc.used - row[0] if acc.count else 0.0
+        self._save_part(sql, ps)
         self._log(sql, st, "del", key)
         return True
 
     # ---- the Store API --------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
         check_key(key)
+        if self.read_only:  # nothing can be counted: serve the committed value
+            self._uncounted += 1
+            return self.peek(key)
         try:
             return self._get(key)
         except Unavailable as exc:  # timed out on the lock now, or recently (the breaker is open)
@@ -589,7 +895,8 @@ class DiskStore(Store):
     def _get(self, key: str) -> Entry | None:
         with self._txn(self.lookup_timeout) as sql:
             st = self._state(sql)
-            row = sql("SELECT n, cost, size FROM cachemux_entries WHERE key = ?", (key,)).fetchone()
+            row = sql(f"SELECT n, cost, size{', part' if self.shares else ''} FROM cachemux_entries"
+                      " WHERE key = ?", (key,)).fetchone()
             if row is None:
                 st.misses += 1
                 if self.spec.history:  # LEC counts misses of uncached keys too
@@ -621,7 +928,8 @@ class DiskStore(Store):
             st = self._state(sql)
             if self._remove(sql, st, key):  # Policy.admit: re-offering a cached key replaces it
                 st.replaced += 1
-            admitted, evicted = self._place(sql, st, key, cost, size)
+            admitted, evicted = self._place(sql, st, key, cost, size,
+                                            share_part(self.shares, entry) if self.shares else _REST)
             if admitted:
                 self._cache.set(key, text)  # type: ignore[union-attr]
                 st.admissions += 1
@@ -677,15 +985,25 @@ class DiskStore(Store):
                 sql("COMMIT")
 
     def stats(self) -> dict[str, Any]:
-        with self._read() as sql:
-            st = self._state(sql)
+        base = {"store": "disk", "directory": str(self.directory), "read_only": self.read_only,
+                "read_only_drops": self._read_only_drops, "gone_ops": self._gone_ops}
+        shares: dict[str, Any] = {}
+        try:
+            with self._read() as sql:
+                st = self._state(sql)
+                if self.shares:
+                    used = dict(sql("SELECT part, used FROM cachemux_parts"))
+                    shares = {"shares": dict(self.shares), "share_used": {
+                        p: used.get(p, 0.0) for p in ["=" + ns for ns in self.shares] + [_REST]}}
+        except StoreGoneError:
+            return {**base, "gone": self._gone, "uncounted": self._uncounted}
         total = st.hits + st.misses
-        return {"store": "disk", "directory": str(self.directory), "policy": self.spec.name,
+        return {**base, "policy": self.spec.name,
                 "capacity": self.spec.capacity, "entries": st.count, "used": st.used,
                 "hits": st.hits, "misses": st.misses, "hit_ratio": st.hits / total if total else 0.0,
                 "admissions": st.admissions, "rejections": st.rejections,
                 "evictions": st.evictions, "deletes": st.deletes, "replaced": st.replaced,
-                "clock": st.clock, "uncounted": self._uncounted}
+                "clock": st.clock, "uncounted": self._uncounted, **shares}
 
     def verify(self) -> None:
         """SQLite ``quick_check`` of the whole file; StoreError naming the path if damaged."""
@@ -698,7 +1016,8 @@ class DiskStore(Store):
         """Size <= capacity, entries == values == index, priorities follow from stored
         freq/cost/size/clock, every value parses and agrees with its metadata."""
         spec = self.spec
-        with self._txn() as sql:  # a write lock: a consistent view while other processes run
+        # a write lock: a consistent view while other processes run (read-only: nobody writes)
+        with (self._read() if self.read_only else self._txn()) as sql:
             st = self._state(sql)
             rows = sql("SELECT key, size, cost, n, base, prio, seq, ins FROM cachemux_entries").fetchall()
             history = dict(sql("SELECT key, count FROM cachemux_history")) if spec.history else {}
@@ -706,13 +1025,44 @@ class DiskStore(Store):
             n_values = len(self._cache)  # type: ignore[arg-type]
             order = [k for (k,) in sql("SELECT key FROM cachemux_entries INDEXED BY"
                                         " cachemux_entries_order ORDER BY prio, seq")]
+            parts = dict(sql("SELECT key, part FROM cachemux_entries")) if self.shares else {}
+            part_rows = sql("SELECT part, used, count, clock FROM cachemux_parts").fetchall() if self.shares else []
         where = f"disk store {self.directory}"
+        clock = st.clock
+        if self.shares:
+            self._check_shares(where, rows, values, parts, part_rows)
+            clock = max([clock] + [r[3] for r in part_rows])
         if n_values != len(rows):
             raise InvariantError(f"{where}: {n_values} values but {len(rows)} entries")
         if sorted(order) != sorted(k for k, *_ in rows):
             raise InvariantError(f"{where}: the priority index and the entries disagree")
         spec.check_entries(where, rows, values, history, count=st.count, used=st.used, seq=st.seq,
-                           clock=st.clock, parse=self._parse)
+                           clock=clock, parse=self._parse)
+
+    def _check_shares(self, where: str, rows: list, values: dict, parts: dict, part_rows: list) -> None:
+        """Each share: its entries' sizes and count agree with its row and fit its capacity;
+        each entry sits in the share of the namespace its value names; priorities use its clock."""
+        state = {p: (used, count, clock) for p, used, count, clock in part_rows}
+        sums: dict[str, list[float]] = {}
+        for key, size, _cost, _n, base, *_ in rows:
+            part = parts[key]
+            want = share_part(self.shares, self._parse(key, values[key]))
+            if part != want:
+                raise InvariantError(f"{where}: {key!r} is in share {part!r}, its namespace's is {want!r}")
+            acc = sums.setdefault(part, [0.0, 0])
+            acc[0] += size
+            acc[1] += 1
+            if self.spec.family == "greedy-dual" and base > state.get(part, (0, 0, 0.0))[2]:
+                raise InvariantError(f"{where}: {key!r} ranked at clock {base} above its share's clock")
+        for part in set(sums) | set(state):
+            used, count = sums.get(part, [0.0, 0])
+            s_used, s_count, _ = state.get(part, (0.0, 0, 0.0))
+            cap = share_capacity(self.shares, self.spec.capacity, part)
+            if count != s_count or not math.isclose(used, s_used, rel_tol=1e-9, abs_tol=1e-9):
+                raise InvariantError(f"{where}: share {part!r} holds {count} entries / size {used}, "
+                                     f"its row says {s_count} / {s_used}")
+            if s_used > cap * (1 + 1e-12):
+                raise InvariantError(f"{where}: share {part!r} uses {s_used} > its capacity {cap}")
 
     def close(self) -> None:
         cache, self._cache = self._cache, None

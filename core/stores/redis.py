@@ -81,7 +81,10 @@ class RedisStore(Store):
                  prefix: str = "cachemux", capacity: float | None = None, policy: str | None = None,
                  socket_timeout: float = 1.0, socket_connect_timeout: float = 1.0,
                  log_size: int | None = None, breaker: CircuitBreaker | bool = True,
-                 breaker_reset: float = 1.0, **policy_options: Any) -> None:
+                 breaker_reset: float = 1.0, shares: Any = None, **policy_options: Any) -> None:
+        if shares is not None:
+            raise ConfigError("RedisStore does not take shares= (MemoryStore and DiskStore do): give each "
+                              "tenant its own RedisStore(url, namespace=tenant, capacity=its share)")
         redis = _import_redis()
         for name, v in (("socket_timeout", socket_timeout), ("socket_connect_timeout", socket_connect_timeout)):
             if not isinstance(v, (int, float)) or not (v > 0) or math.isinf(v):
