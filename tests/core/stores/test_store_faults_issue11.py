@@ -264,7 +264,8 @@ def test_disk_store_frozen_writer_costs_a_short_wait(tmp_path, embedder):
     assert got == ["Paris", "Paris", None]
     # one lock wait (the first get), then the store's breaker: one ~20 ms attempt per operation
     assert DiskStore.LOOKUP_TIMEOUT * 0.9 <= took_lookup[0] < DiskStore.LOOKUP_TIMEOUT + 0.3
-    assert max(took_lookup[1:]) < 0.15 and took_update < 0.1
+    # (bounds with room for a loaded 2-core machine: still a quarter of one old 2 s wait)
+    assert max(took_lookup[1:]) < 0.5 and took_update < 0.3
     assert admitted is False and cache.stats()["dropped"] == 1
     assert cache.stats()["breaker"]["opened"] == 1 and cache.stats()["breaker"]["state"] != "closed"
     assert cache.store.stats()["uncounted"] == 4  # every get while locked: 3 exact keys, 1 candidate
