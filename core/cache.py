@@ -416,6 +416,7 @@ class SemanticCache:
             self._sync(index)
             cands = index.search(part, vec, self.candidates)
         plain = type(self.matcher) is CosineMatcher and self.bound is None
+        first = True
         for mkey, sim in cands:
             if sim < self.matcher.min_cosine:
                 break
@@ -440,10 +441,13 @@ class SemanticCache:
                 # P(same) for the prior: the verifier's own; a cosine matcher's acceptance as a weak prior
                 p_same = score if isinstance(self.matcher, VerifierMatcher) else (
                     0.9 if self.matcher.accepts(text, cached, sim) else 0.5)
-                self._remember(qkey, mkey, score, p_same)  # feedback on a rejected candidate teaches too
+                if first:  # feedback on the nearest candidate teaches even when it is not served
+                    self._remember(qkey, mkey, score, p_same)
+                    first = False
                 state = entry.meta.get("vc")
                 if not self.bound.accepts(score, p_same, state):
                     continue
+                self._remember(qkey, mkey, score, p_same)
             try:
                 served = self.store.get(mkey)  # counts the request on the entry that serves it
             except Exception as exc:

@@ -9,12 +9,14 @@ cache's ``judge`` on a hit drawn for verification, or from a caller that ran the
 
 The rule for serving entry e at score s, with delta = ``max_error``:
 
-    errors  a = m * (1 - p) + G_bad(>= s) + E_bad(>= s)
-    correct b = m * p       + G_ok(>= s)  + E_ok(<= s)
+    errors  a = m * (1 - p) + G_bad(s .. s + w) + E_bad(>= s)
+    correct b = m * p       + G_ok(s .. s + w)  + E_ok(<= s)
     serve iff  a / (a + b) + z * sd(Beta(a, b)) <= delta
 
 ``p`` is the matcher's own calibrated P(same) (prior weight ``m`` = 2 observations), ``G`` the
-feedback on every entry at scores >= s (kept by this cache object, in 0.005-wide bins) and ``E``
+feedback on every entry at scores within ``w`` = 0.05 above s (kept by this cache object, in
+0.005-wide bins: the error *at* s, not the average over all higher scores, which a stream whose
+neighbours grow denser over time makes optimistic) and ``E``
 the entry's own (kept in its JSON metadata under ``"vc"``, at most ``MAX_OBS`` of each kind): an
 entry once wrong at score >= s stops being served at s, one right at a lower score is trusted
 more. ``z`` = 1.645 (a one-sided 95% bound). A cold cache serves nothing semantic until feedback
@@ -38,6 +40,7 @@ MAX_OBS = 16
 _BINS = 200
 _PRIOR = 2.0
 _Z = 1.645
+_WINDOW = 10  # bins (0.05 of score) of shared feedback that inform a decision at a score
 
 
 class ErrorBound:
@@ -62,8 +65,8 @@ class ErrorBound:
         """The upper bound on P(wrong) of serving this entry at ``score``."""
         k = self._bin(score)
         p = min(max(p_same, 1e-3), 1 - 1e-3)
-        a = _PRIOR * (1 - p) + float(self._bad[k:].sum())
-        b = _PRIOR * p + float(self._ok[k:].sum())
+        a = _PRIOR * (1 - p) + float(self._bad[k:k + _WINDOW].sum())
+        b = _PRIOR * p + float(self._ok[k:k + _WINDOW].sum())
         if state:
             a += sum(1 for s in state.get("bad", ()) if s >= score)
             b += sum(1 for s in state.get("ok", ()) if s <= score)
