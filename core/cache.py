@@ -8,7 +8,8 @@ Request path (``lookup``)::
     exact key = hash(namespace, model configuration or its group, normalised prompt)
     store.get(exact key)                      -> exact hit (no embedding computed)
     embed(prompt) ; nearest neighbours among the cached prompts of the same partition
-    cosine >= threshold and store.get(match)  -> semantic hit, counted on the matched entry
+    matcher accepts (prompt, neighbour, cosine) and store.get(match)
+                                              -> semantic hit, counted on the matched entry
     otherwise                                 -> miss; the clock starts for the cost
 
 A partition is (namespace, llm_string), or (namespace, group) when ``model_groups`` lets several
@@ -85,8 +86,10 @@ from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, Stor
 from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
+from cachemux.semantic.bounded import ErrorBound
 from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.keys import check_text, exact_key, model_id, normalize_prompt, partition_id
+from cachemux.semantic.matcher import CosineMatcher, Matcher, VerifierMatcher, default_matcher, load_matcher
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
 from cachemux.stores.base import CHANGES_RESET, Entry, Store
 from cachemux.stores.disk import DiskStore
@@ -120,13 +123,18 @@ class CostInfo:
 
 @dataclass(frozen=True)
 class Match:
-    """A cache hit: ``kind`` is "exact" or "semantic"; ``similarity`` is the cosine (1.0 exact)."""
+    """A cache hit: ``kind`` is "exact" or "semantic"; ``similarity`` is the cosine (1.0 exact);
+    ``score`` the matcher's score (a verifier's P(same question); the cosine for plain cosine);
+    ``verify``: error-bounded mode asks the caller to run the model too and report with
+    ``SemanticCache.feedback`` (drawn with a small probability that decays per entry)."""
 
     value: str
     kind: str
     key: str
     similarity: float
     cost: float
+    score: float = 1.0
+    verify: bool = False
 
 
 class SemanticCache:
@@ -137,9 +145,16 @@ class SemanticCache:
     ``RedisStore(url)`` to share across hosts). ``policy``/``capacity`` configure the
     default store only (a given store has its own). ``embedder``: an ``Embedder``, a
     sentence-transformers name/path, or None for the packaged all-MiniLM-L6-v2; ``semantic=False``
-    makes an exact-only cache that never loads a model. ``threshold``: the cosine similarity a
-    neighbour needs to be served (default calibrated on Quora question pairs, see
-    ``cachemux.semantic.threshold``). ``model_groups``: ``{group: [llm_string, ...]}`` or a
+    makes an exact-only cache that never loads a model.
+    ``matcher``: what decides a semantic hit (``cachemux.semantic.matcher``): default the shipped
+    verifier (cosine + lexical features, fitted on QQP dev, precision >= 0.90 on QQP test) when the
+    embedder is the packaged MiniLM it was fitted for, else plain cosine >= ``DEFAULT_THRESHOLD``;
+    a ``Matcher``, or the path of a fitted matcher JSON. ``threshold=t`` means plain cosine >= t
+    (not with ``matcher=``). ``max_error``: error-bounded mode (``cachemux.semantic.bounded``):
+    each entry learns from ``feedback`` whether it may serve a neighbour, so that the served error
+    stays under ``max_error``; ``judge(prompt, answer) -> bool | None`` grades a hit drawn for
+    verification (probability ``verify_rate`` / (1 + the entry's feedback)).
+    ``model_groups``: ``{group: [llm_string, ...]}`` or a
     function ``llm_string -> group | None`` naming configurations that may share answers.
     ``cost_fn`` / ``fallback_cost``: how entries are priced (module docstring); ``max_pending``:
     how many outstanding misses keep a cost clock. ``stats()["estimated"]`` counts the updates
@@ -154,14 +169,16 @@ class SemanticCache:
     """
 
     def __init__(self, store: Store | None = None, *, embedder: TextEmbedder | str | os.PathLike[str] | None = None,
-                 semantic: bool = True, threshold: float = DEFAULT_THRESHOLD, policy: str | None = None,
+                 semantic: bool = True, threshold: float | None = None, policy: str | None = None,
                  capacity: float | None = None, namespace: str = "",
                  model_groups: Mapping[str, Iterable[str]] | Callable[[str], str | None] | None = None,
                  cost_fn: Callable[[CostInfo], float] | None = None, fallback_cost: float | None = None,
                  size_fn: Callable[[str], float] | None = None, casefold: bool = False,
                  candidates: int = 4, index_options: Mapping[str, Any] | None = None,
                  max_pending: int = 10_000, max_value_bytes: int | None = MAX_VALUE_BYTES,
-                 ttl: float | None = None) -> None:
+                 ttl: float | None = None,
+                 matcher: Matcher | str | os.PathLike[str] | None = None, max_error: float | None = None,
+                 judge: Callable[[str, str], bool | None] | None = None, verify_rate: float = 0.1) -> None:
         if store is None:
             # an existing default store keeps its own capacity and policy unless they are given
             store = DiskStore(default_store_dir(), capacity, policy)
@@ -173,9 +190,10 @@ class SemanticCache:
                               "own (pass them to the store instead)")
         self.store = store
         self.namespace = check_text("namespace", namespace)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (0.0 < threshold <= 1.0):
-            raise ConfigError(f"threshold must be a cosine similarity in (0, 1], got {threshold!r}")
-        self.threshold = float(threshold)
+        if threshold is not None and matcher is not None:
+            raise ConfigError("threshold= means plain cosine >= threshold; pass it or matcher=, not both")
+        if threshold is not None:
+            CosineMatcher(threshold)  # validates
         self.semantic = bool(semantic)
         if not self.semantic:
             self.embedder: TextEmbedder | None = None
@@ -187,6 +205,14 @@ class SemanticCache:
             raise ConfigError(f"embedder must be an Embedder, a model name/path or None, got {type(embedder).__name__}")
         self._embedder_id = "" if self.embedder is None else str(
             getattr(self.embedder, "model_name", type(self.embedder).__name__))
+        self.matcher = self._make_matcher(matcher, threshold)
+        # plain-cosine threshold in use, or None when a verifier decides
+        self.threshold = self.matcher.threshold if isinstance(self.matcher, CosineMatcher) else None
+        if judge is not None and not callable(judge):
+            raise ConfigError(f"judge must be a function (prompt, answer) -> bool | None, got {judge!r}")
+        self.judge = judge
+        self.bound = None if max_error is None else ErrorBound(max_error, verify_rate=verify_rate)
+        self._decided: OrderedDict[str, tuple[str, float, float]] = OrderedDict()  # prompt key -> (entry, score, P)
         self._group_of = _model_groups(model_groups)
         if cost_fn is not None and not callable(cost_fn):
             raise ConfigError(f"cost_fn must be callable, got {cost_fn!r}")
@@ -224,7 +250,7 @@ class SemanticCache:
         self._latency_seconds = 0.0
         self._latency_tokens = 0.0
         self._counts = dict.fromkeys(
-            ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected",
+            ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected", "feedback",
              "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries",
              "too_large", "too_large_skipped", "expired")
             + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
@@ -236,7 +262,18 @@ class SemanticCache:
 
     def __repr__(self) -> str:
         return (f"SemanticCache(store={type(self.store).__name__}, namespace={self.namespace!r}, "
-                f"threshold={self.threshold:g}, semantic={self.semantic})")
+                f"matcher={self.matcher!r}, semantic={self.semantic})")
+
+    def _make_matcher(self, matcher: object, threshold: float | None) -> Matcher:
+        if threshold is not None:
+            return CosineMatcher(threshold)
+        if matcher is None:
+            return default_matcher(self._embedder_id, DEFAULT_THRESHOLD)
+        if isinstance(matcher, (str, os.PathLike)):
+            return load_matcher(matcher)
+        if isinstance(matcher, (int, float)) or not isinstance(matcher, Matcher):
+            raise ConfigError(f"matcher must be a cachemux Matcher or the path of a matcher JSON, got {matcher!r}")
+        return matcher
 
     # ---- keys -----------------------------------------------------------------------------------
     def _model(self, llm_string: str) -> str:
@@ -337,7 +374,7 @@ class SemanticCache:
                     self._counts["bad_embeddings"] += 1
                 vec = None
             if vec is not None:
-                found = self._nearest(part, vec)
+                found = self._nearest(part, vec, text, key)  # type: ignore[arg-type]
                 if found is not None:
                     return self._hit(found)
         elif self.semantic:  # empty, embed_text=False, or an embedding that would lose part of it
@@ -429,16 +466,21 @@ class SemanticCache:
             self._cost_saved += m.cost
         return m
 
-    def _nearest(self, part: str, vec: np.ndarray) -> Match | None:
+    def _nearest(self, part: str, vec: np.ndarray, text: str, qkey: str) -> Match | None:
+        """The nearest candidate the matcher (and, in error-bounded mode, the entry's learned rule)
+        accepts. A plain-cosine matcher reads only the store entry it serves; the others peek
+        at each candidate's prompt first and count the request only on the one served."""
         with self._lock:
             index = self._ensure_index(len(vec))
             self._sync(index)
             cands = index.search(part, vec, self.candidates)
+        plain = type(self.matcher) is CosineMatcher and self.bound is None
+        first = True
         for mkey, sim in cands:
-            if sim < self.threshold:
+            if sim < self.matcher.min_cosine:
                 break
             try:
-                entry = self.store.get(mkey)  # counts the request on the matched entry
+                entry = self.store.get(mkey) if plain else self.store.peek(mkey)
             except Exception as exc:
                 self._fault("lookup", exc)
                 return None
@@ -446,10 +488,105 @@ class SemanticCache:
                 with self._lock:
                     index.remove(mkey)
                 continue
-            if not self._servable(mkey, entry):
+            if not self._servable(mkey, entry):  # too large, or expired
                 continue
-            return Match(entry.value, "semantic", mkey, sim, entry.cost)
+            if plain:
+                return Match(entry.value, "semantic", mkey, sim, entry.cost, sim)
+            cached = entry.meta.get("q", entry.prompt)
+            score = self.matcher.score(text, cached, sim)
+            if self.bound is None:
+                if not self.matcher.accepts(text, cached, sim):
+                    continue
+                state = None
+            else:
+                # P(same) for the prior: the verifier's own; a cosine matcher's acceptance as a weak prior
+                p_same = score if isinstance(self.matcher, VerifierMatcher) else (
+                    0.9 if self.matcher.accepts(text, cached, sim) else 0.5)
+                if first:  # feedback on the nearest candidate teaches even when it is not served
+                    self._remember(qkey, mkey, score, p_same)
+                    first = False
+                state = entry.meta.get("vc")
+                if not self.bound.accepts(score, p_same, state):
+                    continue
+                self._remember(qkey, mkey, score, p_same)
+            try:
+                served = self.store.get(mkey)  # counts the request on the entry that serves it
+            except Exception as exc:
+                self._fault("lookup", exc)
+                return None
+            if served is None:
+                continue
+            verify = self.bound is not None and self.bound.wants_check(state)
+            if verify and self.judge is not None:
+                verdict = self._judge(text, served.value)
+                if verdict is not None:
+                    self._learn(mkey, score, p_same, verdict)
+                    with self._lock:
+                        self._decided.pop(qkey, None)
+                    if not verdict:
+                        return None
+                verify = False
+            return Match(served.value, "semantic", mkey, sim, served.cost, score, verify)
         return None
+
+    def _judge(self, prompt: str, answer: str) -> bool | None:
+        try:
+            verdict = self.judge(prompt, answer)  # type: ignore[misc]
+        except Exception as exc:  # a failing judge gives no verdict
+            self._fault("judge", exc)
+            return None
+        return None if verdict is None else bool(verdict)
+
+    def _remember(self, qkey: str, mkey: str, score: float, p_same: float) -> None:
+        with self._lock:
+            self._decided[qkey] = (mkey, score, p_same)
+            self._decided.move_to_end(qkey)
+            while len(self._decided) > self.max_pending:
+                self._decided.popitem(last=False)
+
+    def feedback(self, prompt: str, llm_string: str, ok: bool, *, scope: str = "") -> bool:
+        """Error-bounded mode: whether the answer of the neighbour last considered for
+        ``prompt`` (served or not) is right for it. Teaches that entry (its metadata) and the
+        cache's shared calibration. False when there is nothing to attribute it to (no semantic
+        candidate for this prompt in this process, or not in error-bounded mode)."""
+        if not isinstance(ok, bool):
+            raise ConfigError(f"feedback ok must be True or False, got {ok!r}")
+        key = self._prepare(prompt, llm_string, None, scope)[0]
+        if self.bound is None:
+            return False
+        with self._lock:
+            got = self._decided.pop(key, None)
+        if got is None:
+            return False
+        mkey, score, p_same = got
+        self._learn(mkey, score, p_same, ok)
+        return True
+
+    def candidate_of(self, prompt: str, llm_string: str, *, scope: str = "") -> str | None:
+        """Error-bounded mode: the key of the entry the last lookup of ``prompt`` considered and
+        that ``feedback`` would teach (None if none is waiting for feedback)."""
+        key = self._prepare(prompt, llm_string, None, scope)[0]
+        with self._lock:
+            got = self._decided.get(key)
+        return None if got is None else got[0]
+
+    def _learn(self, mkey: str, score: float, p_same: float, ok: bool) -> None:
+        assert self.bound is not None
+        with self._lock:
+            self._counts["feedback"] += 1
+        try:
+            entry = self.store.peek(mkey)
+            new = self.bound.observe(score, ok, None if entry is None else entry.meta.get("vc"))
+            if entry is not None:  # written back: the learned rule is the entry's, in any process
+                result = self.store.put(mkey, Entry(
+                    value=entry.value, cost=entry.cost, size=entry.size, partition=entry.partition, prompt=entry.prompt,
+                    embedding=entry.embedding, created=entry.created, meta={**entry.meta, "vc": new}))
+                if not result.admitted:
+                    with self._lock:
+                        if self._index is not None:
+                            self._index.remove(mkey)
+        except Exception as exc:
+            self._fault("feedback", exc)
 
     # ---- update ---------------------------------------------------------------------------------
     def update(self, prompt: str, llm_string: str, value: str, cost: float | None = None,
@@ -515,7 +652,8 @@ class SemanticCache:
         entry = Entry(value=value, cost=cost, size=size, partition=part, prompt=prompt[:PROMPT_KEEP_CHARS],
                       embedding=vec, created=time.time(),
                       meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "llm_id": _llm_id(llm_string),
-                            "emb": self._embedder_id})
+                            "emb": self._embedder_id,
+                            **({"q": text[:PROMPT_KEEP_CHARS]} if vec is not None and text and text != prompt else {})})
         try:
             result = self.store.put(key, entry)
         except Exception as exc:  # a store fault drops the entry; the app goes on
@@ -604,6 +742,8 @@ class SemanticCache:
             s["hits"] = s["exact_hits"] + s["semantic_hits"]
             s["hit_ratio"] = s["hits"] / s["lookups"] if s["lookups"] else 0.0
             s["cost_saved"] = self._cost_saved
+            if self.bound is not None:
+                s["bounded"] = self.bound.stats()
             s["indexed"] = 0 if self._index is None else len(self._index)
             s["ann_partitions"] = 0 if self._index is None else sum(
                 1 for p in self._index.partitions() if self._index.part(p).backend != "exact")  # type: ignore[union-attr]

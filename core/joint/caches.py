@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Hashable, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from cachemux.joint.types import Hit, Request
 from cachemux.policies.base import Policy
 
-__all__ = ["CachePort", "PolicyCache", "SemanticPort", "as_cache_port"]
+__all__ = ["CachePort", "PolicyCache", "SemanticHit", "SemanticPort", "as_cache_port"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,14 @@ class PolicyCache:
 _NO_VALUE = Hit(None)
 
 
+@dataclass(frozen=True, slots=True)
+class SemanticHit(Hit):
+    """A semantic hit with the matcher's calibrated probability that it answers another question:
+    the engine prices serving it at ``p_wrong x semantic_penalty`` (``JointEngine``)."""
+
+    p_wrong: float = 0.0
+
+
 class SemanticPort:
     """``cachemux.cache.SemanticCache`` as the engine's cache: exact key over (request.config,
     request.prompt), then meaning (``embed_text`` within ``scope``).
@@ -112,7 +121,16 @@ class SemanticPort:
             log.warning("cachemux: cached value cannot be revived (%s: %s); served as a miss",
                         type(exc).__name__, exc)
             return None
-        return Hit(answer, m.kind, m.similarity, m.cost, model, None if paid is None else float(paid))
+        paid = None if paid is None else float(paid)
+        if m.kind == "semantic" and self._calibrated():
+            return SemanticHit(answer, m.kind, m.similarity, m.cost, model, paid, p_wrong=1.0 - float(m.score))
+        return Hit(answer, m.kind, m.similarity, m.cost, model, paid)
+
+    def _calibrated(self) -> bool:
+        """Whether the cache's matcher gives a calibrated P(same question) (a verifier)."""
+        from cachemux.semantic.matcher import VerifierMatcher
+
+        return isinstance(getattr(self.cache, "matcher", None), VerifierMatcher)
 
     def admit(self, request: Request, answer: Any, price: float, size: float = 1, *,
               model: str | None = None, paid: float | None = None) -> bool:

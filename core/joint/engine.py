@@ -6,6 +6,9 @@ the request). ``serve``, ``aserve``, ``stream`` and ``astream`` are thin drivers
 which holds the whole decision logic:
 
     hit = cache.lookup(request)            -> served, cost 0; the entry saved what it cost to make
+                                              (a semantic hit with semantic_penalty: a route priced
+                                              P(wrong) x penalty, served only if no dearer than
+                                              the multiplexer's expected cost of the model routes)
     route = selector.choose(query)         -> the models to try, in order (paper §3.6)
     run each until one succeeds            -> priced by the cost model, graded by the judge
     selector.observe(query, ran, success)  -> it learns this query's cost on each route
@@ -67,12 +70,21 @@ class JointEngine:
     ``store``: with a ``Policy`` as cache, a dict that keeps the answers (the simulator's form).
     ``admit_unsettled``: also cache answers whose price the selector does not know yet (by
     default they wait until the selector has tried the query's routes: ``Selector.settled``).
+    ``semantic_penalty``: what serving a wrong answer costs, in the cost model's unit. With it, a
+    semantic hit whose cache gives a calibrated P(same question) (``SemanticCache`` with the
+    verifier matcher: ``SemanticHit.p_wrong``) is a route like a cascade's small model: cost ~0
+    plus ``p_wrong x semantic_penalty``; it is served only if that is no more than the expected
+    cost of routing the query (``selector.expected_cost``, or, for a query the selector has not
+    seen, the matched entry's price: what the multiplexer paid for its neighbour), else the query
+    is routed (``stats()["semantic_declined"]``). Give the cache a permissive matcher point (e.g.
+    ``load_matcher().at("p0.85")``) so the engine, not the threshold, decides. The cache has
+    already counted the request on the matched entry (so its value counts the hits it could serve).
     Thread-safe: selector decisions and the counters are serialised, model calls are not.
     """
 
     def __init__(self, cache: Any, selector: Selector, generate: Any, store: Any = None, *,
                  costs: Costs | CostModel | None = None, judge: Judge | None = None,
-                 detail: bool = True, admit_unsettled: bool = False) -> None:
+                 detail: bool = True, admit_unsettled: bool = False, semantic_penalty: float | None = None) -> None:
         if not isinstance(selector, Selector):
             raise ConfigError(f"selector must be a cachemux Selector, got {type(selector).__name__}")
         if store is not None:
@@ -93,6 +105,12 @@ class JointEngine:
             raise ConfigError(f"judge must be a function (query, model, text) -> bool | None, got {judge!r}")
         self.judge = judge
         self.admit_unsettled = bool(admit_unsettled)
+        if semantic_penalty is not None:
+            from cachemux.errors import check_nonnegative
+
+            semantic_penalty = check_nonnegative("semantic_penalty", semantic_penalty)
+        self.semantic_penalty = semantic_penalty
+        self.semantic_declined = 0
         self.detail = bool(detail)  # estimates in each Served's record (the simulator skips them)
         self._lock = threading.Lock()
         self.requests = 0
@@ -196,7 +214,7 @@ class JointEngine:
         with self._lock:
             s: dict[str, Any] = {"requests": self.requests, "hits": self.hits, "calls": dict(self.calls),
                                  "answered": dict(self.answered), "total_cost": self.total_cost,
-                                 "saved": self.saved}
+                                 "saved": self.saved, "semantic_declined": self.semantic_declined}
         cache_stats = getattr(self.cache, "stats", None)
         if callable(cache_stats):
             s["cache"] = cache_stats()
@@ -230,6 +248,14 @@ class _Flow:
         hit: Hit | None = eng.cache.lookup(self.request) if eng.cache is not None else None
         with eng._lock:
             eng.requests += 1
+            p_wrong = getattr(hit, "p_wrong", None)
+            if hit is not None and p_wrong is not None and eng.semantic_penalty is not None:
+                routed = eng.selector.expected_cost(self.query)
+                if routed is None:
+                    routed = hit.paid if hit.paid is not None else hit.price
+                if p_wrong * eng.semantic_penalty > routed:
+                    eng.semantic_declined += 1
+                    hit = None  # the model routes are the cheaper bet
             if hit is None:
                 self.route: Route = eng.selector.choose(self.query)
                 # the estimate before routing is for the record only: the simulator skips it

@@ -1,11 +1,19 @@
-"""The default semantic-match threshold, chosen by ``cachemux calibrate-semantic`` on real pairs."""
+"""The plain-cosine threshold: ``SemanticCache(threshold=...)``'s meaning, and the default for an
+embedder the shipped verifier (``cachemux.semantic.matcher``) was not fitted for.
+
+With the packaged MiniLM the default is no longer a cosine threshold but the verifier
+(``cachemux/semantic/data/matcher_v1.json``; figures in the README and in
+``cachemux.lab.fit_matcher``). For any other embedding model cosine is all there is, and no
+calibration on that model exists, so the fallback stays the conservative 0.99 below (measured
+for MiniLM only: another model's cosines may run higher or lower). Calibrate your own with ``cachemux calibrate-semantic --model ...``, or fit a
+verifier for it with ``python -m cachemux.lab.fit_matcher``."""
 
 from __future__ import annotations
 
 __all__ = ["DEFAULT_THRESHOLD"]
 
-# Serve a cached answer to a new prompt iff the cosine similarity of their all-MiniLM-L6-v2
-# embeddings (the packaged model) is >= this.
+# Plain cosine: serve a cached answer to a new prompt iff the cosine similarity of their
+# embeddings is >= this (the figures are for all-MiniLM-L6-v2, the packaged model).
 #
 # Measured with `cachemux calibrate-semantic --limit 0` on all Quora question pairs
 # (shared/data/semantic, 40,427 dev / 40,427 test pairs, 37% duplicates; 137,551 distinct texts

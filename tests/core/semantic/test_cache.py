@@ -418,14 +418,16 @@ def test_threads_share_one_cache(spy):
     assert s["lookups"] == 160 and s["hits"] + s["misses"] == 160 and s["entries"] <= 20
 
 
-def test_default_threshold_serves_only_near_identical_rewordings(spy):
+def test_plain_cosine_default_threshold_serves_only_near_identical_rewordings(spy):
+    """``DEFAULT_THRESHOLD`` is plain cosine: the fallback for an embedder the shipped verifier was
+    not fitted for, and what ``threshold=`` sets (the MiniLM default matcher: test_matcher_cache)."""
     from cachemux.semantic import DEFAULT_THRESHOLD
 
-    cache = SemanticCache(embedder=spy)
+    cache = SemanticCache(embedder=spy, threshold=DEFAULT_THRESHOLD)
     assert cache.threshold == DEFAULT_THRESHOLD == 0.99
     cache.update(Q1, LLM, "Paris", cost=1.0)
     m = cache.match("what is the capital of france?", LLM)  # another exact key; the uncased model: cos 1
     assert m is not None and m.kind == "semantic" and m.similarity >= 0.99
     assert cache.match("What's the capital of France?", LLM).similarity >= 0.99  # cos 0.9935
     assert cache.lookup("What is the capital of France", LLM) is None  # no "?": cos 0.9065
-    assert cache.lookup(Q1_PARA, LLM) is None  # cos 0.87: precision on real pairs says no
+    assert cache.lookup(Q1_PARA, LLM) is None  # cos 0.87

