@@ -49,7 +49,7 @@ def build(args: Any) -> tuple[Any, Any]:
         "large": LocalChatModel(args.large, max_tokens=args.tokens, stop=["\n"]),
     }
     router = CacheMuxRouter(models, rc.make_selector(args.predictor, args.tokens, args.small, args.large), costs="flops",
-                            cache=CacheMuxCache(threshold=rc.THRESHOLD), judge=rc.make_judge(retrieve))
+                            cache=CacheMuxCache(), judge=rc.make_judge(retrieve))
     # system = the retrieved context (the cache's exact scope), human = the question (compared by
     # meaning): a paraphrase with the same context is a semantic hit, never across contexts
     prompt = ChatPromptTemplate.from_messages([("system", rc.SYSTEM), ("human", "{question}")])

@@ -34,7 +34,7 @@ def build(args: Any) -> tuple[Any, Any]:
         "large": LocalLLM(args.large, max_tokens=args.tokens, stop=["\n"]),
     }
     llm = CacheMuxLLM(models, rc.make_selector(args.predictor, args.tokens, args.small, args.large), costs="flops",
-                      cache=SemanticCache(threshold=rc.THRESHOLD),
+                      cache=SemanticCache(),
                       judge=rc.make_judge(retrieve),
                       # the selector and the judge see the question, not the retrieved context
                       query_fn=lambda prompt: prompt.rsplit("Question:", 1)[-1].split("\n")[0].strip())

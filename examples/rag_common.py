@@ -37,11 +37,6 @@ QUICK = [QUESTIONS[0], QUESTIONS[1], QUESTIONS[0], QUESTIONS[4]]
 
 SMALL, LARGE = "smollm2-135m", "gemma3-270m"
 
-# The cache's default threshold (cosine 0.99) is the one calibrated on Quora question pairs for
-# precision; here the retrieved context is the exact scope of every match, so only paraphrases of
-# a question about the same document can meet, and a lower threshold (0.95: precision ~0.85 on
-# those pairs, see cachemux.semantic.threshold) catches more of them.
-THRESHOLD = 0.95
 
 _STOP = frozenset("""a an and are as at be by for from has have in is it its of on or that the this to was
 were what which who whom with why how when where does did do""".split())
