@@ -195,7 +195,12 @@ class SemanticCache:
             raise ConfigError(f"max_pending must be an int >= 1, got {max_pending!r}")
         self.max_pending = max_pending
 
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # counters, pending misses (short; taken after _index_lock)
+        # the index and the store change together under this lock: a store mutation and the index
+        # update it implies (put -> add/evictions, delete, a vanished candidate), the change-log
+        # sync and the search, so no thread's index update can land after a later one's or after a
+        # sync that already applied the store's newer state (the drift of issue 11, case 5)
+        self._index_lock = threading.RLock()
         self._index: PartitionedIndex | None = None  # built on first semantic use
         self._cursor = 0
         self._synced = False
@@ -371,7 +376,7 @@ class SemanticCache:
         return m
 
     def _nearest(self, part: str, vec: np.ndarray) -> Match | None:
-        with self._lock:
+        with self._index_lock:
             index = self._ensure_index(len(vec))
             self._sync(index)
             cands = index.search(part, vec, self.candidates)
@@ -384,8 +389,7 @@ class SemanticCache:
                 self._fault("lookup", exc)
                 return None
             if entry is None or entry.partition != part:  # evicted elsewhere, not yet synced
-                with self._lock:
-                    index.remove(mkey)
+                self._recheck(index, mkey)
                 continue
             return Match(entry.value, "semantic", mkey, sim, entry.cost)
         return None
@@ -445,16 +449,17 @@ class SemanticCache:
                       embedding=vec, created=time.time(),
                       meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "llm_id": _llm_id(llm_string),
                             "emb": self._embedder_id})
-        try:
-            result = self.store.put(key, entry)
-        except Exception as exc:  # a store fault drops the entry; the app goes on
-            self._fault("update", exc)
+        with self._index_lock:  # the put and its index update as one step (see __init__)
+            try:
+                result = self.store.put(key, entry)
+            except Exception as exc:  # a store fault drops the entry; the app goes on
+                self._fault("update", exc)
+                with self._lock:
+                    self._counts["dropped"] += 1
+                return False
             with self._lock:
-                self._counts["dropped"] += 1
-            return False
-        with self._lock:
-            self._counts["admitted" if result.admitted else "rejected"] += 1
-            self._counts["evictions"] += len(result.evicted)
+                self._counts["admitted" if result.admitted else "rejected"] += 1
+                self._counts["evictions"] += len(result.evicted)
             if self._index is not None:
                 for k in result.evicted:
                     self._index.remove(k)
@@ -476,12 +481,12 @@ class SemanticCache:
     def delete(self, prompt: str, llm_string: str) -> bool:
         """Forget the exact entry for ``prompt`` (True if it was cached)."""
         key = self.key_for(prompt, llm_string)
-        try:
-            found = self.store.delete(key)
-        except Exception as exc:
-            self._fault("delete", exc)
-            return False
-        with self._lock:
+        with self._index_lock:
+            try:
+                found = self.store.delete(key)
+            except Exception as exc:
+                self._fault("delete", exc)
+                return False
             if self._index is not None:
                 self._index.remove(key)
         return found
@@ -495,6 +500,10 @@ class SemanticCache:
             raise ConfigError("clear(everything=True) removes every entry; it takes no llm_string")
         llm_id = None if llm_string is None else _llm_id(check_text("llm_string", llm_string))
         removed: list[str] = []
+        with self._index_lock:
+            self._clear(everything, llm_id, llm_string, removed)
+
+    def _clear(self, everything: bool, llm_id: str | None, llm_string: str | None, removed: list[str]) -> None:
         try:
             if everything:
                 self.store.clear()
@@ -507,20 +516,19 @@ class SemanticCache:
                         removed.append(key)
         except Exception as exc:
             self._fault("clear", exc)
-        with self._lock:
-            if self._index is None:
-                return
-            if everything:
-                self._index.clear()
-                self._synced = False  # re-read the store on the next semantic lookup
-            else:
-                for key in removed:
-                    self._index.remove(key)
+        if self._index is None:  # the caller holds _index_lock
+            return
+        if everything:
+            self._index.clear()
+            self._synced = False  # re-read the store on the next semantic lookup
+        else:
+            for key in removed:
+                self._index.remove(key)
 
     def warmup(self) -> SemanticCache:
         """Load the embedding model and build the index now instead of on first use."""
         if self.embedder is not None:
-            with self._lock:
+            with self._index_lock:
                 self._sync(self._ensure_index(self.embedder.dim))
         return self
 
@@ -533,6 +541,7 @@ class SemanticCache:
             s["hits"] = s["exact_hits"] + s["semantic_hits"]
             s["hit_ratio"] = s["hits"] / s["lookups"] if s["lookups"] else 0.0
             s["cost_saved"] = self._cost_saved
+        with self._index_lock:
             s["indexed"] = 0 if self._index is None else len(self._index)
             s["ann_partitions"] = 0 if self._index is None else sum(
                 1 for p in self._index.partitions() if self._index.part(p).backend != "exact")  # type: ignore[union-attr]
@@ -550,18 +559,24 @@ class SemanticCache:
         return s
 
     def check_invariants(self) -> None:
-        """The store's invariants, the index's, and every indexed key held by the store (with
-        several processes, call it when they are quiet)."""
+        """The store's invariants, the index's, and, after a sync, the index holding exactly the
+        store's entries this cache can search: no key the store lost, none of its embedded
+        entries missing (with several processes, call it when they are quiet)."""
         self.store.check_invariants()
-        with self._lock:
+        with self._index_lock:
             if self._index is None:
                 return
             self._sync(self._index)
             self._index.check_invariants()
             keys = set(self.store.keys())
-            stray = [k for k in list(self._index._where) if k not in keys]
+            stray = [k for k in self._index.keys() if k not in keys]
+            missing = [k for k in keys if k not in self._index
+                       and self._indexable(self._peek(k), self._index.dim, count=False)]
         if stray:
             raise InvariantError(f"semantic index holds {len(stray)} keys the store does not, e.g. {stray[0]!r}")
+        if missing:
+            raise InvariantError(f"semantic index lacks {len(missing)} searchable entries of the store, "
+                                 f"e.g. {missing[0]!r}")
 
     def close(self) -> None:
         self.store.close()
@@ -602,7 +617,8 @@ class SemanticCache:
         try:
             return self.store.peek(key)
         except CorruptEntryError as exc:
-            self._counts["skipped_entries"] += 1
+            with self._lock:
+                self._counts["skipped_entries"] += 1
             log.debug("cachemux: entry %r skipped by the index: %s", key, exc)
             return None
 
@@ -620,14 +636,27 @@ class SemanticCache:
         if parts:
             log.info("semantic index: %d entries loaded from %s", len(index), type(self.store).__name__)
 
-    def _indexable(self, entry: Entry | None, dim: int) -> bool:
+    def _indexable(self, entry: Entry | None, dim: int, *, count: bool = True) -> bool:
         # gone, exact-only, or embedded by another model: served exactly only
         if entry is None or entry.embedding is None or entry.meta.get("emb") != self._embedder_id:
             return False
         if len(entry.embedding) != dim:  # our model's id but another shape: a damaged row
-            self._counts["skipped_entries"] += 1
+            if count:
+                with self._lock:
+                    self._counts["skipped_entries"] += 1
             return False
         return True
+
+    def _recheck(self, index: PartitionedIndex, key: str) -> None:
+        """A candidate the store no longer served (or under another partition): re-read it under
+        the index lock, so a thread that re-admitted it meanwhile is not undone, and index what
+        the store holds now (nothing, or the entry in its partition). Faults keep the index as
+        it is: the next sync or candidate check corrects it."""
+        with self._index_lock:
+            try:
+                self._index_entry(index, key, self._peek(key))
+            except Exception as exc:
+                self._fault("index check", exc)
 
     def _index_entry(self, index: PartitionedIndex, key: str, entry: Entry | None) -> bool:
         index.remove(key)

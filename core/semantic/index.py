@@ -266,6 +266,9 @@ class PartitionedIndex:
     def __contains__(self, key: object) -> bool:
         return key in self._where
 
+    def keys(self) -> Iterator[str]:
+        return iter(list(self._where))
+
     def partitions(self) -> dict[str, int]:
         return {p: len(ix) for p, ix in self._parts.items()}
 
