@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -76,6 +77,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,6 +87,7 @@ from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, Stor
 from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
+from cachemux.semantic import snapshot
 from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.keys import check_text, exact_key, normalize_prompt, partition_id
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
@@ -103,6 +106,8 @@ FALLBACK_SECONDS_PER_TOKEN = 0.01
 PENDING_MAX_AGE_S = 3600.0  # a miss with no update for this long belongs to a call that failed
 
 _WARN_EVERY_S = 10.0
+SNAPSHOT_MIN_ENTRIES = 1_000  # smaller indexes rebuild in well under a second: not worth a file
+SNAPSHOT_FOLDER = "semantic-index"  # inside a DiskStore's directory
 _UNSET: Any = object()
 
 
@@ -142,7 +147,12 @@ class SemanticCache:
     function ``llm_string -> group | None`` naming configurations that may share answers.
     ``cost_fn`` / ``fallback_cost``: how entries are priced (module docstring); ``max_pending``:
     how many outstanding misses keep a cost clock. ``stats()["estimated"]`` counts the updates
-    priced by the token estimate (no cost, no miss before them).
+    priced by the token estimate (no cost, no miss before them). ``index_path``: the folder the
+    semantic index is saved in, so a new process loads it and replays the store's change log
+    instead of re-reading every entry (``cachemux.semantic.snapshot``); default (None): for a
+    ``DiskStore`` its ``semantic-index`` subfolder, for other stores nothing is saved; False: never.
+    It is saved after a full rebuild of at least ``SNAPSHOT_MIN_ENTRIES`` entries, at ``close()``
+    when the index changed, and by ``save_index()``.
     """
 
     def __init__(self, store: Store | None = None, *, embedder: TextEmbedder | str | os.PathLike[str] | None = None,
@@ -152,7 +162,7 @@ class SemanticCache:
                  cost_fn: Callable[[CostInfo], float] | None = None, fallback_cost: float | None = None,
                  size_fn: Callable[[str], float] | None = None, casefold: bool = False,
                  candidates: int = 4, index_options: Mapping[str, Any] | None = None,
-                 max_pending: int = 10_000) -> None:
+                 max_pending: int = 10_000, index_path: str | os.PathLike[str] | bool | None = None) -> None:
         if store is None:
             # an existing default store keeps its own capacity and policy unless they are given
             store = DiskStore(default_store_dir(), capacity, policy)
@@ -195,6 +205,8 @@ class SemanticCache:
             raise ConfigError(f"max_pending must be an int >= 1, got {max_pending!r}")
         self.max_pending = max_pending
 
+        self._snapshot_dir = self._index_folder(index_path)
+        self._snapshot_changes = 0  # index mutations since the last snapshot was saved or loaded
         self._lock = threading.RLock()  # counters, pending misses (short; taken after _index_lock)
         # the index and the store change together under this lock: a store mutation and the index
         # update it implies (put -> add/evictions, delete, a vanished candidate), the change-log
@@ -214,7 +226,8 @@ class SemanticCache:
         self._latency_tokens = 0.0
         self._counts = dict.fromkeys(
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected",
-             "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries")
+             "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries",
+             "snapshot_errors")
             + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
         self._tokenizer: Any = _UNSET  # the embedder's tokenizer, looked up on first use
         self._loss_logged: set[str] = set()
@@ -389,6 +402,12 @@ class SemanticCache:
                 self._fault("lookup", exc)
                 return None
             if entry is None or entry.partition != part:  # evicted elsewhere, not yet synced
+                self._recheck(index, mkey)
+                continue
+            # decided on the entry's own stored embedding, not only the index's copy (a loaded
+            # snapshot, a replaced entry): the index proposes, the store's row decides
+            sim = self._similarity(entry, vec)
+            if sim is None or sim < self.threshold:
                 self._recheck(index, mkey)
                 continue
             return Match(entry.value, "semantic", mkey, sim, entry.cost)
@@ -579,6 +598,15 @@ class SemanticCache:
                                  f"e.g. {missing[0]!r}")
 
     def close(self) -> None:
+        """Save the semantic index if it changed since it was last saved or loaded (see
+        ``index_path``), then close the store."""
+        with self._index_lock:
+            index = self._index
+            if index is not None and self._snapshot_dir is not None and self._synced:
+                self._sync(index)
+                manifest = self._snapshot_manifest(index.dim)
+                if self._snapshot_changes or (manifest is not None and not manifest.exists()):
+                    self._save_snapshot(index)
         self.store.close()
 
     def __enter__(self) -> SemanticCache:
@@ -594,22 +622,110 @@ class SemanticCache:
         return self._index
 
     def _sync(self, index: PartitionedIndex) -> None:
-        """Apply the store's change log (caller holds the lock). Faults skip the sync; an entry
-        that cannot be read or indexed is skipped alone (counted), never the whole sync."""
+        """Apply the store's change log (caller holds the index lock). The first sync starts from
+        a saved snapshot when there is a usable one (then replays the log from its position),
+        else rebuilds from the store. Faults skip the sync; an entry that cannot be read or
+        indexed is skipped alone (counted), never the whole sync."""
         try:
+            rebuilt = False
+            if not self._synced:
+                self._load_snapshot(index)
             cursor, ops = self.store.changes(self._cursor)
             if not self._synced or any(op == CHANGES_RESET for op, _ in ops):
+                if self._synced:  # a snapshot older than the retained log, or another store's
+                    log.info("semantic index: change log reset at cursor %d: rebuilding", self._cursor)
                 self._rebuild(index)
                 ops = [(op, k) for op, k in ops if op != CHANGES_RESET]
-                self._synced = True
+                self._synced = rebuilt = True
+                self._snapshot_changes += max(1, len(index))  # any saved snapshot is now behind
             for op, key in ops:
                 if op == "del":
                     index.remove(key)
                 elif op == "add":
                     self._index_entry(index, key, self._peek(key))
             self._cursor = cursor
+            self._snapshot_changes += len(ops)
         except Exception as exc:
             self._fault("index sync", exc)
+            return
+        if rebuilt and len(index) >= SNAPSHOT_MIN_ENTRIES:
+            self._save_snapshot(index)
+
+    # ---- the saved index (cachemux.semantic.snapshot) -----------------------------------------------
+    def _index_folder(self, index_path: object) -> Path | None:
+        if index_path is False:
+            return None
+        if index_path is None or index_path is True:
+            directory = getattr(self.store, "directory", None) if isinstance(self.store, DiskStore) else None
+            if directory is None:
+                if index_path is True:
+                    raise ConfigError(f"index_path=True needs a DiskStore; for a {type(self.store).__name__} "
+                                      "pass the folder to save the semantic index in")
+                return None
+            return Path(directory) / SNAPSHOT_FOLDER
+        if isinstance(index_path, (str, os.PathLike)) and str(index_path):
+            return Path(index_path).expanduser()
+        raise ConfigError(f"index_path must be a folder path, True, False or None, got {index_path!r}")
+
+    def _snapshot_manifest(self, dim: int) -> Path | None:
+        if self._snapshot_dir is None:
+            return None
+        ident = json.dumps([self._embedder_id, dim, self._index_options], sort_keys=True, default=str)
+        return self._snapshot_dir / f"index-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.json"
+
+    def _snapshot_source(self) -> str:
+        directory = getattr(self.store, "directory", None)
+        if directory is not None:
+            return f"{type(self.store).__name__}:{Path(directory).resolve()}"
+        return f"{type(self.store).__name__}:{getattr(self.store, '_where', '')}"
+
+    def _load_snapshot(self, index: PartitionedIndex) -> bool:
+        """Start ``index`` from the saved snapshot (caller holds the index lock); a damaged or
+        foreign one is logged and ignored (the caller rebuilds)."""
+        manifest = self._snapshot_manifest(index.dim)
+        if manifest is None:
+            return False
+        try:
+            found = snapshot.load(manifest, dim=index.dim, source=self._snapshot_source(),
+                                  embedder=self._embedder_id, index_options=self._index_options)
+        except Exception as exc:  # SnapshotError, or anything a damaged file provokes
+            log.warning("cachemux: the saved semantic index is not usable (%s: %s); rebuilding it "
+                        "from the store", type(exc).__name__, exc)
+            with self._lock:
+                self._counts["snapshot_errors"] += 1
+            return False
+        if found is None:
+            return False
+        loaded, cursor = found
+        index.take(loaded)
+        self._cursor, self._synced, self._snapshot_changes = cursor, True, 0
+        log.info("semantic index: %d entries loaded from %s (change-log position %d)", len(index), manifest, cursor)
+        return True
+
+    def _save_snapshot(self, index: PartitionedIndex) -> bool:
+        """Save ``index`` at the current change-log position (caller holds the index lock). A
+        failure (read-only or full disk) is logged, never raised."""
+        manifest = self._snapshot_manifest(index.dim)
+        if manifest is None or not self._synced:
+            return False
+        try:
+            snapshot.save(manifest, index, cursor=self._cursor, source=self._snapshot_source(),
+                          embedder=self._embedder_id)
+        except Exception as exc:
+            self._fault("saving the semantic index", exc)
+            return False
+        self._snapshot_changes = 0
+        return True
+
+    def save_index(self) -> bool:
+        """Build or sync the semantic index and save it now (True if saved; False for an
+        exact-only cache, without a folder for it, or on a fault, which is logged)."""
+        if self.embedder is None or self._snapshot_dir is None:
+            return False
+        with self._index_lock:
+            index = self._ensure_index(self.embedder.dim)
+            self._sync(index)
+            return self._save_snapshot(index)
 
     def _peek(self, key: str) -> Entry | None:
         """The entry for the index, or None when it is unreadable (a corrupt row: counted, skipped).
@@ -646,6 +762,16 @@ class SemanticCache:
                     self._counts["skipped_entries"] += 1
             return False
         return True
+
+    def _similarity(self, entry: Entry, vec: np.ndarray) -> float | None:
+        """The cosine between ``vec`` and ``entry``'s stored embedding, None if it has none we can use."""
+        e = entry.embedding
+        if e is None or entry.meta.get("emb") != self._embedder_id or e.shape != vec.shape:
+            return None
+        ne, nv = float(np.linalg.norm(e)), float(np.linalg.norm(vec))
+        if not (ne > 0 and nv > 0):
+            return None
+        return float(np.dot(e, vec)) / (ne * nv)
 
     def _recheck(self, index: PartitionedIndex, key: str) -> None:
         """A candidate the store no longer served (or under another partition): re-read it under

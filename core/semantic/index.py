@@ -212,6 +212,43 @@ class VectorIndex:
         elif self.ann_threshold is not None and n >= self.ann_threshold and _usearch() is not None:
             raise InvariantError(f"vector index: {n} rows past the ANN threshold but no ANN")
 
+    # ---- persistence (cachemux.semantic.snapshot) -----------------------------------------------
+    def export(self) -> tuple[list[str], np.ndarray, np.ndarray | None, int, Any]:
+        """``(keys, rows, ANN labels per row or None, next label, usearch index or None)``: what a
+        snapshot saves (views, valid until the next mutation)."""
+        n = len(self._keys)
+        labels = None if self._ann is None else np.fromiter(
+            (self._labels[k] for k in self._keys), dtype=np.uint64, count=n)
+        return list(self._keys), self._mat[:n], labels, self._next_label, self._ann
+
+    @classmethod
+    def restore(cls, dim: int, keys: list[str], rows: np.ndarray, labels: np.ndarray | None, next_label: int,
+                ann: Any = None, **options: Any) -> VectorIndex:
+        """The inverse of ``export``: rows and keys as saved, the ANN (already loaded) given as is;
+        ``InvariantError`` when the parts disagree (a damaged or foreign snapshot)."""
+        ix = cls(dim, **options)
+        n = len(keys)
+        if rows.shape != (n, ix.dim) or len(set(keys)) != n:
+            raise InvariantError(f"vector index snapshot: {rows.shape} rows for {n} keys of dimension {ix.dim}")
+        if not np.all(np.isfinite(rows)):
+            raise InvariantError("vector index snapshot: rows with NaN or infinite values")
+        ix._mat = np.zeros((max(16, n), ix.dim), dtype=np.float32)
+        ix._mat[:n] = rows
+        ix._keys = list(keys)
+        ix._rows = {k: i for i, k in enumerate(keys)}
+        ix._next_label = int(next_label)
+        if labels is not None and ann is not None:
+            if len(labels) != n or len(ann) != n or (n and int(labels.max()) >= ix._next_label):
+                raise InvariantError(f"vector index snapshot: {len(ann)} graph nodes, {len(labels)} labels, {n} rows")
+            ix._ann = ann
+            ix._labels = {k: int(lab) for k, lab in zip(keys, labels)}
+            ix._label_keys = {lab: k for k, lab in ix._labels.items()}
+            if len(ix._label_keys) != n:
+                raise InvariantError("vector index snapshot: two rows share an ANN label")
+        elif ix.ann_threshold is not None and n >= ix.ann_threshold:
+            ix._build_ann()  # saved without its graph: build it (slow, but correct)
+        return ix
+
     # ---- internals ----------------------------------------------------------------------------
     def _unit(self, vec: np.ndarray) -> np.ndarray:
         v = np.asarray(vec, dtype=np.float32).reshape(-1)
@@ -306,6 +343,24 @@ class PartitionedIndex:
         if not len(ix):
             del self._parts[partition]
         return True
+
+    def take(self, other: PartitionedIndex) -> None:
+        """Become ``other`` (a loaded snapshot), leaving it empty: callers holding this object
+        see the new contents."""
+        if other.dim != self.dim:
+            raise ConfigError(f"index dimension {other.dim} is not {self.dim}")
+        self._parts, self._where = other._parts, other._where
+        other._parts, other._where = {}, {}
+
+    def adopt(self, partition: str, ix: VectorIndex) -> None:
+        """Install a restored ``VectorIndex`` as ``partition``'s (snapshots; its keys must be new)."""
+        if ix.dim != self.dim or partition in self._parts or any(k in self._where for k in ix.keys()):
+            raise InvariantError(f"partitioned index: cannot adopt partition {partition!r} (dimension "
+                                 "or keys clash)")
+        if len(ix):
+            self._parts[partition] = ix
+            for key in ix.keys():
+                self._where[key] = partition
 
     def search(self, partition: str, vec: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
         ix = self._parts.get(partition)
