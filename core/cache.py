@@ -37,11 +37,21 @@ is that of the cluster of paraphrases the entry serves, not of one spelling.
    or ``FALLBACK_SECONDS_PER_TOKEN`` (0.01 s) before any observation. ``MissingCostError`` is no
    longer raised here (kept in ``cachemux.errors`` for the policies and for compatibility).
 
-**Index in step with the store.** Our own admissions and evictions update the index directly.
+**Index in step with the store.** Our own admissions and evictions update the index directly,
+in one step with the store operation (an index lock held across both, and across the change-log
+sync and the search), so threads of one cache never leave the index behind the store.
 Stores shared by several processes (disk, Redis) expose a change log: before each semantic
 search the cache reads ``store.changes(cursor)`` and applies it (idempotently: an "add" re-reads
 the entry, a "del" drops it); a ``reset`` rebuilds from ``keys()``. A candidate the store no
-longer holds is dropped from the index and the next candidate is tried.
+longer holds is dropped from the index and the next candidate is tried; a semantic hit is
+decided on the matched entry's own stored embedding.
+
+**Saved index.** With a ``DiskStore`` (or ``index_path=`` for a ``RedisStore``) the index is
+saved beside the store (``cachemux.semantic.snapshot``: JSON + safetensors + usearch files,
+checksummed) after a full rebuild of at least 1,000 entries, at ``close()`` and by
+``save_index()``; a new cache loads it and replays the change log from its position instead of
+re-reading every entry (at 100k entries: see benchmarks/bench_cold_start.py). A damaged,
+foreign or too-old snapshot is logged (``stats()["snapshot_errors"]``) and rebuilt.
 
 **Faults never reach the application.** Any exception from the store (``StoreError``, a Redis
 timeout, a broken disk) in ``lookup`` makes it a miss; in ``update`` the entry is dropped. Both
@@ -655,6 +665,11 @@ class SemanticCache:
     def _index_folder(self, index_path: object) -> Path | None:
         if index_path is False:
             return None
+        if type(self.store).changes is Store.changes:  # no change log: a snapshot could never be brought up to date
+            if index_path is None:
+                return None
+            raise ConfigError(f"index_path: a {type(self.store).__name__} keeps no change log, so a saved "
+                              "semantic index could not be brought up to date (use index_path=None)")
         if index_path is None or index_path is True:
             directory = getattr(self.store, "directory", None) if isinstance(self.store, DiskStore) else None
             if directory is None:
@@ -686,8 +701,16 @@ class SemanticCache:
         if manifest is None:
             return False
         try:
-            found = snapshot.load(manifest, dim=index.dim, source=self._snapshot_source(),
-                                  embedder=self._embedder_id, index_options=self._index_options)
+            try:
+                seen = _stamp(manifest)
+                found = snapshot.load(manifest, dim=index.dim, source=self._snapshot_source(),
+                                      embedder=self._embedder_id, index_options=self._index_options)
+            except snapshot.SnapshotError:
+                if _stamp(manifest) == seen:
+                    raise
+                # another process saved a new snapshot while we read (and removed the old files): once more
+                found = snapshot.load(manifest, dim=index.dim, source=self._snapshot_source(),
+                                      embedder=self._embedder_id, index_options=self._index_options)
         except Exception as exc:  # SnapshotError, or anything a damaged file provokes
             log.warning("cachemux: the saved semantic index is not usable (%s: %s); rebuilding it "
                         "from the store", type(exc).__name__, exc)
@@ -805,6 +828,14 @@ class SemanticCache:
         if isinstance(exc, StoreError) and kind != "StoreError":  # e.g. Unavailable: still a store fault
             kind = f"StoreError ({kind})"
         log.warning("cachemux %s failed, served as a miss / dropped: %s: %s%s", op, kind, exc, more)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino
 
 
 def _llm_id(llm_string: str) -> str:

@@ -224,25 +224,32 @@ class VectorIndex:
     @classmethod
     def restore(cls, dim: int, keys: list[str], rows: np.ndarray, labels: np.ndarray | None, next_label: int,
                 ann: Any = None, **options: Any) -> VectorIndex:
-        """The inverse of ``export``: rows and keys as saved, the ANN (already loaded) given as is;
-        ``InvariantError`` when the parts disagree (a damaged or foreign snapshot)."""
+        """The inverse of ``export``: keys as saved, ``rows`` used as they are when writable (a
+        copy-on-write memory map: pages are read when first searched), the ANN (already loaded)
+        given as is; ``InvariantError`` when the parts disagree (a damaged or foreign snapshot).
+        Rows are not scanned for NaN here (that would read them all): a NaN row scores NaN,
+        which ranks last, and the cache re-checks every hit on the entry's stored embedding."""
         ix = cls(dim, **options)
         n = len(keys)
-        if rows.shape != (n, ix.dim) or len(set(keys)) != n:
+        if rows.shape != (n, ix.dim) or rows.dtype != np.float32:
             raise InvariantError(f"vector index snapshot: {rows.shape} rows for {n} keys of dimension {ix.dim}")
-        if not np.all(np.isfinite(rows)):
-            raise InvariantError("vector index snapshot: rows with NaN or infinite values")
-        ix._mat = np.zeros((max(16, n), ix.dim), dtype=np.float32)
-        ix._mat[:n] = rows
-        ix._keys = list(keys)
-        ix._rows = {k: i for i, k in enumerate(keys)}
+        ix._rows = dict(zip(keys, range(n)))
+        if len(ix._rows) != n:
+            raise InvariantError("vector index snapshot: a key saved twice")
+        if n >= 16 and rows.flags.writeable:
+            ix._mat = rows
+        else:
+            ix._mat = np.zeros((max(16, n), ix.dim), dtype=np.float32)
+            ix._mat[:n] = rows
+        ix._keys = keys if isinstance(keys, list) else list(keys)
         ix._next_label = int(next_label)
         if labels is not None and ann is not None:
             if len(labels) != n or len(ann) != n or (n and int(labels.max()) >= ix._next_label):
                 raise InvariantError(f"vector index snapshot: {len(ann)} graph nodes, {len(labels)} labels, {n} rows")
+            lab = labels.tolist()
             ix._ann = ann
-            ix._labels = {k: int(lab) for k, lab in zip(keys, labels)}
-            ix._label_keys = {lab: k for k, lab in ix._labels.items()}
+            ix._labels = dict(zip(keys, lab))
+            ix._label_keys = dict(zip(lab, keys))
             if len(ix._label_keys) != n:
                 raise InvariantError("vector index snapshot: two rows share an ANN label")
         elif ix.ann_threshold is not None and n >= ix.ann_threshold:
@@ -354,13 +361,13 @@ class PartitionedIndex:
 
     def adopt(self, partition: str, ix: VectorIndex) -> None:
         """Install a restored ``VectorIndex`` as ``partition``'s (snapshots; its keys must be new)."""
-        if ix.dim != self.dim or partition in self._parts or any(k in self._where for k in ix.keys()):
+        keys = ix._keys
+        if ix.dim != self.dim or partition in self._parts or (self._where and not self._where.keys().isdisjoint(keys)):
             raise InvariantError(f"partitioned index: cannot adopt partition {partition!r} (dimension "
                                  "or keys clash)")
         if len(ix):
             self._parts[partition] = ix
-            for key in ix.keys():
-                self._where[key] = partition
+            self._where.update(dict.fromkeys(keys, partition))
 
     def search(self, partition: str, vec: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
         ix = self._parts.get(partition)

@@ -14,7 +14,10 @@ No pickle: JSON, safetensors and usearch's format. A new manifest names new data
 reader holding the old manifest never sees a half-written file; the files of older snapshots
 are removed at a later save (once no manifest names them and they are 5 minutes old, so
 another process's snapshot being written is left alone). ``load`` checks sizes and checksums *before* any byte reaches a
-parser (usearch is native code), then the parts against each other: anything wrong raises
+parser (usearch is native code; the graph file is checksummed whole), then the parts against
+each other; the rows are memory-mapped copy-on-write, so loading reads only the key listing
+(checksummed) and the graphs, and a row damaged inside the file can only make its entry miss:
+every semantic hit is decided on the entry's own embedding from the store. Anything wrong raises
 ``SnapshotError`` and the cache logs it and rebuilds from the store. A loaded snapshot is only
 a starting point: the cache replays the store's change log from ``cursor`` (a reset there, e.g.
 the log was trimmed past it or the store was recreated, means a full rebuild), and every
@@ -73,7 +76,7 @@ def save(manifest: Path, index: PartitionedIndex, *, cursor: int, source: str, e
     the snapshot named by ``manifest``; returns the bytes written. OSError propagates."""
     import safetensors.numpy
 
-    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.parent.mkdir(exist_ok=True)  # not its parents: never re-create a deleted store directory
     stem = manifest.stem
     token = secrets.token_hex(6)
     tensors: dict[str, np.ndarray] = {}
@@ -87,8 +90,10 @@ def save(manifest: Path, index: PartitionedIndex, *, cursor: int, source: str, e
         parts.append({"name": name, "keys": keys, "next_label": next_label})
         graphs.append(None if ann is None else _write(manifest.with_name(f"{stem}-{token}-{i}.usearch"),
                                                       bytes(ann.save())))
-    tensors["parts"] = np.frombuffer(json.dumps(parts, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
+    listing = json.dumps(parts, separators=(",", ":")).encode("utf-8")
+    tensors["parts"] = np.frombuffer(listing, dtype=np.uint8)
     data = _write(manifest.with_name(f"{stem}-{token}.safetensors"), safetensors.numpy.save(tensors))
+    data["parts_crc32"] = _crc(listing)
     head = {"format": FORMAT, "version": VERSION, "embedder": embedder, "dim": index.dim, "source": source,
             "cursor": int(cursor), "entries": len(index), "data": data, "graphs": graphs,
             "index_options": _jsonable(index.index_options)}
@@ -119,12 +124,53 @@ def _read(folder: Path, ref: Any) -> bytes:
     return data
 
 
+_DTYPES = {"F32": np.float32, "U64": np.uint64, "U8": np.uint8}
+_MAX_HEADER = 64 << 20
+
+
+def _map(folder: Path, ref: Any) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file (format: 8-byte little-endian header length, JSON header
+    of dtype/shape/data_offsets, raw little-endian data), checked against the file's size: the
+    float32 rows as a copy-on-write memory map (read when first searched), the rest in memory."""
+    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str) or "/" in ref["file"] or ref["file"].startswith("."):
+        raise SnapshotError(f"bad file reference {ref!r:.200}")
+    path = folder / ref["file"]
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size != ref.get("bytes") or not 0 < n <= min(_MAX_HEADER, size - 8):
+                raise SnapshotError(f"{path} is damaged ({size} bytes, expected {ref.get('bytes')}; header {n})")
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc}") from exc
+    except ValueError as exc:
+        raise SnapshotError(f"{path}: damaged header: {exc}") from exc
+    out: dict[str, np.ndarray] = {}
+    base = 8 + n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
+            shape = tuple(int(x) for x in info["shape"])
+            start, end = (int(x) for x in info["data_offsets"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"{path}: bad tensor entry {name!r}: {exc}") from exc
+        count = int(np.prod(shape, dtype=np.int64))
+        if min(shape, default=0) < 0 or end - start != count * dtype.itemsize or start < 0 or base + end > size:
+            raise SnapshotError(f"{path}: tensor {name!r} does not fit the file")
+        if name.startswith("rows.") and count:
+            out[name] = np.memmap(path, dtype=dtype, mode="c", offset=base + start, shape=shape)
+        else:
+            out[name] = np.fromfile(path, dtype=dtype, count=count, offset=base + start).reshape(shape)
+    return out
+
+
 def load(manifest: Path, *, dim: int, source: str, embedder: str, index_options: dict[str, Any]
          ) -> tuple[PartitionedIndex, int] | None:
     """``(index, cursor)`` from the snapshot, or None when there is none; ``SnapshotError`` when
     it is damaged or was made for another store, embedder or index configuration."""
-    import safetensors.numpy
-
     try:
         text = manifest.read_bytes()
     except FileNotFoundError:
@@ -147,11 +193,14 @@ def load(manifest: Path, *, dim: int, source: str, embedder: str, index_options:
         raise SnapshotError(f"{manifest}: bad cursor or graph list")
     folder = manifest.parent
     try:
-        tensors = safetensors.numpy.load(_read(folder, head.get("data")))
-        parts = json.loads(bytes(tensors.pop("parts")).decode("utf-8"))
+        tensors = _map(folder, head.get("data"))
+        listing = tensors.pop("parts")
+        if _crc(listing.tobytes()) != head["data"].get("parts_crc32"):
+            raise SnapshotError(f"{manifest}: the key listing is damaged (checksum mismatch)")
+        parts = json.loads(listing.tobytes().decode("utf-8"))
     except SnapshotError:
         raise
-    except Exception as exc:  # safetensors' or JSON's parse errors
+    except Exception as exc:  # JSON or memory-map errors
         raise SnapshotError(f"{manifest}: unreadable data file: {type(exc).__name__}: {exc}") from exc
     if not isinstance(parts, list) or len(parts) != len(graphs):
         raise SnapshotError(f"{manifest}: {len(graphs)} graphs for the partitions listed")
@@ -161,6 +210,8 @@ def load(manifest: Path, *, dim: int, source: str, embedder: str, index_options:
         for i, (part, graph) in enumerate(zip(parts, graphs)):
             rows = tensors.get(f"rows.{i}")
             labels = tensors.get(f"labels.{i}")
+            if rows is None and not part["keys"]:
+                rows = np.zeros((0, dim), dtype=np.float32)
             if rows is None or rows.dtype != np.float32 or rows.ndim != 2:
                 raise SnapshotError(f"{manifest}: partition {i} has no float32 rows")
             ann = None
@@ -177,7 +228,6 @@ def load(manifest: Path, *, dim: int, source: str, embedder: str, index_options:
             ix = VectorIndex.restore(dim, part["keys"], rows, labels if ann is not None else None,
                                      part["next_label"], ann, **index_options)
             index.adopt(part["name"], ix)
-        index.check_invariants()
     except SnapshotError:
         raise
     except Exception as exc:  # parts that disagree (InvariantError), bad JSON shapes, usearch errors

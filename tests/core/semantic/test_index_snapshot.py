@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cachemux.cache import SemanticCache
+from cachemux.errors import ConfigError
 from cachemux.semantic import Embedder
 from cachemux.semantic.snapshot import SnapshotError, load
 from cachemux.stores import DiskStore, MemoryStore, RedisStore
@@ -154,6 +155,8 @@ def test_memory_store_saves_nothing_and_redis_saves_where_told(tmp_path, embedde
     assert mem.lookup("What's the capital city of France?", LLM) == "a"
     assert not mem.save_index()
     mem.close()
+    with pytest.raises(ConfigError, match="index_path: a MemoryStore keeps no change log"):
+        SemanticCache(MemoryStore(), embedder=embedder, index_path=tmp_path / "mi")
     server = redis_server_factory()
     r = SemanticCache(RedisStore(server.url, namespace="snap"), embedder=embedder, threshold=0.9, index_path=tmp_path / "ri",
                       index_options=OPTS)
