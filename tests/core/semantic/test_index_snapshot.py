@@ -32,15 +32,15 @@ def embedder():
     return Embedder().load()
 
 
-def _filled(tmp_path, embedder, **kw):
-    cache = SemanticCache(DiskStore(tmp_path / "store", capacity=100), embedder=embedder, threshold=0.9, index_options=OPTS, **kw)
+def _filled(tmp_path, embedder, opts=OPTS, **kw):
+    cache = SemanticCache(DiskStore(tmp_path / "store", capacity=100), embedder=embedder, threshold=0.9, index_options=opts, **kw)
     for q in QUESTIONS:
         cache.update(q, LLM, f"answer: {q}")
     return cache
 
 
-def _reopen(tmp_path, embedder, monkeypatch=None, **kw):
-    cache = SemanticCache(DiskStore(tmp_path / "store"), embedder=embedder, threshold=0.9, index_options=OPTS, **kw)
+def _reopen(tmp_path, embedder, monkeypatch=None, opts=OPTS, **kw):
+    cache = SemanticCache(DiskStore(tmp_path / "store"), embedder=embedder, threshold=0.9, index_options=opts, **kw)
     rebuilds = []
     if monkeypatch is not None:
         real = cache._rebuild
@@ -179,4 +179,37 @@ def test_unwritable_snapshot_folder_is_a_logged_fault(tmp_path, embedder):
     cache.update(QUESTIONS[0], LLM, "a")
     assert cache.lookup("What's the capital city of France?", LLM) == "a"
     assert not cache.save_index() and cache.stats()["errors"] == 1
+    cache.close()
+
+
+def test_damaged_row_inside_the_snapshot_never_serves_another_answer(tmp_path, embedder, monkeypatch):
+    """Rows are not checksummed on load (memory-mapped, read when searched): a row overwritten
+    with another question's vector proposes the wrong entry, which the hit-time re-check on the
+    entry's own stored embedding refuses (and repairs in the index). Exact search, so that every
+    row is scored (with the ANN the damaged row's entry would only be missed: its graph node is
+    intact and its row scores low)."""
+    exact = {"ann_threshold": None}
+    first = _filled(tmp_path, embedder, exact)
+    first.save_index()
+    first.close()
+    manifest = _manifest(tmp_path)
+    head = json.loads(manifest.read_text())
+    from cachemux.semantic.snapshot import _map
+
+    tensors = _map(manifest.parent, head["data"])
+    parts = json.loads(tensors["parts"].tobytes())
+    keys = parts[0]["keys"]
+    cache, rebuilds = _reopen(tmp_path, embedder, monkeypatch, exact)
+    france, hamlet = cache.key_for(QUESTIONS[0], LLM), cache.key_for("Who wrote Hamlet?", LLM)
+    rows = np.memmap(manifest.parent / head["data"]["file"], dtype=np.float32, mode="r+",
+                     offset=tensors["rows.0"].offset, shape=tensors["rows.0"].shape)
+    query = "What's the capital city of France?"
+    rows[keys.index(hamlet)] = embedder.embed([query])[0]  # Hamlet's row: the best match of the query
+    rows.flush()
+    del rows, tensors
+    m = cache.match(query, LLM)
+    assert m is not None and m.value == "answer: What is the capital of France?" and m.key == france
+    assert cache.lookup("Who is the author of Hamlet?", LLM) == "answer: Who wrote Hamlet?"  # repaired
+    assert rebuilds == [] and cache.stats()["snapshot_errors"] == 0
+    cache.check_invariants()
     cache.close()
