@@ -118,6 +118,7 @@ PENDING_MAX_AGE_S = 3600.0  # a miss with no update for this long belongs to a c
 _WARN_EVERY_S = 10.0
 SNAPSHOT_MIN_ENTRIES = 1_000  # smaller indexes rebuild in well under a second: not worth a file
 SNAPSHOT_FOLDER = "semantic-index"  # inside a DiskStore's directory
+DRAIN_PER_SYNC = 4  # replayed entries moved into the ANN graph per sync (searched exactly until then)
 _UNSET: Any = object()
 
 
@@ -655,6 +656,7 @@ class SemanticCache:
                     self._index_entry(index, key, self._peek(key))
             self._cursor = cursor
             self._snapshot_changes += len(ops)
+            index.drain(DRAIN_PER_SYNC)
         except Exception as exc:
             self._fault("index sync", exc)
             return
@@ -811,7 +813,9 @@ class SemanticCache:
         index.remove(key)
         if not self._indexable(entry, index.dim):
             return False
-        index.add(key, entry.partition, entry.embedding)  # type: ignore[union-attr,arg-type]
+        # deferred: a replay of thousands of changes must not insert into the HNSW graph one by one
+        # (~5 ms each) before the lookup that triggered it; each sync then drains a few
+        index.add(key, entry.partition, entry.embedding, defer=True)  # type: ignore[union-attr,arg-type]
         return True
 
     def _fault(self, op: str, exc: BaseException) -> None:

@@ -73,6 +73,9 @@ class VectorIndex:
         self._labels: dict[str, int] = {}   # key -> ANN label (stable across row moves)
         self._label_keys: dict[int, str] = {}
         self._next_label = 0
+        # rows not yet in the ANN graph (``add(defer=True)``: a change-log replay), scored exactly
+        # beside the graph's candidates until ``drain`` inserts them (HNSW inserts cost ~1-5 ms each)
+        self._deferred: dict[str, None] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -91,8 +94,9 @@ class VectorIndex:
         return self._mat[self._rows[key]].copy()
 
     # ---- mutation -----------------------------------------------------------------------------
-    def add(self, key: str, vec: np.ndarray) -> None:
-        """Insert or replace ``key``'s vector (normalised here, so any non-zero vector will do)."""
+    def add(self, key: str, vec: np.ndarray, *, defer: bool = False) -> None:
+        """Insert or replace ``key``'s vector (normalised here, so any non-zero vector will do).
+        ``defer``: searchable at once, but put in the ANN graph later by ``drain``."""
         v = self._unit(vec)
         if key in self._rows:
             self.remove(key)
@@ -105,7 +109,10 @@ class VectorIndex:
         self._keys.append(key)
         self._rows[key] = n
         if self._ann is not None:
-            self._ann_add(key, v)
+            if defer:
+                self._deferred[key] = None
+            else:
+                self._ann_add(key, v)
         elif self.ann_threshold is not None and n + 1 >= self.ann_threshold:
             self._build_ann()
 
@@ -158,9 +165,12 @@ class VectorIndex:
             self._rows[moved] = row
         self._keys.pop()
         if self._ann is not None:
-            label = self._labels.pop(key)
-            del self._label_keys[label]
-            self._ann.remove(label)
+            if key in self._deferred:
+                del self._deferred[key]
+            else:
+                label = self._labels.pop(key)
+                del self._label_keys[label]
+                self._ann.remove(label)
             if self.ann_threshold is not None and len(self._keys) < self.ann_threshold // 2:
                 self._drop_ann()
         if len(self._mat) > 64 and len(self._keys) < len(self._mat) // 4:
@@ -184,6 +194,8 @@ class VectorIndex:
             found = self._ann.search(q, max(k, self.ann_candidates))
             rows = np.fromiter((self._rows[self._label_keys[int(lab)]] for lab in found.keys
                                 if int(lab) in self._label_keys), dtype=np.int64)
+            if self._deferred:  # not in the graph yet: every one of them is a candidate
+                rows = np.concatenate([rows, np.fromiter((self._rows[k] for k in self._deferred), dtype=np.int64)])
             if rows.size == 0:
                 return []
             scores = self._mat[rows] @ q
@@ -207,15 +219,27 @@ class VectorIndex:
         if len(self._rows) != n or any(self._rows[k] != i for i, k in enumerate(self._keys)):
             raise InvariantError("vector index: rows and keys disagree")
         if self._ann is not None:
-            if set(self._labels) != set(self._rows) or len(self._ann) != n:
+            if (set(self._labels) | set(self._deferred) != set(self._rows) or len(self._ann) + len(self._deferred) != n
+                    or not self._deferred.keys().isdisjoint(self._labels)):
                 raise InvariantError(f"vector index: ANN holds {len(self._ann)} labels for {n} rows")
         elif self.ann_threshold is not None and n >= self.ann_threshold and _usearch() is not None:
             raise InvariantError(f"vector index: {n} rows past the ANN threshold but no ANN")
 
     # ---- persistence (cachemux.semantic.snapshot) -----------------------------------------------
+    def drain(self, limit: int | None = None) -> int:
+        """Insert up to ``limit`` (None: all) deferred rows into the ANN graph; how many remain."""
+        while self._deferred and (limit is None or limit > 0):
+            key = next(iter(self._deferred))
+            del self._deferred[key]
+            self._ann_add(key, self._mat[self._rows[key]])
+            if limit is not None:
+                limit -= 1
+        return len(self._deferred)
+
     def export(self) -> tuple[list[str], np.ndarray, np.ndarray | None, int, Any]:
         """``(keys, rows, ANN labels per row or None, next label, usearch index or None)``: what a
-        snapshot saves (views, valid until the next mutation)."""
+        snapshot saves (views, valid until the next mutation; deferred rows are inserted first)."""
+        self.drain()
         n = len(self._keys)
         labels = None if self._ann is None else np.fromiter(
             (self._labels[k] for k in self._keys), dtype=np.uint64, count=n)
@@ -271,6 +295,7 @@ class VectorIndex:
         if usearch_index is None:
             return
         n = len(self._keys)
+        self._deferred.clear()
         self._ann = usearch_index.Index(ndim=self.dim, **self.ann_options)
         labels = np.arange(self._next_label, self._next_label + n, dtype=np.uint64)
         self._next_label += n
@@ -291,6 +316,7 @@ class VectorIndex:
 
     def _drop_ann(self) -> None:
         self._ann = None
+        self._deferred.clear()
         self._labels.clear()
         self._label_keys.clear()
 
@@ -319,9 +345,20 @@ class PartitionedIndex:
     def part(self, partition: str) -> VectorIndex | None:
         return self._parts.get(partition)
 
-    def add(self, key: str, partition: str, vec: np.ndarray) -> None:
-        self._index_for([key], partition).add(key, vec)
+    def add(self, key: str, partition: str, vec: np.ndarray, *, defer: bool = False) -> None:
+        self._index_for([key], partition).add(key, vec, defer=defer)
         self._where[key] = partition
+
+    def drain(self, limit: int | None = None) -> int:
+        """Insert up to ``limit`` deferred rows (all partitions) into their ANN graphs; how many remain."""
+        left = 0
+        for ix in self._parts.values():
+            before = len(ix._deferred)
+            after = ix.drain(limit)
+            if limit is not None:
+                limit -= before - after
+            left += after
+        return left
 
     def add_many(self, keys: list[str], partition: str, vecs: np.ndarray) -> None:
         """Bulk ``add`` of many keys into one partition."""

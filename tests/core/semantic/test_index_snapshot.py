@@ -213,3 +213,26 @@ def test_damaged_row_inside_the_snapshot_never_serves_another_answer(tmp_path, e
     assert rebuilds == [] and cache.stats()["snapshot_errors"] == 0
     cache.check_invariants()
     cache.close()
+
+
+def test_deferred_graph_inserts_are_searched_exactly_until_drained():
+    from cachemux.semantic.index import VectorIndex
+
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((40, 16)).astype(np.float32)
+    ix = VectorIndex(16, ann_threshold=10)
+    for i in range(20):
+        ix.add(f"k{i}", vecs[i])
+    assert ix.backend == "usearch"
+    for i in range(20, 40):
+        ix.add(f"k{i}", vecs[i], defer=True)  # in the rows, not yet in the graph
+    ix.check_invariants()
+    assert len(ix._ann) == 20 and ix.search(vecs[33], 1)[0][0] == "k33"
+    assert ix.remove("k33") and ix.search(vecs[33], 1)[0][0] != "k33"
+    ix.check_invariants()
+    assert ix.drain(5) == 14 and len(ix._ann) == 25
+    ix.check_invariants()
+    keys, rows, labels, _, _ = ix.export()  # a snapshot drains the rest first
+    assert ix.drain() == 0 and len(ix._ann) == 39 == len(labels) == len(keys)
+    assert all(ix.search(vecs[i], 1)[0][0] == f"k{i}" for i in range(40) if i != 33)
+    ix.check_invariants()
