@@ -7,6 +7,12 @@ keys (indexed, gone from the store) and missing ones (embedded in the store, not
 Optionally ``--procs`` processes on one DiskStore and one RedisStore, compared after one sync.
 
     PYTHONPATH=.pkgs:. HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python3 benchmarks/stress_index_sync.py --runs 5
+
+Measured 2026-12-01 (2 busy cores, load average 7-10), 8 threads x 300 operations per run:
+before the index lock, runs with drift: disk 2 of 5 and 1 of 10 (1 stray or missing key each),
+memory 0 of 15, disk via asyncio 0 of 5; after: 0 of 15 (disk), 0 of 15 (memory), 0 of 5
+(asyncio); 3 processes x 2 threads on one DiskStore / RedisStore: 0 drift after a sync, before
+and after (the change log already converged them).
 """
 
 from __future__ import annotations
