@@ -38,11 +38,21 @@ is that of the cluster of paraphrases the entry serves, not of one spelling.
    or ``FALLBACK_SECONDS_PER_TOKEN`` (0.01 s) before any observation. ``MissingCostError`` is no
    longer raised here (kept in ``cachemux.errors`` for the policies and for compatibility).
 
-**Index in step with the store.** Our own admissions and evictions update the index directly.
+**Index in step with the store.** Our own admissions and evictions update the index directly,
+in one step with the store operation (an index lock held across both, and across the change-log
+sync and the search), so threads of one cache never leave the index behind the store.
 Stores shared by several processes (disk, Redis) expose a change log: before each semantic
 search the cache reads ``store.changes(cursor)`` and applies it (idempotently: an "add" re-reads
 the entry, a "del" drops it); a ``reset`` rebuilds from ``keys()``. A candidate the store no
-longer holds is dropped from the index and the next candidate is tried.
+longer holds is dropped from the index and the next candidate is tried; a semantic hit is
+decided on the matched entry's own stored embedding.
+
+**Saved index.** With a ``DiskStore`` (or ``index_path=`` for a ``RedisStore``) the index is
+saved beside the store (``cachemux.semantic.snapshot``: JSON + safetensors + usearch files,
+checksummed) after a full rebuild of at least 1,000 entries, at ``close()`` and by
+``save_index()``; a new cache loads it and replays the change log from its position instead of
+re-reading every entry (at 100k entries: see benchmarks/bench_cold_start.py). A damaged,
+foreign or too-old snapshot is logged (``stats()["snapshot_errors"]``) and rebuilt.
 
 **Faults never reach the application.** Any exception from the store (``StoreError``, a Redis
 timeout, a broken disk) in ``lookup`` makes it a miss; in ``update`` the entry is dropped. Both
@@ -69,6 +79,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -77,6 +88,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +98,7 @@ from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, Stor
 from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
+from cachemux.semantic import snapshot
 from cachemux.semantic.bounded import ErrorBound
 from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.keys import check_text, exact_key, model_id, normalize_prompt, partition_id
@@ -107,6 +120,9 @@ PENDING_MAX_AGE_S = 3600.0  # a miss with no update for this long belongs to a c
 MAX_VALUE_BYTES = 1_000_000  # default max_value_bytes: UTF-8 bytes of one stored (serialised) answer
 
 _WARN_EVERY_S = 10.0
+SNAPSHOT_MIN_ENTRIES = 1_000  # smaller indexes rebuild in well under a second: not worth a file
+SNAPSHOT_FOLDER = "semantic-index"  # inside a DiskStore's directory
+DRAIN_PER_SYNC = 4  # replayed entries moved into the ANN graph per sync (searched exactly until then)
 _UNSET: Any = object()
 
 
@@ -166,6 +182,13 @@ class SemanticCache:
     is never served (``stats()["too_large_skipped"]``). ``ttl``: seconds an entry may be served
     after it was written (None: forever); an expired entry is a miss and is deleted when a lookup
     meets it (``stats()["expired"]``); ``purge_expired()`` removes all of this namespace's.
+
+    ``index_path``: ``index_path``: the folder the
+    semantic index is saved in, so a new process loads it and replays the store's change log
+    instead of re-reading every entry (``cachemux.semantic.snapshot``); default (None): for a
+    ``DiskStore`` its ``semantic-index`` subfolder, for other stores nothing is saved; False: never.
+    It is saved after a full rebuild of at least ``SNAPSHOT_MIN_ENTRIES`` entries, at ``close()``
+    when the index changed, and by ``save_index()``.
     """
 
     def __init__(self, store: Store | None = None, *, embedder: TextEmbedder | str | os.PathLike[str] | None = None,
@@ -178,7 +201,8 @@ class SemanticCache:
                  max_pending: int = 10_000, max_value_bytes: int | None = MAX_VALUE_BYTES,
                  ttl: float | None = None,
                  matcher: Matcher | str | os.PathLike[str] | None = None, max_error: float | None = None,
-                 judge: Callable[[str, str], bool | None] | None = None, verify_rate: float = 0.1) -> None:
+                 judge: Callable[[str, str], bool | None] | None = None, verify_rate: float = 0.1,
+                 index_path: str | os.PathLike[str] | bool | None = None) -> None:
         if store is None:
             # an existing default store keeps its own capacity and policy unless they are given
             store = DiskStore(default_store_dir(), capacity, policy)
@@ -237,7 +261,14 @@ class SemanticCache:
             raise ConfigError(f"ttl must be a number of seconds > 0 or None, got {ttl!r}")
         self.ttl = None if ttl is None else check_positive("ttl", ttl)
 
-        self._lock = threading.RLock()
+        self._snapshot_dir = self._index_folder(index_path)
+        self._snapshot_changes = 0  # index mutations since the last snapshot was saved or loaded
+        self._lock = threading.RLock()  # counters, pending misses (short; taken after _index_lock)
+        # the index and the store change together under this lock: a store mutation and the index
+        # update it implies (put -> add/evictions, delete, a vanished candidate), the change-log
+        # sync and the search, so no thread's index update can land after a later one's or after a
+        # sync that already applied the store's newer state (the drift of issue 11, case 5)
+        self._index_lock = threading.RLock()
         self._index: PartitionedIndex | None = None  # built on first semantic use
         self._cursor = 0
         self._synced = False
@@ -252,7 +283,7 @@ class SemanticCache:
         self._counts = dict.fromkeys(
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected", "feedback",
              "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries",
-             "too_large", "too_large_skipped", "expired")
+             "too_large", "too_large_skipped", "expired", "snapshot_errors")
             + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
         self._tokenizer: Any = _UNSET  # the embedder's tokenizer, looked up on first use
         self._loss_logged: set[str] = set()
@@ -470,7 +501,7 @@ class SemanticCache:
         """The nearest candidate the matcher (and, in error-bounded mode, the entry's learned rule)
         accepts. A plain-cosine matcher reads only the store entry it serves; the others peek
         at each candidate's prompt first and count the request only on the one served."""
-        with self._lock:
+        with self._index_lock:
             index = self._ensure_index(len(vec))
             self._sync(index)
             cands = index.search(part, vec, self.candidates)
@@ -485,8 +516,13 @@ class SemanticCache:
                 self._fault("lookup", exc)
                 return None
             if entry is None or entry.partition != part:  # evicted elsewhere, not yet synced
-                with self._lock:
-                    index.remove(mkey)
+                self._recheck(index, mkey)
+                continue
+            # decided on the entry's own stored embedding, not only the index's copy (a loaded
+            # snapshot, a replaced entry): the index proposes, the store's row decides
+            sim = self._similarity(entry, vec)
+            if sim is None or sim < self.matcher.min_cosine:
+                self._recheck(index, mkey)
                 continue
             if not self._servable(mkey, entry):  # too large, or expired
                 continue
@@ -654,16 +690,17 @@ class SemanticCache:
                       meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "llm_id": _llm_id(llm_string),
                             "emb": self._embedder_id,
                             **({"q": text[:PROMPT_KEEP_CHARS]} if vec is not None and text and text != prompt else {})})
-        try:
-            result = self.store.put(key, entry)
-        except Exception as exc:  # a store fault drops the entry; the app goes on
-            self._fault("update", exc)
+        with self._index_lock:  # the put and its index update as one step (see __init__)
+            try:
+                result = self.store.put(key, entry)
+            except Exception as exc:  # a store fault drops the entry; the app goes on
+                self._fault("update", exc)
+                with self._lock:
+                    self._counts["dropped"] += 1
+                return False
             with self._lock:
-                self._counts["dropped"] += 1
-            return False
-        with self._lock:
-            self._counts["admitted" if result.admitted else "rejected"] += 1
-            self._counts["evictions"] += len(result.evicted)
+                self._counts["admitted" if result.admitted else "rejected"] += 1
+                self._counts["evictions"] += len(result.evicted)
             if self._index is not None:
                 for k in result.evicted:
                     self._index.remove(k)
@@ -685,12 +722,12 @@ class SemanticCache:
     def delete(self, prompt: str, llm_string: str) -> bool:
         """Forget the exact entry for ``prompt`` (True if it was cached)."""
         key = self.key_for(prompt, llm_string)
-        try:
-            found = self.store.delete(key)
-        except Exception as exc:
-            self._fault("delete", exc)
-            return False
-        with self._lock:
+        with self._index_lock:
+            try:
+                found = self.store.delete(key)
+            except Exception as exc:
+                self._fault("delete", exc)
+                return False
             if self._index is not None:
                 self._index.remove(key)
         return found
@@ -704,6 +741,10 @@ class SemanticCache:
             raise ConfigError("clear(everything=True) removes every entry; it takes no llm_string")
         llm_id = None if llm_string is None else _llm_id(check_text("llm_string", llm_string))
         removed: list[str] = []
+        with self._index_lock:
+            self._clear(everything, llm_id, llm_string, removed)
+
+    def _clear(self, everything: bool, llm_id: str | None, llm_string: str | None, removed: list[str]) -> None:
         try:
             if everything:
                 self.store.clear()
@@ -716,20 +757,19 @@ class SemanticCache:
                         removed.append(key)
         except Exception as exc:
             self._fault("clear", exc)
-        with self._lock:
-            if self._index is None:
-                return
-            if everything:
-                self._index.clear()
-                self._synced = False  # re-read the store on the next semantic lookup
-            else:
-                for key in removed:
-                    self._index.remove(key)
+        if self._index is None:  # the caller holds _index_lock
+            return
+        if everything:
+            self._index.clear()
+            self._synced = False  # re-read the store on the next semantic lookup
+        else:
+            for key in removed:
+                self._index.remove(key)
 
     def warmup(self) -> SemanticCache:
         """Load the embedding model and build the index now instead of on first use."""
         if self.embedder is not None:
-            with self._lock:
+            with self._index_lock:
                 self._sync(self._ensure_index(self.embedder.dim))
         return self
 
@@ -744,6 +784,7 @@ class SemanticCache:
             s["cost_saved"] = self._cost_saved
             if self.bound is not None:
                 s["bounded"] = self.bound.stats()
+        with self._index_lock:
             s["indexed"] = 0 if self._index is None else len(self._index)
             s["ann_partitions"] = 0 if self._index is None else sum(
                 1 for p in self._index.partitions() if self._index.part(p).backend != "exact")  # type: ignore[union-attr]
@@ -761,20 +802,35 @@ class SemanticCache:
         return s
 
     def check_invariants(self) -> None:
-        """The store's invariants, the index's, and every indexed key held by the store (with
-        several processes, call it when they are quiet)."""
+        """The store's invariants, the index's, and, after a sync, the index holding exactly the
+        store's entries this cache can search: no key the store lost, none of its embedded
+        entries missing (with several processes, call it when they are quiet)."""
         self.store.check_invariants()
-        with self._lock:
+        with self._index_lock:
             if self._index is None:
                 return
             self._sync(self._index)
             self._index.check_invariants()
             keys = set(self.store.keys())
-            stray = [k for k in list(self._index._where) if k not in keys]
+            stray = [k for k in self._index.keys() if k not in keys]
+            missing = [k for k in keys if k not in self._index
+                       and self._indexable(self._peek(k), self._index.dim, count=False)]
         if stray:
             raise InvariantError(f"semantic index holds {len(stray)} keys the store does not, e.g. {stray[0]!r}")
+        if missing:
+            raise InvariantError(f"semantic index lacks {len(missing)} searchable entries of the store, "
+                                 f"e.g. {missing[0]!r}")
 
     def close(self) -> None:
+        """Save the semantic index if it changed since it was last saved or loaded (see
+        ``index_path``), then close the store."""
+        with self._index_lock:
+            index = self._index
+            if index is not None and self._snapshot_dir is not None and self._synced:
+                self._sync(index)
+                manifest = self._snapshot_manifest(index.dim)
+                if self._snapshot_changes or (manifest is not None and not manifest.exists()):
+                    self._save_snapshot(index)
         self.store.close()
 
     def __enter__(self) -> SemanticCache:
@@ -790,22 +846,124 @@ class SemanticCache:
         return self._index
 
     def _sync(self, index: PartitionedIndex) -> None:
-        """Apply the store's change log (caller holds the lock). Faults skip the sync; an entry
-        that cannot be read or indexed is skipped alone (counted), never the whole sync."""
+        """Apply the store's change log (caller holds the index lock). The first sync starts from
+        a saved snapshot when there is a usable one (then replays the log from its position),
+        else rebuilds from the store. Faults skip the sync; an entry that cannot be read or
+        indexed is skipped alone (counted), never the whole sync."""
         try:
+            rebuilt = False
+            if not self._synced:
+                self._load_snapshot(index)
             cursor, ops = self.store.changes(self._cursor)
             if not self._synced or any(op == CHANGES_RESET for op, _ in ops):
+                if self._synced:  # a snapshot older than the retained log, or another store's
+                    log.info("semantic index: change log reset at cursor %d: rebuilding", self._cursor)
                 self._rebuild(index)
                 ops = [(op, k) for op, k in ops if op != CHANGES_RESET]
-                self._synced = True
+                self._synced = rebuilt = True
+                self._snapshot_changes += max(1, len(index))  # any saved snapshot is now behind
             for op, key in ops:
                 if op == "del":
                     index.remove(key)
                 elif op == "add":
                     self._index_entry(index, key, self._peek(key))
             self._cursor = cursor
+            self._snapshot_changes += len(ops)
+            index.drain(DRAIN_PER_SYNC)
         except Exception as exc:
             self._fault("index sync", exc)
+            return
+        if rebuilt and len(index) >= SNAPSHOT_MIN_ENTRIES:
+            self._save_snapshot(index)
+
+    # ---- the saved index (cachemux.semantic.snapshot) -----------------------------------------------
+    def _index_folder(self, index_path: object) -> Path | None:
+        if index_path is False:
+            return None
+        if type(self.store).changes is Store.changes:  # no change log: a snapshot could never be brought up to date
+            if index_path is None:
+                return None
+            raise ConfigError(f"index_path: a {type(self.store).__name__} keeps no change log, so a saved "
+                              "semantic index could not be brought up to date (use index_path=None)")
+        if index_path is None or index_path is True:
+            directory = getattr(self.store, "directory", None) if isinstance(self.store, DiskStore) else None
+            if directory is None:
+                if index_path is True:
+                    raise ConfigError(f"index_path=True needs a DiskStore; for a {type(self.store).__name__} "
+                                      "pass the folder to save the semantic index in")
+                return None
+            return Path(directory) / SNAPSHOT_FOLDER
+        if isinstance(index_path, (str, os.PathLike)) and str(index_path):
+            return Path(index_path).expanduser()
+        raise ConfigError(f"index_path must be a folder path, True, False or None, got {index_path!r}")
+
+    def _snapshot_manifest(self, dim: int) -> Path | None:
+        if self._snapshot_dir is None:
+            return None
+        ident = json.dumps([self._embedder_id, dim, self._index_options], sort_keys=True, default=str)
+        return self._snapshot_dir / f"index-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.json"
+
+    def _snapshot_source(self) -> str:
+        directory = getattr(self.store, "directory", None)
+        if directory is not None:
+            return f"{type(self.store).__name__}:{Path(directory).resolve()}"
+        return f"{type(self.store).__name__}:{getattr(self.store, '_where', '')}"
+
+    def _load_snapshot(self, index: PartitionedIndex) -> bool:
+        """Start ``index`` from the saved snapshot (caller holds the index lock); a damaged or
+        foreign one is logged and ignored (the caller rebuilds)."""
+        manifest = self._snapshot_manifest(index.dim)
+        if manifest is None:
+            return False
+        try:
+            try:
+                seen = _stamp(manifest)
+                found = snapshot.load(manifest, dim=index.dim, source=self._snapshot_source(),
+                                      embedder=self._embedder_id, index_options=self._index_options)
+            except snapshot.SnapshotError:
+                if _stamp(manifest) == seen:
+                    raise
+                # another process saved a new snapshot while we read (and removed the old files): once more
+                found = snapshot.load(manifest, dim=index.dim, source=self._snapshot_source(),
+                                      embedder=self._embedder_id, index_options=self._index_options)
+        except Exception as exc:  # SnapshotError, or anything a damaged file provokes
+            log.warning("cachemux: the saved semantic index is not usable (%s: %s); rebuilding it "
+                        "from the store", type(exc).__name__, exc)
+            with self._lock:
+                self._counts["snapshot_errors"] += 1
+            return False
+        if found is None:
+            return False
+        loaded, cursor = found
+        index.take(loaded)
+        self._cursor, self._synced, self._snapshot_changes = cursor, True, 0
+        log.info("semantic index: %d entries loaded from %s (change-log position %d)", len(index), manifest, cursor)
+        return True
+
+    def _save_snapshot(self, index: PartitionedIndex) -> bool:
+        """Save ``index`` at the current change-log position (caller holds the index lock). A
+        failure (read-only or full disk) is logged, never raised."""
+        manifest = self._snapshot_manifest(index.dim)
+        if manifest is None or not self._synced:
+            return False
+        try:
+            snapshot.save(manifest, index, cursor=self._cursor, source=self._snapshot_source(),
+                          embedder=self._embedder_id)
+        except Exception as exc:
+            self._fault("saving the semantic index", exc)
+            return False
+        self._snapshot_changes = 0
+        return True
+
+    def save_index(self) -> bool:
+        """Build or sync the semantic index and save it now (True if saved; False for an
+        exact-only cache, without a folder for it, or on a fault, which is logged)."""
+        if self.embedder is None or self._snapshot_dir is None:
+            return False
+        with self._index_lock:
+            index = self._ensure_index(self.embedder.dim)
+            self._sync(index)
+            return self._save_snapshot(index)
 
     def _peek(self, key: str) -> Entry | None:
         """The entry for the index, or None when it is unreadable (a corrupt row: counted, skipped).
@@ -813,7 +971,8 @@ class SemanticCache:
         try:
             return self.store.peek(key)
         except CorruptEntryError as exc:
-            self._counts["skipped_entries"] += 1
+            with self._lock:
+                self._counts["skipped_entries"] += 1
             log.debug("cachemux: entry %r skipped by the index: %s", key, exc)
             return None
 
@@ -831,20 +990,45 @@ class SemanticCache:
         if parts:
             log.info("semantic index: %d entries loaded from %s", len(index), type(self.store).__name__)
 
-    def _indexable(self, entry: Entry | None, dim: int) -> bool:
+    def _indexable(self, entry: Entry | None, dim: int, *, count: bool = True) -> bool:
         # gone, exact-only, or embedded by another model: served exactly only
         if entry is None or entry.embedding is None or entry.meta.get("emb") != self._embedder_id:
             return False
         if len(entry.embedding) != dim:  # our model's id but another shape: a damaged row
-            self._counts["skipped_entries"] += 1
+            if count:
+                with self._lock:
+                    self._counts["skipped_entries"] += 1
             return False
         return True
+
+    def _similarity(self, entry: Entry, vec: np.ndarray) -> float | None:
+        """The cosine between ``vec`` and ``entry``'s stored embedding, None if it has none we can use."""
+        e = entry.embedding
+        if e is None or entry.meta.get("emb") != self._embedder_id or e.shape != vec.shape:
+            return None
+        ne, nv = float(np.linalg.norm(e)), float(np.linalg.norm(vec))
+        if not (ne > 0 and nv > 0):
+            return None
+        return float(np.dot(e, vec)) / (ne * nv)
+
+    def _recheck(self, index: PartitionedIndex, key: str) -> None:
+        """A candidate the store no longer served (or under another partition): re-read it under
+        the index lock, so a thread that re-admitted it meanwhile is not undone, and index what
+        the store holds now (nothing, or the entry in its partition). Faults keep the index as
+        it is: the next sync or candidate check corrects it."""
+        with self._index_lock:
+            try:
+                self._index_entry(index, key, self._peek(key))
+            except Exception as exc:
+                self._fault("index check", exc)
 
     def _index_entry(self, index: PartitionedIndex, key: str, entry: Entry | None) -> bool:
         index.remove(key)
         if not self._indexable(entry, index.dim):
             return False
-        index.add(key, entry.partition, entry.embedding)  # type: ignore[union-attr,arg-type]
+        # deferred: a replay of thousands of changes must not insert into the HNSW graph one by one
+        # (~5 ms each) before the lookup that triggered it; each sync then drains a few
+        index.add(key, entry.partition, entry.embedding, defer=True)  # type: ignore[union-attr,arg-type]
         return True
 
     def _fault(self, op: str, exc: BaseException) -> None:
@@ -861,6 +1045,14 @@ class SemanticCache:
         if isinstance(exc, StoreError) and kind != "StoreError":  # e.g. Unavailable: still a store fault
             kind = f"StoreError ({kind})"
         log.warning("cachemux %s failed, served as a miss / dropped: %s: %s%s", op, kind, exc, more)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino
 
 
 def _llm_id(llm_string: str) -> str:

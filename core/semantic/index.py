@@ -73,6 +73,9 @@ class VectorIndex:
         self._labels: dict[str, int] = {}   # key -> ANN label (stable across row moves)
         self._label_keys: dict[int, str] = {}
         self._next_label = 0
+        # rows not yet in the ANN graph (``add(defer=True)``: a change-log replay), scored exactly
+        # beside the graph's candidates until ``drain`` inserts them (HNSW inserts cost ~1-5 ms each)
+        self._deferred: dict[str, None] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -91,8 +94,9 @@ class VectorIndex:
         return self._mat[self._rows[key]].copy()
 
     # ---- mutation -----------------------------------------------------------------------------
-    def add(self, key: str, vec: np.ndarray) -> None:
-        """Insert or replace ``key``'s vector (normalised here, so any non-zero vector will do)."""
+    def add(self, key: str, vec: np.ndarray, *, defer: bool = False) -> None:
+        """Insert or replace ``key``'s vector (normalised here, so any non-zero vector will do).
+        ``defer``: searchable at once, but put in the ANN graph later by ``drain``."""
         v = self._unit(vec)
         if key in self._rows:
             self.remove(key)
@@ -105,7 +109,10 @@ class VectorIndex:
         self._keys.append(key)
         self._rows[key] = n
         if self._ann is not None:
-            self._ann_add(key, v)
+            if defer:
+                self._deferred[key] = None
+            else:
+                self._ann_add(key, v)
         elif self.ann_threshold is not None and n + 1 >= self.ann_threshold:
             self._build_ann()
 
@@ -158,9 +165,12 @@ class VectorIndex:
             self._rows[moved] = row
         self._keys.pop()
         if self._ann is not None:
-            label = self._labels.pop(key)
-            del self._label_keys[label]
-            self._ann.remove(label)
+            if key in self._deferred:
+                del self._deferred[key]
+            else:
+                label = self._labels.pop(key)
+                del self._label_keys[label]
+                self._ann.remove(label)
             if self.ann_threshold is not None and len(self._keys) < self.ann_threshold // 2:
                 self._drop_ann()
         if len(self._mat) > 64 and len(self._keys) < len(self._mat) // 4:
@@ -184,6 +194,8 @@ class VectorIndex:
             found = self._ann.search(q, max(k, self.ann_candidates))
             rows = np.fromiter((self._rows[self._label_keys[int(lab)]] for lab in found.keys
                                 if int(lab) in self._label_keys), dtype=np.int64)
+            if self._deferred:  # not in the graph yet: every one of them is a candidate
+                rows = np.concatenate([rows, np.fromiter((self._rows[k] for k in self._deferred), dtype=np.int64)])
             if rows.size == 0:
                 return []
             scores = self._mat[rows] @ q
@@ -207,10 +219,66 @@ class VectorIndex:
         if len(self._rows) != n or any(self._rows[k] != i for i, k in enumerate(self._keys)):
             raise InvariantError("vector index: rows and keys disagree")
         if self._ann is not None:
-            if set(self._labels) != set(self._rows) or len(self._ann) != n:
+            if (set(self._labels) | set(self._deferred) != set(self._rows) or len(self._ann) + len(self._deferred) != n
+                    or not self._deferred.keys().isdisjoint(self._labels)):
                 raise InvariantError(f"vector index: ANN holds {len(self._ann)} labels for {n} rows")
         elif self.ann_threshold is not None and n >= self.ann_threshold and _usearch() is not None:
             raise InvariantError(f"vector index: {n} rows past the ANN threshold but no ANN")
+
+    # ---- persistence (cachemux.semantic.snapshot) -----------------------------------------------
+    def drain(self, limit: int | None = None) -> int:
+        """Insert up to ``limit`` (None: all) deferred rows into the ANN graph; how many remain."""
+        while self._deferred and (limit is None or limit > 0):
+            key = next(iter(self._deferred))
+            del self._deferred[key]
+            self._ann_add(key, self._mat[self._rows[key]])
+            if limit is not None:
+                limit -= 1
+        return len(self._deferred)
+
+    def export(self) -> tuple[list[str], np.ndarray, np.ndarray | None, int, Any]:
+        """``(keys, rows, ANN labels per row or None, next label, usearch index or None)``: what a
+        snapshot saves (views, valid until the next mutation; deferred rows are inserted first)."""
+        self.drain()
+        n = len(self._keys)
+        labels = None if self._ann is None else np.fromiter(
+            (self._labels[k] for k in self._keys), dtype=np.uint64, count=n)
+        return list(self._keys), self._mat[:n], labels, self._next_label, self._ann
+
+    @classmethod
+    def restore(cls, dim: int, keys: list[str], rows: np.ndarray, labels: np.ndarray | None, next_label: int,
+                ann: Any = None, **options: Any) -> VectorIndex:
+        """The inverse of ``export``: keys as saved, ``rows`` used as they are when writable (a
+        copy-on-write memory map: pages are read when first searched), the ANN (already loaded)
+        given as is; ``InvariantError`` when the parts disagree (a damaged or foreign snapshot).
+        Rows are not scanned for NaN here (that would read them all): a NaN row scores NaN,
+        which ranks last, and the cache re-checks every hit on the entry's stored embedding."""
+        ix = cls(dim, **options)
+        n = len(keys)
+        if rows.shape != (n, ix.dim) or rows.dtype != np.float32:
+            raise InvariantError(f"vector index snapshot: {rows.shape} rows for {n} keys of dimension {ix.dim}")
+        ix._rows = dict(zip(keys, range(n)))
+        if len(ix._rows) != n:
+            raise InvariantError("vector index snapshot: a key saved twice")
+        if n >= 16 and rows.flags.writeable:
+            ix._mat = rows
+        else:
+            ix._mat = np.zeros((max(16, n), ix.dim), dtype=np.float32)
+            ix._mat[:n] = rows
+        ix._keys = keys if isinstance(keys, list) else list(keys)
+        ix._next_label = int(next_label)
+        if labels is not None and ann is not None:
+            if len(labels) != n or len(ann) != n or (n and int(labels.max()) >= ix._next_label):
+                raise InvariantError(f"vector index snapshot: {len(ann)} graph nodes, {len(labels)} labels, {n} rows")
+            lab = labels.tolist()
+            ix._ann = ann
+            ix._labels = dict(zip(keys, lab))
+            ix._label_keys = dict(zip(lab, keys))
+            if len(ix._label_keys) != n:
+                raise InvariantError("vector index snapshot: two rows share an ANN label")
+        elif ix.ann_threshold is not None and n >= ix.ann_threshold:
+            ix._build_ann()  # saved without its graph: build it (slow, but correct)
+        return ix
 
     # ---- internals ----------------------------------------------------------------------------
     def _unit(self, vec: np.ndarray) -> np.ndarray:
@@ -227,6 +295,7 @@ class VectorIndex:
         if usearch_index is None:
             return
         n = len(self._keys)
+        self._deferred.clear()
         self._ann = usearch_index.Index(ndim=self.dim, **self.ann_options)
         labels = np.arange(self._next_label, self._next_label + n, dtype=np.uint64)
         self._next_label += n
@@ -247,6 +316,7 @@ class VectorIndex:
 
     def _drop_ann(self) -> None:
         self._ann = None
+        self._deferred.clear()
         self._labels.clear()
         self._label_keys.clear()
 
@@ -266,15 +336,29 @@ class PartitionedIndex:
     def __contains__(self, key: object) -> bool:
         return key in self._where
 
+    def keys(self) -> Iterator[str]:
+        return iter(list(self._where))
+
     def partitions(self) -> dict[str, int]:
         return {p: len(ix) for p, ix in self._parts.items()}
 
     def part(self, partition: str) -> VectorIndex | None:
         return self._parts.get(partition)
 
-    def add(self, key: str, partition: str, vec: np.ndarray) -> None:
-        self._index_for([key], partition).add(key, vec)
+    def add(self, key: str, partition: str, vec: np.ndarray, *, defer: bool = False) -> None:
+        self._index_for([key], partition).add(key, vec, defer=defer)
         self._where[key] = partition
+
+    def drain(self, limit: int | None = None) -> int:
+        """Insert up to ``limit`` deferred rows (all partitions) into their ANN graphs; how many remain."""
+        left = 0
+        for ix in self._parts.values():
+            before = len(ix._deferred)
+            after = ix.drain(limit)
+            if limit is not None:
+                limit -= before - after
+            left += after
+        return left
 
     def add_many(self, keys: list[str], partition: str, vecs: np.ndarray) -> None:
         """Bulk ``add`` of many keys into one partition."""
@@ -303,6 +387,24 @@ class PartitionedIndex:
         if not len(ix):
             del self._parts[partition]
         return True
+
+    def take(self, other: PartitionedIndex) -> None:
+        """Become ``other`` (a loaded snapshot), leaving it empty: callers holding this object
+        see the new contents."""
+        if other.dim != self.dim:
+            raise ConfigError(f"index dimension {other.dim} is not {self.dim}")
+        self._parts, self._where = other._parts, other._where
+        other._parts, other._where = {}, {}
+
+    def adopt(self, partition: str, ix: VectorIndex) -> None:
+        """Install a restored ``VectorIndex`` as ``partition``'s (snapshots; its keys must be new)."""
+        keys = ix._keys
+        if ix.dim != self.dim or partition in self._parts or (self._where and not self._where.keys().isdisjoint(keys)):
+            raise InvariantError(f"partitioned index: cannot adopt partition {partition!r} (dimension "
+                                 "or keys clash)")
+        if len(ix):
+            self._parts[partition] = ix
+            self._where.update(dict.fromkeys(keys, partition))
 
     def search(self, partition: str, vec: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
         ix = self._parts.get(partition)

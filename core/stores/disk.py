@@ -883,8 +883,12 @@ class DiskStore(Store):
             return self.peek(key)
         try:
             return self._get(key)
-        except Unavailable as exc:  # timed out on the lock now, or recently (the breaker is open)
-            # the committed value is still readable (WAL): serve it, uncounted, rather than wait
+        except StoreError as exc:
+            # Unavailable: timed out on the lock now, or recently (the breaker is open); any other
+            # fault of the hit's accounting write (disk full, read-only file): the committed value
+            # is still readable (WAL): serve it, uncounted, rather than wait or miss
+            if isinstance(exc, (CorruptEntryError, StoreGoneError)) or self._cache is None:
+                raise  # a damaged entry, or a directory deleted/replaced under us: not servable
             self._uncounted += 1
             now = time.monotonic()
             if now - self._last_warning >= 10.0:

@@ -1,0 +1,246 @@
+"""The semantic index saved beside its store, so a new process need not rebuild it.
+
+A snapshot is three kinds of file in one folder (for a ``DiskStore``: ``<store>/semantic-index``):
+
+* ``<name>.json``: the manifest, replaced atomically (temp file + ``os.replace``) and written
+  last: format and version, the embedder id and dimension, the store's identity and its
+  change-log position (``cursor``) the index reflects, and for every data file its size and CRC-32;
+* ``<name>-<token>.safetensors``: every partition's float32 rows (the exact vectors the threshold
+  is decided on), ANN labels, and the keys and partition names as JSON bytes;
+* ``<name>-<token>-<i>.usearch``: usearch's own file of partition ``i``'s HNSW graph (only for
+  partitions past the ANN threshold; rebuilding one costs tens of seconds at 100k entries).
+
+No pickle: JSON, safetensors and usearch's format. A new manifest names new data files, so a
+reader holding the old manifest never sees a half-written file; the files of older snapshots
+are removed at a later save (once no manifest names them and they are 5 minutes old, so
+another process's snapshot being written is left alone). ``load`` checks sizes and checksums *before* any byte reaches a
+parser (usearch is native code; the graph file is checksummed whole), then the parts against
+each other; the rows are memory-mapped copy-on-write, so loading reads only the key listing
+(checksummed) and the graphs, and a row damaged inside the file can only make its entry miss:
+every semantic hit is decided on the entry's own embedding from the store. Anything wrong raises
+``SnapshotError`` and the cache logs it and rebuilds from the store. A loaded snapshot is only
+a starting point: the cache replays the store's change log from ``cursor`` (a reset there, e.g.
+the log was trimmed past it or the store was recreated, means a full rebuild), and every
+semantic hit is re-checked against the matched entry's own stored embedding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cachemux.errors import CacheMuxError
+from cachemux.semantic.index import PartitionedIndex, VectorIndex, _usearch
+
+__all__ = ["FORMAT", "SnapshotError", "load", "save"]
+
+FORMAT = "cachemux-semantic-index"
+VERSION = 1
+# data files no manifest names are removed once this old: younger ones may belong to a snapshot
+# another process is writing right now
+ORPHAN_AGE_S = 300.0
+
+
+class SnapshotError(CacheMuxError):
+    """A snapshot that is missing parts, damaged, or made for another store or embedder."""
+
+
+def _crc(data: bytes) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def _write(path: Path, data: bytes) -> dict[str, Any]:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return {"file": path.name, "bytes": len(data), "crc32": _crc(data)}
+
+
+def save(manifest: Path, index: PartitionedIndex, *, cursor: int, source: str, embedder: str) -> int:
+    """Write ``index`` (reflecting the store ``source`` up to change-log position ``cursor``) as
+    the snapshot named by ``manifest``; returns the bytes written. OSError propagates."""
+    import safetensors.numpy
+
+    manifest.parent.mkdir(exist_ok=True)  # not its parents: never re-create a deleted store directory
+    stem = manifest.stem
+    token = secrets.token_hex(6)
+    tensors: dict[str, np.ndarray] = {}
+    parts: list[dict[str, Any]] = []
+    graphs: list[dict[str, Any] | None] = []
+    for i, name in enumerate(index.partitions()):
+        keys, rows, labels, next_label, ann = index.part(name).export()  # type: ignore[union-attr]
+        tensors[f"rows.{i}"] = np.ascontiguousarray(rows, dtype=np.float32)
+        if labels is not None:
+            tensors[f"labels.{i}"] = labels
+        parts.append({"name": name, "keys": keys, "next_label": next_label})
+        graphs.append(None if ann is None else _write(manifest.with_name(f"{stem}-{token}-{i}.usearch"),
+                                                      bytes(ann.save())))
+    listing = json.dumps(parts, separators=(",", ":")).encode("utf-8")
+    tensors["parts"] = np.frombuffer(listing, dtype=np.uint8)
+    data = _write(manifest.with_name(f"{stem}-{token}.safetensors"), safetensors.numpy.save(tensors))
+    data["parts_crc32"] = _crc(listing)
+    head = {"format": FORMAT, "version": VERSION, "embedder": embedder, "dim": index.dim, "source": source,
+            "cursor": int(cursor), "entries": len(index), "data": data, "graphs": graphs,
+            "index_options": _jsonable(index.index_options)}
+    _write(manifest, (json.dumps(head, indent=1) + "\n").encode("utf-8"))
+    written = data["bytes"] + sum(g["bytes"] for g in graphs if g)
+    keep = {data["file"]} | {g["file"] for g in graphs if g}
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):  # what the manifest names now
+        now = json.loads(manifest.read_bytes())  # (another process may have replaced ours meanwhile)
+        keep |= {now["data"]["file"]} | {g["file"] for g in now["graphs"] if g}
+    cutoff = time.time() - ORPHAN_AGE_S
+    for old in manifest.parent.glob(f"{stem}-*"):  # earlier snapshots' files, unless being written
+        with contextlib.suppress(OSError):
+            if old.name not in keep and old.stat().st_mtime < cutoff:
+                old.unlink()
+    return written
+
+
+def _read(folder: Path, ref: Any) -> bytes:
+    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str) or "/" in ref["file"] or ref["file"].startswith("."):
+        raise SnapshotError(f"bad file reference {ref!r:.200}")
+    path = folder / ref["file"]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc}") from exc
+    if len(data) != ref.get("bytes") or _crc(data) != ref.get("crc32"):
+        raise SnapshotError(f"{path} is damaged ({len(data)} bytes, expected {ref.get('bytes')}; checksum mismatch)")
+    return data
+
+
+_DTYPES = {"F32": np.float32, "U64": np.uint64, "U8": np.uint8}
+_MAX_HEADER = 64 << 20
+
+
+def _map(folder: Path, ref: Any) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file (format: 8-byte little-endian header length, JSON header
+    of dtype/shape/data_offsets, raw little-endian data), checked against the file's size: the
+    float32 rows as a copy-on-write memory map (read when first searched), the rest in memory."""
+    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str) or "/" in ref["file"] or ref["file"].startswith("."):
+        raise SnapshotError(f"bad file reference {ref!r:.200}")
+    path = folder / ref["file"]
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size != ref.get("bytes") or not 0 < n <= min(_MAX_HEADER, size - 8):
+                raise SnapshotError(f"{path} is damaged ({size} bytes, expected {ref.get('bytes')}; header {n})")
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc}") from exc
+    except ValueError as exc:
+        raise SnapshotError(f"{path}: damaged header: {exc}") from exc
+    out: dict[str, np.ndarray] = {}
+    base = 8 + n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
+            shape = tuple(int(x) for x in info["shape"])
+            start, end = (int(x) for x in info["data_offsets"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"{path}: bad tensor entry {name!r}: {exc}") from exc
+        count = int(np.prod(shape, dtype=np.int64))
+        if min(shape, default=0) < 0 or end - start != count * dtype.itemsize or start < 0 or base + end > size:
+            raise SnapshotError(f"{path}: tensor {name!r} does not fit the file")
+        if name.startswith("rows.") and count:
+            out[name] = np.memmap(path, dtype=dtype, mode="c", offset=base + start, shape=shape)
+        else:
+            out[name] = np.fromfile(path, dtype=dtype, count=count, offset=base + start).reshape(shape)
+    return out
+
+
+def load(manifest: Path, *, dim: int, source: str, embedder: str, index_options: dict[str, Any]
+         ) -> tuple[PartitionedIndex, int] | None:
+    """``(index, cursor)`` from the snapshot, or None when there is none; ``SnapshotError`` when
+    it is damaged or was made for another store, embedder or index configuration."""
+    try:
+        text = manifest.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {manifest}: {exc}") from exc
+    try:
+        head = json.loads(text)
+    except ValueError as exc:
+        raise SnapshotError(f"{manifest} is not valid JSON: {exc}") from exc  # (UnicodeDecodeError too)
+    if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("version") != VERSION:
+        raise SnapshotError(f"{manifest} is not a version-{VERSION} {FORMAT} manifest")
+    for field, want in (("embedder", embedder), ("dim", dim), ("source", source),
+                        ("index_options", _jsonable(index_options))):
+        if head.get(field) != want:
+            raise SnapshotError(f"{manifest} was made for {field}={head.get(field)!r:.200}, not {want!r:.200}")
+    cursor = head.get("cursor")
+    graphs = head.get("graphs")
+    if isinstance(cursor, bool) or not isinstance(cursor, int) or not isinstance(graphs, list):
+        raise SnapshotError(f"{manifest}: bad cursor or graph list")
+    folder = manifest.parent
+    try:
+        tensors = _map(folder, head.get("data"))
+        listing = tensors.pop("parts")
+        if _crc(listing.tobytes()) != head["data"].get("parts_crc32"):
+            raise SnapshotError(f"{manifest}: the key listing is damaged (checksum mismatch)")
+        parts = json.loads(listing.tobytes().decode("utf-8"))
+    except SnapshotError:
+        raise
+    except Exception as exc:  # JSON or memory-map errors
+        raise SnapshotError(f"{manifest}: unreadable data file: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(parts, list) or len(parts) != len(graphs):
+        raise SnapshotError(f"{manifest}: {len(graphs)} graphs for the partitions listed")
+    index = PartitionedIndex(dim, **index_options)
+    usearch_index = None
+    try:
+        for i, (part, graph) in enumerate(zip(parts, graphs)):
+            rows = tensors.get(f"rows.{i}")
+            labels = tensors.get(f"labels.{i}")
+            if rows is None and not part["keys"]:
+                rows = np.zeros((0, dim), dtype=np.float32)
+            if rows is None or rows.dtype != np.float32 or rows.ndim != 2:
+                raise SnapshotError(f"{manifest}: partition {i} has no float32 rows")
+            ann = None
+            if graph is not None:
+                if labels is None or labels.dtype != np.uint64:
+                    raise SnapshotError(f"{manifest}: partition {i} has a graph but no labels")
+                usearch_index = usearch_index or _usearch()
+                if usearch_index is not None:
+                    blob = _read(folder, graph)
+                    ann = usearch_index.Index(ndim=dim, **_ann_options(index_options))
+                    ann.load(blob)
+                    if ann.ndim != dim:
+                        raise SnapshotError(f"{manifest}: graph {i} has dimension {ann.ndim}")
+            ix = VectorIndex.restore(dim, part["keys"], rows, labels if ann is not None else None,
+                                     part["next_label"], ann, **index_options)
+            index.adopt(part["name"], ix)
+    except SnapshotError:
+        raise
+    except Exception as exc:  # parts that disagree (InvariantError), bad JSON shapes, usearch errors
+        raise SnapshotError(f"{manifest}: inconsistent snapshot: {type(exc).__name__}: {exc}") from exc
+    if len(index) != head.get("entries"):
+        raise SnapshotError(f"{manifest}: {len(index)} entries, the manifest says {head.get('entries')!r}")
+    return index, cursor
+
+
+def _ann_options(index_options: dict[str, Any]) -> dict[str, Any]:
+    probe = VectorIndex(1, **index_options)
+    return probe.ann_options
+
+
+def _jsonable(options: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(options, sort_keys=True, default=str))
