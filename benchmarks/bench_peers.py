@@ -272,11 +272,18 @@ def bench_gptcache(size: int, probes: dict[str, Any], embedder, threshold: float
     return out
 
 
-def bench_semantic(sizes: list[int], queries: int, rounds: int, quality_pairs: int, seed: int) -> dict[str, Any]:
+def bench_semantic(sizes: list[int], queries: int, rounds: int, quality_pairs: int, seed: int,
+                   caches: list[str]) -> dict[str, Any]:
     from cachemux.semantic import DEFAULT_THRESHOLD, Embedder
 
     embedder = Embedder().load()
     probes = bench_cache.load_probes(queries, DEFAULT_THRESHOLD, embedder, seed)
+    onnx = onnx_probes = None
+    if "cachemux-onnx" in caches:  # the same probes, the cached questions' vectors from the ONNX model
+        from cachemux.semantic.onnx_embedder import OnnxEmbedder
+
+        onnx = OnnxEmbedder().load()
+        onnx_probes = dict(probes, cached_vecs=onnx.embed(probes["cached"]))
     args = argparse.Namespace(seed=seed, rounds=rounds)
     out: dict[str, Any] = {"threshold": DEFAULT_THRESHOLD, "queries": len(probes["cached"]), "rounds": rounds,
                            "runs": []}
@@ -285,13 +292,16 @@ def bench_semantic(sizes: list[int], queries: int, rounds: int, quality_pairs: i
     atexit.register(shutil.rmtree, tmp, True)
     if True:
         for size in sizes:
-            order = ["cachemux", "gptcache", "inmemory", "sqlite"]
+            order = [c for c in ("cachemux", "cachemux-onnx", "gptcache", "inmemory", "sqlite") if c in caches]
             shift = sizes.index(size) % len(order)  # a different first cache per size
             for name in order[shift:] + order[:shift]:
                 before = rss_mb()
                 if name == "cachemux":
                     r = bench_cache.bench_ours(size, probes, embedder, args, "memory", tmp)
                     r["cache"] = "cachemux SemanticCache (memory store)"
+                elif name == "cachemux-onnx":
+                    r = bench_cache.bench_ours(size, onnx_probes, onnx, args, "memory", tmp)
+                    r["cache"] = "cachemux SemanticCache + OnnxEmbedder (memory store)"
                 elif name == "gptcache":
                     r = bench_gptcache(size, probes, embedder, DEFAULT_THRESHOLD, tmp, rounds)
                 elif name == "inmemory":
@@ -323,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=None)
     ap.add_argument("--quality-pairs", type=int, default=None)
     ap.add_argument("--skip", default="", help="'policies' or 'semantic'")
+    ap.add_argument("--caches", default="cachemux,cachemux-onnx,gptcache,inmemory,sqlite",
+                    help="semantic caches to run (cachemux-onnx: with the int8 ONNX embedder)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args(argv)
@@ -339,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     if "semantic" not in args.skip:
         report["semantic"] = bench_semantic(sizes, args.queries or (50 if args.quick else 200), rounds,
                                             args.quality_pairs if args.quality_pairs is not None else (400 if args.quick else 2000),
-                                            args.seed)
+                                            args.seed, args.caches.split(","))
     report["machine"]["load_at_end"] = load()
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print_tables(report)
@@ -372,6 +384,13 @@ def print_tables(report: dict[str, Any]) -> None:
             fill = r.get("fill_s", r.get("fill_and_probe_s", "-"))
             print(f"| {r['cache']} | {r['size']:,} | {f('exact_hit')} | {f('semantic_hit')} | {f('miss')} | "
                   f"{r.get('semantic_recall', '-')} | {fill} | {r.get('rss_growth_mb', '-')} |")
+        print("\n| cachemux | N | CacheMuxCache exact hit p50 / p99 ms | CacheMuxCache paraphrase hit p50 / p99 ms "
+              "| embedding alone p50 / p99 ms | index |\n|---|---|---|---|---|---|")
+        for r in sem["runs"]:
+            if "adapter_exact_hit" in r:
+                print(f"| {r['cache']} | {r['size']:,} | {r['adapter_exact_hit']['p50_ms']:.3f} / {r['adapter_exact_hit']['p99_ms']:.3f} "
+                      f"| {r['adapter_semantic_hit']['p50_ms']:.2f} / {r['adapter_semantic_hit']['p99_ms']:.2f} "
+                      f"| {r['embedding_alone']['p50_ms']:.2f} / {r['embedding_alone']['p99_ms']:.2f} | {r['index_backend']} |")
         q = sem.get("quality")
         if q:
             print(f"\nQQP test, {q['pairs']} pairs ({q['duplicates']} duplicates): "
