@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
+from heapq import heappop, heappush
 from typing import ClassVar
 
+from cachemux.errors import check_cost
 from cachemux.estimators.frequency import FrequencyEstimator
 from cachemux.policies.base import Policy
-from cachemux.policies.heap import LazyHeap
+from cachemux.policies.heap import STALE, LazyHeap
 
 __all__ = ["FrequencyPolicy"]
+
+_INF = math.inf
+# a cached key's heap record: [priority, seq, N, C, S] (LazyHeap's two fields, then the
+# frequency it is ranked by, its latest cost (None unless use_cost) and its size)
+_N, _C, _S = 2, 3, 4
 
 
 class FrequencyPolicy(Policy):
@@ -36,19 +44,18 @@ class FrequencyPolicy(Policy):
         self.admission = admission
         # counts rescaled by decay re-rank the cached keys through the callback (rare)
         self._freq = FrequencyEstimator(half_life, on_rescale=self._rescaled) if history else None
-        # the frequency each cached key is ranked by: its in-cache count (history=False) or its
-        # history count as of its last request, floored at one request for a key admitted
-        # without ever being looked up (history=True)
-        self._n: dict[Hashable, float] = {}
-        self._cost: dict[Hashable, float] = {}  # latest cost per cached key (use_cost)
+        # per cached key, in its heap record: the frequency it is ranked by (its in-cache count
+        # with history=False, or its history count as of its last request, floored at one
+        # request for a key admitted without ever being looked up, with history=True), its
+        # latest cost (use_cost) and its size
         self._use_cost = self.use_cost  # faster on the instance, read on every request
         self._heap = LazyHeap()
 
     def frequency(self, key: Hashable) -> float:
         """The frequency this policy ranks ``key`` by (0 if never seen)."""
-        n = self._n.get(key)
-        if n is not None:
-            return n
+        rec = self._heap._entry.get(key)
+        if rec is not None:
+            return rec[_N]
         return self._freq.count(key) if self._freq is not None else 0.0
 
     def priority(self, key: Hashable) -> float:
@@ -67,22 +74,148 @@ class FrequencyPolicy(Policy):
 
     def _rescaled(self, f: float) -> None:
         """The estimator multiplied every count by ``f`` (decay): scale the cached keys' and re-rank."""
-        n, cost, push = self._n, self._cost, self._heap.push
+        heap = self._heap
         for k, s in self._sizes.items():
-            n[k] *= f
-            push(k, self._score(n[k], cost.get(k), s))
+            rec = heap.record(k)
+            rec[_N] *= f
+            heap.push(k, self._score(rec[_N], rec[_C], s))
+
+    def replay(self, keys: Iterable[Hashable], costs: Iterable[float] | None = None,
+               sizes: Iterable[float] | None = None) -> int:
+        """``Policy.replay`` with the hooks, the counting and the heap written into one loop.
+
+        The same operations in the same order as ``access`` per request (so the same hits,
+        admissions, evictions and tie-break sequence numbers); only the method calls and
+        attribute look-ups are gone. Sized traces and decayed counts take the generic loop.
+        """
+        freq = self._freq
+        aware = self._aware
+        if sizes is not None or (aware and costs is None) or (freq is not None and freq._growth != 1.0):
+            return super().replay(keys, costs, sizes)
+        counts = freq._counts if freq is not None else None
+        total = freq.total if freq is not None else 0.0
+        cached = self._sizes
+        lh = self._heap
+        heap, entries = lh._heap, lh._entry
+        seq = lh._seq
+        use_cost, admission = self._use_cost, self.admission
+        capacity = self.capacity
+        fits = capacity >= 1
+        used = self.used
+        hits = misses = evicted = 0
+        pairs = zip(keys, itertools.repeat(None)) if costs is None else zip(keys, costs)
+        try:
+            for key, cost in pairs:
+                rec = entries.get(key)  # every cached key has a record, and only they
+                if rec is not None:
+                    if cost is not None and aware and not (cost.__class__ is float and 0.0 <= cost < _INF):
+                        cost = check_cost(key, cost)
+                    hits += 1
+                    if counts is None:
+                        n = rec[2] + 1.0
+                    else:  # FrequencyEstimator.observe, no decay
+                        n = counts[key] = counts.get(key, 0.0) + 1.0
+                        total += 1.0
+                    rec[2] = n
+                    if use_cost:
+                        if cost is None:
+                            cost = rec[3]
+                        else:
+                            rec[3] = cost
+                        prio = n * cost / rec[4]
+                    else:
+                        prio = n / rec[4]
+                    seq += 1  # LazyHeap.push(key, prio)
+                    if prio >= rec[0]:
+                        rec[0] = prio
+                        rec[1] = seq
+                        continue
+                    old = rec
+                    rec = old.copy()
+                    old[1] = STALE
+                    rec[0] = prio
+                    rec[1] = seq
+                else:
+                    if aware and not (cost.__class__ is float and 0.0 <= cost < _INF):
+                        cost = check_cost(key, cost)
+                    misses += 1
+                    if counts is not None:
+                        n = counts[key] = counts.get(key, 0.0) + 1.0
+                        total += 1.0
+                    else:
+                        n = 1.0
+                    if not fits:
+                        continue
+                    if admission and used + 1 > capacity:  # _should_admit
+                        mine = n * cost if use_cost else n
+                        e = heap[0]  # LazyHeap.peek
+                        if e[1] != e[3][1]:
+                            e = lh._top()
+                        if e[0] >= mine:
+                            continue
+                        if used - cached[e[2]] + 1 > capacity:  # several victims (sized entries)
+                            self.used = used
+                            ok = self._should_admit(key, cost, 1)
+                            heap = lh._heap  # its preview may have compacted the heap
+                            if not ok:
+                                continue
+                    if used + 1 > capacity:  # evict until it fits (Policy._place)
+                        while used + 1 > capacity:
+                            e = heap[0]  # LazyHeap.pop_entry
+                            if e[1] != e[3][1]:
+                                e = lh._top()
+                            heappop(heap)
+                            victim = e[2]
+                            del entries[victim]
+                            if len(heap) > 2 * len(entries) + 64:
+                                lh._compact()
+                                heap = lh._heap
+                            used -= cached.pop(victim)
+                            if not cached:
+                                used = 0.0
+                            evicted += 1
+                    cached[key] = 1
+                    used = used + 1
+                    seq += 1  # LazyHeap.push(key, score, n, cost, 1)
+                    if use_cost:
+                        prio = n * cost
+                        rec = [prio, seq, n, cost, 1]
+                    else:
+                        prio = n
+                        rec = [prio, seq, n, None, 1]
+                entries[key] = rec
+                heappush(heap, (prio, seq, key, rec))
+                if len(heap) > 2 * len(entries) + 64:
+                    lh._compact()
+                    heap = lh._heap
+        finally:
+            lh._seq = seq
+            self.used = used
+            if freq is not None:
+                freq.total = total
+            self.hits += hits
+            self.misses += misses
+            self.evictions += evicted
+        return hits
 
     def _on_hit(self, key: Hashable, cost: float | None) -> None:
         freq = self._freq
-        n = self._n[key] = self._n[key] + 1.0 if freq is None else freq.observe(key)
+        heap = self._heap
+        if freq is None:
+            rec = heap.record(key)
+            n = rec[_N] = rec[_N] + 1.0
+        else:
+            n = freq.observe(key)  # may rescale (decay), which re-ranks: read the record after
+            rec = heap.record(key)
+            rec[_N] = n
         if self._use_cost:
             if cost is None:
-                cost = self._cost[key]
+                cost = rec[_C]
             else:
-                self._cost[key] = cost  # validated by Policy
-            self._heap.push(key, n * cost / self._sizes[key])
+                rec[_C] = cost  # validated by Policy
+            heap.push(key, n * cost / rec[_S])
         else:
-            self._heap.push(key, n / self._sizes[key])
+            heap.push(key, n / rec[_S])
 
     def _on_miss(self, key: Hashable, cost: float | None) -> None:
         if self._freq is not None:
@@ -119,34 +252,28 @@ class FrequencyPolicy(Policy):
         return ok
 
     def _insert(self, key: Hashable, cost: float | None, size: float) -> None:
-        n = self._n[key] = self._new_count(key)
-        if self._use_cost:
-            self._cost[key] = cost  # type: ignore[assignment]
-        self._heap.push(key, self._score(n, cost, size))
+        n = self._new_count(key)
+        self._heap.push(key, self._score(n, cost, size), n, cost if self._use_cost else None, size)
 
     def _pop_victim(self) -> Hashable:
-        key = self._heap.pop_entry()[2]
-        del self._n[key]
-        self._cost.pop(key, None)
-        return key
+        return self._heap.pop_entry()[2]
 
     def _forget(self, key: Hashable) -> None:
         self._heap.remove(key)
-        del self._n[key]
-        self._cost.pop(key, None)
 
     def _check(self) -> None:
         self._heap.check()
         if len(self._heap) != len(self._sizes) or any(k not in self._heap for k in self._sizes):
             raise AssertionError("priority heap and entry map disagree")
-        if self._n.keys() != self._sizes.keys():
-            raise AssertionError("frequency map and entry map disagree")
         freq = self._freq
         for k, s in self._sizes.items():
-            n = self._n[k]
+            rec = self._heap.record(k)
+            n = rec[_N]
+            if rec[_S] != s:
+                raise AssertionError(f"record of {k!r} has size {rec[_S]}, entry map {s}")
             if freq is not None and freq.count(k) and not math.isclose(n, freq.count(k), rel_tol=1e-9):
                 raise AssertionError(f"{k!r} is ranked by frequency {n}, its count is {freq.count(k)}")
-            want = self._score(n, self._cost.get(k), s)
+            want = self._score(n, rec[_C], s)
             got = self._heap.priority(k)
             if abs(want - got) > 1e-9 * max(1.0, abs(want)):
                 raise AssertionError(f"stale priority for {k!r}: heap has {got}, should be {want}")

