@@ -88,6 +88,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--live-alphas", type=float, nargs="+", default=None,
                     help="alphas served live (default: all of --alphas; quick: 0.8)")
     ap.add_argument("--replot", action="store_true")
+    ap.add_argument("--live-only", action="store_true",
+                    help="keep the grid of the report at --json (same query set) and run only the live part")
     a = ap.parse_args(argv)
     q = a.quick
     a.large = a.large or (a.medium if q else "qwen2.5-coder-1.5b")
@@ -368,15 +370,38 @@ def main(argv: list[str] | None = None) -> int:
     if a.large != a.medium:
         sets[f"{a.small}/{a.medium}/{a.large}"] = {"small": a.small, "medium": a.medium, "large": a.large}
     grid, live, protocols = [], [], {}
+    built = {}
+    old = json.loads(a.json.read_text()) if a.live_only and a.json.is_file() else None
+    if a.live_only and old is None:
+        raise SystemExit(f"--live-only needs an earlier report at {a.json}")
     for label, roles in sets.items():
         p, info = build_protocol(store, roles, a.queries)
+        built[label] = (p, roles, info)
         protocols[label] = info
         log(f"protocol {label}: {info['queries']} queries ({info['small_right']} small-right of "
             f"{info['test_measured']} measured), accuracy on them {info['query_accuracy']}, "
             f"predictor AUC {info['predictor_auc']}")
+        if old is not None:
+            if old["protocols"].get(label, {}).get("query_ids") != info["query_ids"]:
+                raise SystemExit(f"--live-only: the report's {label} query set differs from today's; rerun the grid")
+            continue
         grid += run_grid(p, a, label, log)
-        if label == next(iter(sets)) and a.live_requests:
-            live += run_live(p, roles, info, a, label, log)
+    if old is not None:
+        grid = old["grid"]
+    _write_report(a, acc, protocols, grid, live, t0, log)
+    if a.live_requests:
+        label = next(iter(sets))
+        p, roles, info = built[label]
+        for row in run_live(p, roles, info, a, label, log):
+            live.append(row)
+            _write_report(a, acc, protocols, grid, live, t0, log)
+    return 0
+
+
+def _write_report(a: argparse.Namespace, acc: list, protocols: dict, grid: list, live: list, t0: float,
+                  log) -> None:
+    """The JSON report (config, accuracy, protocols, grid, live, verdicts, flat rows) and the plots;
+    written after the grid and again after each live run."""
     verdict = []
     for r in grid:
         if "cache" in r and (r["cache"], r["selector"]) == OURS:
@@ -388,9 +413,10 @@ def main(argv: list[str] | None = None) -> int:
             verdict.append({"models": r["models"], "unit": r["unit"], "alpha": r["alpha"], "ratio": ratio,
                             "target": target, "met": ratio >= target, "accuracy_drop_pt": 100 * drop,
                             "accuracy_met": drop <= TARGET_ACC_DROP})
-            log(f"  LEC+trained {r['models']} {r['unit']:<7} alpha {r['alpha']}: {ratio:.2f}x (target {target}x) "
-                f"{'MET' if ratio >= target else 'missed'}; accuracy {100 * r['accuracy']:.1f}% vs always-large "
-                f"{100 * base['accuracy']:.1f}% ({'MET' if drop <= TARGET_ACC_DROP else 'missed'})")
+            if not live:
+                log(f"  LEC+trained {r['models']} {r['unit']:<7} alpha {r['alpha']}: {ratio:.2f}x (target {target}x) "
+                    f"{'MET' if ratio >= target else 'missed'}; accuracy {100 * r['accuracy']:.1f}% vs always-large "
+                    f"{100 * base['accuracy']:.1f}% ({'MET' if drop <= TARGET_ACC_DROP else 'missed'})")
     report = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
               "accuracy": acc, "protocols": protocols, "grid": grid, "live": live, "targets": verdict,
               "seconds": time.perf_counter() - t0}
@@ -407,13 +433,14 @@ def main(argv: list[str] | None = None) -> int:
 
     rows += [{"alpha": r["alpha"], "models": r["models"], "cache": r["cache"], "selector": r["selector"],
               "unit": r["unit"], "latency_ratio": live_ratio(r, "latency_s"), "flops_ratio": live_ratio(r, "flops"),
-              "accuracy": r["live"]["accuracy"],
+              "cpu_ratio": live_ratio(r, "cpu_s"), "accuracy": r["live"]["accuracy"],
               "live": True, "latency_live_over_replay": r["latency_live_over_replay"],
-              "mismatches": r["live"]["mismatches"]} for r in live]
+              "cpu_live_over_replay": r["cpu_live_over_replay"], "mismatches": r["live"]["mismatches"]} for r in live]
     report["rows"] = rows
-    a.json.write_text(json.dumps(report, indent=1, default=float))
+    tmp = a.json.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=float))
+    os.replace(tmp, a.json)
     log(f"wrote {a.json} and {', '.join(report['plots'])}")
-    return 0
 
 
 if __name__ == "__main__":
