@@ -85,7 +85,7 @@ def test_exact_hit_needs_no_embedding_and_semantic_hit_counts_on_the_match(spy):
     assert m.key == cache.key_for(Q1, LLM) and spy.calls == 1
     assert cache.lookup(Q2, LLM) is None
     # P(q) per cluster: the matched entry's frequency counts the paraphrase (1 + 2 exact + 1 semantic)
-    assert cache.store.policy._freq[m.key] == 4
+    assert cache.store.policy.frequency(m.key) == 4
     s = cache.stats()
     assert (s["exact_hits"], s["semantic_hits"], s["misses"], s["hits"]) == (2, 1, 2, 3)
     assert s["cost_saved"] == pytest.approx(6.0) and s["entries"] == 1 and s["indexed"] == 1
