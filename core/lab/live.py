@@ -244,6 +244,12 @@ class Tally:
     def accuracy(self) -> float:
         return self.correct / self.requests if self.requests else math.nan
 
+    def charge(self, run: Mapping[str, Any]) -> None:
+        """Add one model call: ``run`` holds its ``latency`` and ``flops`` (and ``cpu``, default 0)."""
+        self.latency += float(run["latency"])
+        self.cpu += float(run.get("cpu", 0.0))
+        self.flops += float(run["flops"])
+
     def as_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "hits": self.hits, "hit_rate": self.hits / max(1, self.requests),
                 "latency_s": self.latency, "cpu_s": self.cpu, "flops": self.flops, "paper_cost": self.cost,

@@ -220,14 +220,9 @@ class Protocol:
                     if live:
                         _, meta = runs.pop(0)
                         tally.mismatches += meta["text"] != self.records[role][i]["answer"]
-                        tally.latency += meta["latency"]
-                        tally.cpu += meta.get("cpu", 0.0)
-                        tally.flops += meta["flops"]
+                        tally.charge(meta)
                     else:
-                        r = self.records[role][i]
-                        tally.latency += float(r["latency"])
-                        tally.cpu += float(r.get("cpu", 0.0))
-                        tally.flops += float(r["flops"])
+                        tally.charge(self.records[role][i])
                 tally.answered[rec["model"]] += 1
             tally.correct += is_correct(self.gold[i], out.text if hasattr(out, "text") else str(out.content))
             if progress is not None:
@@ -249,9 +244,7 @@ class Protocol:
             i = self.index[q]
             r = self.records[role][i]
             tally.calls[role] += 1
-            tally.latency += float(r["latency"])
-            tally.cpu += float(r.get("cpu", 0.0))
-            tally.flops += float(r["flops"])
+            tally.charge(r)
             return Generation((role, r["answer"]), self.unit_cost(unit, role, i), self.correct[role][i], 1)
 
         engine = JointEngine(policy_for(cache, capacity), selector, generate, store={}, detail=False)

@@ -94,11 +94,8 @@ def serve_llamaindex(p: Protocol, trace: Sequence[int], cache: str, selector: Se
             tally.hits += 1
         else:
             for role in rec["models_run"]:
-                r = p.records[role][i]
                 tally.calls[role] += 1
-                tally.latency += float(r["latency"])
-                tally.cpu += float(r.get("cpu", 0.0))
-                tally.flops += float(r["flops"])
+                tally.charge(p.records[role][i])
             tally.answered[rec["model"]] += 1
         tally.correct += is_correct(p.gold[i], out.message.content or "")
     tally.wall = time.perf_counter() - t0
