@@ -150,7 +150,9 @@ class Protocol:
 
     def selector(self, name: str, unit: str, *, seed: int = 0) -> Selector:
         """A fresh selector: "large", "cascade", "medium-large" (static routes), "trained" (the
-        predictor, no exploration), "oracle", "noisy-<accuracy>" (the paper's knob, e.g.
+        predictor, no exploration), "trained-explore" (the same predictor, one imagined success
+        for a route not yet tried on a query: a returning query tries the cascade once and the
+        judge's verdict is learned), "oracle", "noisy-<accuracy>" (the paper's knob, e.g.
         "noisy-0.8", seeded by ``seed``)."""
         routes = list(self.routes.values())
         if name in self.routes:
@@ -161,15 +163,16 @@ class Protocol:
             acc = float(name.split("-", 1)[1])
             return make_selector("noisy-oracle", routes, self.truth(unit), acc, rng=random.Random(seed),
                                  penalty=self.penalty)
-        if name == "trained":
+        if name in ("trained", "trained-explore"):
             if self.predictor is None or unit not in self.prior:
                 raise ConfigError(f"the trained selector needs predictor= and prior[{unit!r}]")
             sel = make_selector("trained", self.predictor, routes, dict(self.prior[unit]), penalty=self.penalty,
-                                explore=0.0)
+                                explore=1.0 if name == "trained-explore" else 0.0)
             if hasattr(sel, "prime"):
                 sel.prime(list(self.texts))
             return sel
-        raise UnknownNameError("selector", name, (*self.routes, "trained", "oracle", "noisy-<accuracy>"))
+        raise UnknownNameError("selector", name, (*self.routes, "trained", "trained-explore", "oracle",
+                                                 "noisy-<accuracy>"))
 
     # ---- serving ----------------------------------------------------------------------------
     def recorded_models(self) -> dict[str, RecordedChatModel]:

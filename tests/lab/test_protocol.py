@@ -189,3 +189,26 @@ def test_live_router_answers_equal_the_measured_records(tmp_path) -> None:
     assert t.correct == sum(is_correct(it.gold, r["answer"]) for it, r in zip([items[i] for i in (0, 1, 0, 2)],
                                                                             [recs[i] for i in (0, 1, 0, 2)]))
     assert t.latency > 0 and t.flops == pytest.approx(sum(recs[i]["flops"] for i in (0, 1, 2)))
+
+
+def test_trained_explore_tries_the_cascade_once_and_learns() -> None:
+    # a predictor unsure of the small model (p = 0.5): the cascade's expected latency
+    # 0.15 + 0.5 x 2 x 1.5 = 1.65 s is above the large model's 1.5 s, so "trained" sends q0 to the
+    # large model every time; "trained-explore" prices the untried small model at (0.5 + 1) / 2 =
+    # 0.75 (0.9 s), tries the cascade, the judge accepts the small answer, and the observed success
+    # keeps q0 on the cascade (capacity 0.5: every request misses)
+    import numpy as np
+
+    from cachemux.multiplexer.predictor import PredictorConfig, QualityPredictor
+
+    cfg = PredictorConfig(("small", "large"), embedding_dim=0, text_features=("log_chars",))
+    pred = QualityPredictor(cfg, {"feature_mean": np.zeros(1), "feature_std": np.ones(1),
+                                  "out.weight": np.zeros((2, 1)), "out.bias": np.array([0.0, 3.0])})
+    prior = {"latency": {"small": 0.15, "large": 1.5}}
+    p = Protocol(TEXTS, GOLD_LETTERS, _records(), prior=prior, predictor=pred)
+    trace = [0] * 6
+    plain = p.serve_engine(trace, "lfu", p.selector("trained", "latency"), 0.5, "latency")
+    assert plain.calls == {"small": 0, "large": 6}
+    explore = p.serve_engine(trace, "lfu", p.selector("trained-explore", "latency"), 0.5, "latency")
+    assert explore.calls == {"small": 6, "large": 0} and explore.correct == 6
+    assert explore.latency < plain.latency
