@@ -90,10 +90,17 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--live-requests", type=int, default=None)
     ap.add_argument("--live-alphas", type=float, nargs="+", default=None,
                     help="alphas served live (default: all of --alphas; quick: 0.8)")
+    ap.add_argument("--live-methods", nargs="+", default=["lfu+large", "lec+trained"],
+                    help="cache+selector pairs served live (default: lfu+large lec+trained)")
     ap.add_argument("--replot", action="store_true")
     ap.add_argument("--live-only", action="store_true",
                     help="keep the grid of the report at --json (same query set) and run only the live part")
     a = ap.parse_args(argv)
+    methods = dict.fromkeys(MAIN + KNOB)
+    a.live_methods = [tuple(m.split("+", 1)) for m in a.live_methods]
+    for m in a.live_methods:
+        if m not in methods:
+            ap.error(f"--live-methods: unknown {'+'.join(m)!r}; known: {['+'.join(k) for k in methods]}")
     q = a.quick
     a.large = a.large or (a.medium if q else "qwen2.5-coder-1.5b")
     a.requests = a.requests or (10_000 if not q else 5_000)
@@ -265,9 +272,9 @@ def run_grid(p: Protocol, a: argparse.Namespace, label: str, log) -> list[dict[s
 
 def run_live(p: Protocol, roles: dict[str, str], info: dict, a: argparse.Namespace, label: str,
              log) -> list[dict[str, Any]]:
-    """LFU+large and LEC+trained served live (real generation on every miss) through the router, on
-    the first ``live_requests`` requests of seed 0's trace at each live alpha, beside the replay of
-    the same requests. Each finished (alpha, method) is kept in ``<json>.live.json`` (keyed by the
+    """``--live-methods`` (default LFU+large and LEC+trained) served live (real generation on every
+    miss) through the router, on the first ``live_requests`` requests of seed 0's trace at each
+    live alpha, beside the replay of the same requests. Each finished (alpha, method) is kept in ``<json>.live.json`` (keyed by the
     query set, models and sizes), so an interrupted run resumes where it stopped."""
     from tqdm import tqdm
 
@@ -281,7 +288,7 @@ def run_live(p: Protocol, roles: dict[str, str], info: dict, a: argparse.Namespa
     out = []
     for alpha in a.live_alphas:
         trace = _trace(len(p.texts), alpha, a.requests, 0)[:a.live_requests]
-        for cache, sel in (BASE, OURS):
+        for cache, sel in a.live_methods:
             unit = "latency"
             tag = f"{label}|{alpha}|{cache}|{sel}|{unit}"
             rep = p.serve(trace, cache, p.selector(sel, unit), a.cache_size, unit).as_dict()
