@@ -93,6 +93,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--live-methods", nargs="+", default=["lfu+large", "lec+trained"],
                     help="cache+selector pairs served live (default: lfu+large lec+trained)")
     ap.add_argument("--replot", action="store_true")
+    ap.add_argument("--table", action="store_true", help="print the report at --json as Markdown tables and exit")
     ap.add_argument("--live-only", action="store_true",
                     help="keep the grid of the report at --json (same query set) and run only the live part")
     a = ap.parse_args(argv)
@@ -316,6 +317,40 @@ def run_live(p: Protocol, roles: dict[str, str], info: dict, a: argparse.Namespa
     return out
 
 
+def _tables(report: dict[str, Any]) -> str:
+    """The grid as Markdown: per model set, a row per method, latency / CPU / FLOPs ratios to
+    LFU+large and accuracy minus always-large's (points) per alpha; then the live rows."""
+    rows = [r for r in report["grid"] if "cache" in r]
+    out = []
+    for label in dict.fromkeys(r["models"] for r in rows):
+        rs = [r for r in rows if r["models"] == label]
+        alphas = sorted({r["alpha"] for r in rs})
+        out += [f"`{label}`:", "", "| cache+selector | " + " | ".join(
+            f"α={al}: latency / CPU / FLOPs / Δacc" for al in alphas) + " |", "|---" * (len(alphas) + 1) + "|"]
+        for m in dict.fromkeys((r["cache"], r["selector"]) for r in rs):
+            cells = []
+            for al in alphas:
+                lat = next(r for r in rs if r["unit"] == "latency" and r["alpha"] == al and (r["cache"], r["selector"]) == m)
+                fl = next(r for r in rs if r["unit"] == "flops" and r["alpha"] == al and (r["cache"], r["selector"]) == m)
+                cells.append(f"{lat['latency_ratio']:.2f}x / {lat['cpu_ratio']:.2f}x / {fl['flops_ratio']:.2f}x / "
+                             f"{lat['accuracy_vs_base_pt']:+.1f}")
+            name = f"{m[0].upper()}+{m[1]}"
+            out.append(f"| {'**' + name + '**' if m in (OURS, EXPLORE) else name} | " + " | ".join(cells) + " |")
+        out.append("")
+    live = report.get("live") or []
+    if live:
+        out += ["| live: models, α, cache+selector | requests | calls | hits | answers differ | live / replay wall | "
+                "live / replay CPU | load |", "|---|---|---|---|---|---|---|---|"]
+        for r in live:
+            v = r["live"]
+            out.append(f"| {r['models']}, {r['alpha']}, {r['cache'].upper()}+{r['selector']} | {v['requests']} | "
+                       f"{sum(v['calls'].values())} ({', '.join(f'{k} {n}' for k, n in v['calls'].items())}) | "
+                       f"{v['hits']} (replay {r['replay_same_prefix']['hits']}) | {v['mismatches']} | "
+                       f"{r['latency_live_over_replay']:.2f} | {r['cpu_live_over_replay']:.2f} | "
+                       f"{v.get('load1_start', float('nan')):.1f}-{v.get('load1_end', float('nan')):.1f} |")
+    return "\n".join(out)
+
+
 def _plot(report: dict[str, Any], out: Path) -> list[str]:
     from cachemux.sim.plots import pyplot
 
@@ -356,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
     if a.replot:
         print("\n".join(_plot(json.loads(a.json.read_text()), a.json)))
+        return 0
+    if a.table:
+        print(_tables(json.loads(a.json.read_text())))
         return 0
     t0 = time.perf_counter()
 
