@@ -212,3 +212,9 @@ def test_trained_explore_tries_the_cascade_once_and_learns() -> None:
     explore = p.serve_engine(trace, "lfu", p.selector("trained-explore", "latency"), 0.5, "latency")
     assert explore.calls == {"small": 6, "large": 0} and explore.correct == 6
     assert explore.latency < plain.latency
+    for sel in ("trained", "trained-explore"):  # the router path learns the same way
+        a = p.serve(trace + [1, 0, 1], "lec", p.selector(sel, "latency"), 1, "latency").as_dict()
+        b = p.serve_engine(trace + [1, 0, 1], "lec", p.selector(sel, "latency"), 1, "latency").as_dict()
+        assert {k: a[k] for k in ("hits", "correct", "calls", "answered")} == \
+            {k: b[k] for k in ("hits", "correct", "calls", "answered")}, sel
+        assert a["paper_cost"] == pytest.approx(b["paper_cost"]), sel
