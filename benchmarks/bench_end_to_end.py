@@ -276,7 +276,8 @@ def run_live(p: Protocol, roles: dict[str, str], info: dict, a: argparse.Namespa
     """``--live-methods`` (default LFU+large and LEC+trained) served live (real generation on every
     miss) through the router, on the first ``live_requests`` requests of seed 0's trace at each
     live alpha, beside the replay of the same requests. Each finished (alpha, method) is kept in ``<json>.live.json`` (keyed by the
-    query set, models and sizes), so an interrupted run resumes where it stopped."""
+    query set, models and sizes), so an interrupted run resumes where it stopped; the finished runs of
+    other alphas and methods found there are reported too."""
     from tqdm import tqdm
 
     from cachemux.lab.records import JsonRecords
@@ -287,33 +288,37 @@ def run_live(p: Protocol, roles: dict[str, str], info: dict, a: argparse.Namespa
                         "live_requests": a.live_requests, "cache_size": a.cache_size})
     models = None
     out = []
-    for alpha in a.live_alphas:
+    unit = "latency"
+    todo = [(alpha, cache, sel) for alpha in a.live_alphas for cache, sel in a.live_methods]
+    for tag in done.records:  # runs finished earlier (other alphas or methods) are reported too
+        lab, alpha, cache, sel, u = tag.split("|")
+        if lab == label and u == unit and (float(alpha), cache, sel) not in todo:
+            todo.append((float(alpha), cache, sel))
+    for alpha, cache, sel in sorted(todo, key=lambda x: (x[0], [*MAIN, *KNOB].index((x[1], x[2])))):
         trace = _trace(len(p.texts), alpha, a.requests, 0)[:a.live_requests]
-        for cache, sel in a.live_methods:
-            unit = "latency"
-            tag = f"{label}|{alpha}|{cache}|{sel}|{unit}"
-            rep = p.serve(trace, cache, p.selector(sel, unit), a.cache_size, unit).as_dict()
-            if tag not in done.records:
-                if models is None:
-                    models = {r: LocalChatModel(m, max_tokens=1, temperature=0.0) for r, m in roles.items()}
-                bar = tqdm(total=len(trace), desc=f"live {label} a={alpha} {cache}+{sel}", mininterval=10)
-                load0 = os.getloadavg()[0]
-                live = p.serve(trace, cache, p.selector(sel, unit), a.cache_size, unit, models=models,
-                               progress=bar.update).as_dict()
-                bar.close()
-                live["load1_start"], live["load1_end"] = load0, os.getloadavg()[0]
-                done.records[tag] = live
-                done.save()
-            live = done.records[tag]
-            out.append({"models": label, "unit": unit, "alpha": alpha, "cache": cache, "selector": sel,
-                        "requests": len(trace), "live": live, "replay_same_prefix": rep,
-                        "latency_live_over_replay": live["latency_s"] / rep["latency_s"] if rep["latency_s"] else None,
-                        "cpu_live_over_replay": live["cpu_s"] / rep["cpu_s"] if rep["cpu_s"] else None,
-                        "same_hits_and_accuracy": live["hits"] == rep["hits"] and live["correct"] == rep["correct"]})
-            log(f"  live {label} a={alpha} {cache}+{sel}: {live['requests']} requests, {live['calls']} calls, "
-                f"{live['mismatches']} answers differ from the records, live/replay latency "
-                f"{out[-1]['latency_live_over_replay']:.3f} (CPU {out[-1]['cpu_live_over_replay']:.3f}), "
-                f"load {live.get('load1_start', float('nan')):.1f}-{live.get('load1_end', float('nan')):.1f}")
+        tag = f"{label}|{alpha}|{cache}|{sel}|{unit}"
+        rep = p.serve(trace, cache, p.selector(sel, unit), a.cache_size, unit).as_dict()
+        if tag not in done.records:
+            if models is None:
+                models = {r: LocalChatModel(m, max_tokens=1, temperature=0.0) for r, m in roles.items()}
+            bar = tqdm(total=len(trace), desc=f"live {label} a={alpha} {cache}+{sel}", mininterval=10)
+            load0 = os.getloadavg()[0]
+            live = p.serve(trace, cache, p.selector(sel, unit), a.cache_size, unit, models=models,
+                           progress=bar.update).as_dict()
+            bar.close()
+            live["load1_start"], live["load1_end"] = load0, os.getloadavg()[0]
+            done.records[tag] = live
+            done.save()
+        live = done.records[tag]
+        out.append({"models": label, "unit": unit, "alpha": alpha, "cache": cache, "selector": sel,
+                    "requests": len(trace), "live": live, "replay_same_prefix": rep,
+                    "latency_live_over_replay": live["latency_s"] / rep["latency_s"] if rep["latency_s"] else None,
+                    "cpu_live_over_replay": live["cpu_s"] / rep["cpu_s"] if rep["cpu_s"] else None,
+                    "same_hits_and_accuracy": live["hits"] == rep["hits"] and live["correct"] == rep["correct"]})
+        log(f"  live {label} a={alpha} {cache}+{sel}: {live['requests']} requests, {live['calls']} calls, "
+            f"{live['mismatches']} answers differ from the records, live/replay latency "
+            f"{out[-1]['latency_live_over_replay']:.3f} (CPU {out[-1]['cpu_live_over_replay']:.3f}), "
+            f"load {live.get('load1_start', float('nan')):.1f}-{live.get('load1_end', float('nan')):.1f}")
     return out
 
 
