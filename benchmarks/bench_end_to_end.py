@@ -314,12 +314,21 @@ def run_live(p: Protocol, roles: dict[str, str], info: dict, a: argparse.Namespa
                     "requests": len(trace), "live": live, "replay_same_prefix": rep,
                     "latency_live_over_replay": live["latency_s"] / rep["latency_s"] if rep["latency_s"] else None,
                     "cpu_live_over_replay": live["cpu_s"] / rep["cpu_s"] if rep["cpu_s"] else None,
+                    # the same calls' recorded costs (runs from before this field have none)
+                    "latency_live_over_records": (live["latency_s"] / live["recorded_latency_s"]
+                                                  if live.get("recorded_latency_s") else None),
+                    "cpu_live_over_records": (live["cpu_s"] / live["recorded_cpu_s"]
+                                              if live.get("recorded_cpu_s") else None),
                     "same_hits_and_accuracy": live["hits"] == rep["hits"] and live["correct"] == rep["correct"]})
         log(f"  live {label} a={alpha} {cache}+{sel}: {live['requests']} requests, {live['calls']} calls, "
             f"{live['mismatches']} answers differ from the records, live/replay latency "
             f"{out[-1]['latency_live_over_replay']:.3f} (CPU {out[-1]['cpu_live_over_replay']:.3f}), "
             f"load {live.get('load1_start', float('nan')):.1f}-{live.get('load1_end', float('nan')):.1f}")
     return out
+
+
+def _two(x: float | None, y: float | None) -> str:
+    return "n/a (not recorded)" if x is None or y is None else f"{x:.2f} / {y:.2f}"
 
 
 def _tables(report: dict[str, Any]) -> str:
@@ -345,13 +354,15 @@ def _tables(report: dict[str, Any]) -> str:
     live = report.get("live") or []
     if live:
         out += ["| live: models, α, cache+selector | requests | calls | hits | answers differ | live / replay wall | "
-                "live / replay CPU | load |", "|---|---|---|---|---|---|---|---|"]
+                "live / replay CPU | live / records of the same calls, wall / CPU | load |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in live:
             v = r["live"]
             out.append(f"| {r['models']}, {r['alpha']}, {r['cache'].upper()}+{r['selector']} | {v['requests']} | "
                        f"{sum(v['calls'].values())} ({', '.join(f'{k} {n}' for k, n in v['calls'].items())}) | "
                        f"{v['hits']} (replay {r['replay_same_prefix']['hits']}) | {v['mismatches']} | "
                        f"{r['latency_live_over_replay']:.2f} | {r['cpu_live_over_replay']:.2f} | "
+                       f"{_two(r.get('latency_live_over_records'), r.get('cpu_live_over_records'))} | "
                        f"{v.get('load1_start', float('nan')):.1f}-{v.get('load1_end', float('nan')):.1f} |")
     return "\n".join(out)
 
@@ -490,7 +501,10 @@ def _write_report(a: argparse.Namespace, acc: list, protocols: dict, grid: list,
               "unit": r["unit"], "latency_ratio": live_ratio(r, "latency_s"), "flops_ratio": live_ratio(r, "flops"),
               "cpu_ratio": live_ratio(r, "cpu_s"), "accuracy": r["live"]["accuracy"],
               "live": True, "latency_live_over_replay": r["latency_live_over_replay"],
-              "cpu_live_over_replay": r["cpu_live_over_replay"], "mismatches": r["live"]["mismatches"]} for r in live]
+              "cpu_live_over_replay": r["cpu_live_over_replay"],
+              "latency_live_over_records": r.get("latency_live_over_records"),
+              "cpu_live_over_records": r.get("cpu_live_over_records"), "mismatches": r["live"]["mismatches"]}
+             for r in live]
     report["rows"] = rows
     tmp = a.json.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=1, default=float))

@@ -239,6 +239,8 @@ class Tally:
     answered: dict[str, int] = field(default_factory=lambda: {"small": 0, "large": 0})
     wall: float = 0.0
     mismatches: int = 0  # live: answers that differ from the records
+    recorded_latency: float = 0.0  # live: what the records say the same calls took (wall)
+    recorded_cpu: float = 0.0  # live: ... and in CPU seconds
 
     @property
     def accuracy(self) -> float:
@@ -254,7 +256,8 @@ class Tally:
         return {"requests": self.requests, "hits": self.hits, "hit_rate": self.hits / max(1, self.requests),
                 "latency_s": self.latency, "cpu_s": self.cpu, "flops": self.flops, "paper_cost": self.cost,
                 "correct": self.correct, "accuracy": self.accuracy, "calls": dict(self.calls),
-                "answered": dict(self.answered), "wall_s": self.wall, "mismatches": self.mismatches}
+                "answered": dict(self.answered), "wall_s": self.wall, "mismatches": self.mismatches,
+                "recorded_latency_s": self.recorded_latency, "recorded_cpu_s": self.recorded_cpu}
 
 
 def policy_for(cache: str, capacity: int) -> Policy:

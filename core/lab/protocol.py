@@ -222,7 +222,10 @@ class Protocol:
                     tally.calls[role] += 1
                     if live:
                         _, meta = runs.pop(0)
-                        tally.mismatches += meta["text"] != self.records[role][i]["answer"]
+                        recorded = self.records[role][i]
+                        tally.mismatches += meta["text"] != recorded["answer"]
+                        tally.recorded_latency += float(recorded["latency"])
+                        tally.recorded_cpu += float(recorded.get("cpu", 0.0))
                         tally.charge(meta)
                     else:
                         tally.charge(self.records[role][i])

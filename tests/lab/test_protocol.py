@@ -178,8 +178,8 @@ def test_live_router_answers_equal_the_measured_records(tmp_path) -> None:
     items = load_items(["nutrition"])[:3]
     store = MMLUMeasurements(tmp_path / "m.json", store_key())
     measure_mmlu(items, {"smollm2-135m": get_model("smollm2-135m")}, store)
-    recs = [{**store.get(it.qid, "smollm2-135m"), "latency": store.get(it.qid, "smollm2-135m")["latency"][0]}
-            for it in items]
+    recs = [{**store.get(it.qid, "smollm2-135m"), "latency": store.get(it.qid, "smollm2-135m")["latency"][0],
+             "cpu": store.get(it.qid, "smollm2-135m")["cpu"][0]} for it in items]
     p = Protocol([it.prompt for it in items], [it.gold for it in items], {"small": recs, "large": recs},
                  system=SYSTEM)
     chat = LocalChatModel("smollm2-135m", max_tokens=1, temperature=0.0)
@@ -189,6 +189,9 @@ def test_live_router_answers_equal_the_measured_records(tmp_path) -> None:
     assert t.correct == sum(is_correct(it.gold, r["answer"]) for it, r in zip([items[i] for i in (0, 1, 0, 2)],
                                                                             [recs[i] for i in (0, 1, 0, 2)]))
     assert t.latency > 0 and t.flops == pytest.approx(sum(recs[i]["flops"] for i in (0, 1, 2)))
+    # the records of the calls made live, for a live / recorded comparison of the same calls
+    assert t.recorded_latency == pytest.approx(sum(recs[i]["latency"] for i in (0, 1, 2)))
+    assert t.recorded_cpu == pytest.approx(sum(recs[i]["cpu"] for i in (0, 1, 2)))
 
 
 def test_trained_explore_tries_the_cascade_once_and_learns() -> None:
