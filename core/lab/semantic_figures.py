@@ -100,9 +100,10 @@ def plot_pr(ax: Any, s: dict[str, np.ndarray], verifier: VerifierMatcher, title:
     ax.legend(fontsize=7, loc="lower left")
 
 
-def probe(path: Path = PROBE) -> dict[str, Any]:
-    """The default ``SemanticCache`` (MiniLM, shipped matcher) on a probe file: each pair's first
-    text cached, the second looked up; what was served."""
+def probe(path: Path = PROBE, **cache_kw: Any) -> dict[str, Any]:
+    """The default ``SemanticCache`` (MiniLM, shipped matcher; ``cache_kw`` e.g. ``threshold=0.99``
+    for another rule) on a probe file: each pair's first text cached, the second looked up; what
+    was served."""
     from cachemux.cache import SemanticCache
     from cachemux.semantic.embedder import Embedder
     from cachemux.stores.memory import MemoryStore
@@ -113,7 +114,7 @@ def probe(path: Path = PROBE) -> dict[str, Any]:
     for kind in ("paraphrase", "near_miss"):
         served = []
         for a, b, *_ in d[kind]:
-            c = SemanticCache(MemoryStore(), embedder=emb)
+            c = SemanticCache(MemoryStore(), embedder=emb, **cache_kw)
             c.update(a, "probe", "answer", cost=1.0)
             served.append(c.lookup(b, "probe") is not None)
         out[kind] = {"served": int(sum(served)), "of": len(served),
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     plt.close(fig)
     report: dict[str, Any] = {"test_sample": {"pairs": len(sample), "points": points(s_test, verifier)},
                               "heldout": {"pairs": len(held), "seed": args.heldout_seed, "points": points(s_held, verifier)},
-                              "probe_heldout": probe(), "embedded": embedded}
+                              "probe_heldout": probe(), "probe_heldout_cosine_0.99": probe(threshold=0.99),
+                              "embedded": embedded}
     bounded = args.bounded or args.out / "bounded_replay.json"
     if bounded.is_file():
         plot_bounded(json.loads(bounded.read_text()), args.out / "semantic_bounded.png")
@@ -209,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<48} P {p['precision']}  R {p['recall']}  served {p['served']}")
     pr = report["probe_heldout"]
     print(f"held-out probe: paraphrases served {pr['paraphrase']['served']}/{pr['paraphrase']['of']}, "
+          f"near misses served {pr['near_miss']['served']}/{pr['near_miss']['of']}")
+    pr = report["probe_heldout_cosine_0.99"]
+    print(f"held-out probe, cosine >= 0.99: paraphrases served {pr['paraphrase']['served']}/{pr['paraphrase']['of']}, "
           f"near misses served {pr['near_miss']['served']}/{pr['near_miss']['of']}")
     print(f"{report['seconds']} s, loadavg {report['loadavg']}")
     return 0

@@ -92,6 +92,7 @@ def replay(pairs: list[dict[str, Any]], emb: LookupEmbedder, price: dict[str, fl
                 semantic += 1
                 wrong += int(not right(s.answer, text))
     st = eng.stats()
+    print(f"  replayed {cache_kw or 'exact'} penalty={semantic_penalty}: {eng.hits} hits, {wrong} wrong", flush=True)
     return {"requests": eng.requests, "hits": eng.hits, "semantic_hits": semantic, "wrong_served": wrong,
             "model_cost": eng.total_cost, "declined": eng.semantic_declined, "verify_runs": st["verify_runs"],
             "feedback": st["checks"]["agreed"] + st["checks"]["disagreed"]}
