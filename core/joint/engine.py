@@ -62,16 +62,23 @@ Judge = Callable[[Hashable, str, str], "bool | None"]
 Compare = Callable[[str, str], "bool | None"]
 
 
-def _text(answer: Any) -> str:
-    """An answer as text: a str, else its ``text`` or ``content`` when that is a str (a LangChain
-    message, a LlamaIndex response), else ``str(answer)``."""
+def _text(answer: Any, fallback: str | None = None) -> str:
+    """An answer as text for ``compare``: a str, else its ``text`` or ``content`` when that is a
+    str (a LangChain message, a LlamaIndex response) plus its ``tool_calls`` (names and
+    arguments), else ``fallback`` (the generation's ``text``) or ``str(answer)``."""
     if isinstance(answer, str):
         return answer
     for name in ("text", "content"):
         t = getattr(answer, name, None)
         if isinstance(t, str):
+            calls = getattr(answer, "tool_calls", None)
+            if calls and isinstance(calls, list):
+                import json
+
+                t += "\n" + json.dumps([{k: c.get(k) for k in ("name", "args")} if isinstance(c, dict) else str(c)
+                                         for c in calls], sort_keys=True, default=str)
             return t
-    return str(answer)
+    return fallback if fallback is not None else str(answer)
 
 
 def same_text(cached: str, fresh: str) -> bool:
@@ -399,7 +406,7 @@ class _Flow:
     def _verify(self, final: Attempt) -> bool | None:
         """Compare the cached neighbour's answer with this run's and report it to the cache."""
         eng = self.engine
-        fresh = self._gen.text if self._gen.text is not None else _text(final.answer)
+        fresh = _text(final.answer, self._gen.text)
         try:
             verdict = eng.compare(_text(self._check), fresh)
         except Exception as exc:  # a failing compare gives no verdict, never fails the request

@@ -9,6 +9,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage
 
 from cachemux import MemoryStore, SemanticCache, StaticSelector
+from cachemux.joint.engine import _text, same_text
 from cachemux.semantic import Embedder
 from langchain_cachemux import CacheMuxRouter
 from warm_bound import warm
@@ -52,3 +53,12 @@ def test_stream_verifies_too_and_reports_a_disagreement(embedder):
     states = [cache.store.peek(k).meta.get("vc") for k in cache.store.keys()]
     learned = [st for st in states if st]  # the first question's entry learned one wrong answer
     assert len(learned) == 1 and learned[0]["ok"] == [] and len(learned[0]["bad"]) == 1
+
+
+def test_tool_calls_are_part_of_what_is_compared():
+    def call(city):
+        return AIMessage(content="", tool_calls=[{"name": "weather", "args": {"city": city}, "id": "1"}])
+
+    assert same_text(_text(call("Paris")), _text(call("Paris")))
+    assert not same_text(_text(call("Paris")), _text(call("Lyon")))  # empty contents alone would agree
+    assert _text(AIMessage(content="Use s[::-1].")) == "Use s[::-1]."
