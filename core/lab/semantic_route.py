@@ -18,8 +18,8 @@ offers a neighbour only while the upper bound of its learned P(wrong) is at most
 (``--max-error``; default 1 / penalty in calls, the break-even error of a hit that saves one call),
 and the engine prices it at the learned mean (``ErrorBound.estimate``) instead of 1 - P. Its
 feedback comes through the engine alone (``JointEngine(compare=...)``): every run whose lookup
-considered a neighbour, and every hit drawn for verification (``verify_rate`` 0.1: served fresh,
-paid), compares the neighbour's answer with the fresh one; the comparison is right iff the answer
+considered a neighbour, and every hit drawn for verification (``--verify-rate``, default 0.1:
+served fresh, paid), compares the neighbour's answer with the fresh one; the comparison is right iff the answer
 was made for the same text or for a label-1 partner (unlabelled neighbours: wrong, as above).
 The selector is static (one route, the model): the decision is the cache route vs the model route.
 A last row, the oracle, serves exactly the right neighbours among the same candidates (cosine >=
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor", type=float, default=0.5, help="the route-priced run's matcher point (P >= floor)")
     ap.add_argument("--max-error", type=float, default=None,
                     help="error-bounded route-priced run's max_error (default: 1 / penalty in calls)")
+    ap.add_argument("--verify-rate", type=float, default=0.1, help="error-bounded run's verify_rate (default 0.1)")
     ap.add_argument("--split", choices=("test", "dev"), default="test")
     ap.add_argument("--out", type=Path, default=paths.results_dir())
     args = ap.parse_args(argv)
@@ -135,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                         semantic_penalty=k * mean_call, model=args.model) for k in penalties}
     bounded = {k: replay(pairs, emb, price, labels,
                          cache_kw={"matcher": verifier.at(args.floor),
-                                   "max_error": args.max_error if args.max_error is not None else 1.0 / k},
+                                   "max_error": args.max_error if args.max_error is not None else 1.0 / k,
+                                   "verify_rate": args.verify_rate},
                          semantic_penalty=k * mean_call, model=args.model) for k in penalties}
     report: dict[str, Any] = {"split": args.split, "pairs": len(pairs), "requests": 2 * len(pairs), "model": args.model,
-                              "mean_call_usd": mean_call, "max_error": args.max_error,
+                              "mean_call_usd": mean_call, "max_error": args.max_error, "verify_rate": args.verify_rate,
                               "seed": args.seed, "floor": args.floor, "loadavg": os.getloadavg(), "rows": []}
     print(f"QQP {args.split} replay, {len(pairs)} pairs ({2 * len(pairs)} requests), model {args.model}, mean call ${mean_call:.2e}")
     print(f"{'penalty (calls)':>15} {'rule':<34} {'hits':>6} {'semantic':>8} {'wrong':>6} {'model $':>9} {'total $':>9} {'x exact':>8} {'verify':>6} {'feedback':>8}")
