@@ -142,7 +142,9 @@ class Match:
     """A cache hit: ``kind`` is "exact" or "semantic"; ``similarity`` is the cosine (1.0 exact);
     ``score`` the matcher's score (a verifier's P(same question); the cosine for plain cosine);
     ``verify``: error-bounded mode asks the caller to run the model too and report with
-    ``SemanticCache.feedback`` (drawn with a small probability that decays per entry)."""
+    ``SemanticCache.feedback`` (drawn with a small probability that decays per entry);
+    ``p_wrong``: error-bounded mode's learned probability that this semantic hit is wrong (the
+    mean of ``ErrorBound.estimate``; None outside that mode)."""
 
     value: str
     kind: str
@@ -151,6 +153,7 @@ class Match:
     cost: float
     score: float = 1.0
     verify: bool = False
+    p_wrong: float | None = None
 
 
 class SemanticCache:
@@ -533,7 +536,7 @@ class SemanticCache:
             if self.bound is None:
                 if not self.matcher.accepts(text, cached, sim):
                     continue
-                state = None
+                state, p_wrong = None, None
             else:
                 # P(same) for the prior: the verifier's own; a cosine matcher's acceptance as a weak prior
                 p_same = score if isinstance(self.matcher, VerifierMatcher) else (
@@ -542,7 +545,8 @@ class SemanticCache:
                     self._remember(qkey, mkey, score, p_same)
                     first = False
                 state = entry.meta.get("vc")
-                if not self.bound.accepts(score, p_same, state):
+                p_wrong, upper = self.bound.estimate(score, p_same, state)
+                if upper > self.bound.max_error:
                     continue
                 self._remember(qkey, mkey, score, p_same)
             try:
@@ -562,7 +566,7 @@ class SemanticCache:
                     if not verdict:
                         return None
                 verify = False
-            return Match(served.value, "semantic", mkey, sim, served.cost, score, verify)
+            return Match(served.value, "semantic", mkey, sim, served.cost, score, verify, p_wrong)
         return None
 
     def _judge(self, prompt: str, answer: str) -> bool | None:
@@ -605,6 +609,22 @@ class SemanticCache:
         with self._lock:
             got = self._decided.get(key)
         return None if got is None else got[0]
+
+    def candidate_value(self, prompt: str, llm_string: str, *, scope: str = "") -> str | None:
+        """Error-bounded mode: the stored answer of ``candidate_of``'s entry (served or not), so a
+        caller that ran the model anyway can compare the two and report ``feedback``; None if no
+        candidate waits for feedback, or its entry is gone or too large."""
+        mkey = self.candidate_of(prompt, llm_string, scope=scope)
+        if mkey is None:
+            return None
+        try:
+            entry = self.store.peek(mkey)
+        except Exception as exc:
+            self._fault("lookup", exc)
+            return None
+        if entry is None or self._too_large(entry.value):
+            return None
+        return entry.value
 
     def _learn(self, mkey: str, score: float, p_same: float, ok: bool) -> None:
         assert self.bound is not None

@@ -27,6 +27,12 @@ E itself, under ``"latency"`` E times this cache's measured seconds per estimate
 (``SemanticCache.seconds_per_token()``; 0.01 s before any latency was measured). Units never
 mix in one cache.
 
+Error-bounded mode (``CacheMuxCache(SemanticCache(..., max_error=d))``): LangChain asks a
+``BaseCache`` only for a value, so this cache cannot run the model to verify a hit. Here the bound
+learns only from the cache's ``judge=`` (graded hits drawn for verification) and from
+``cache.cache.feedback(prompt, llm_string, ok)``; a cold error-bounded cache with neither serves
+nothing semantic. ``CacheMuxRouter`` (and ``JointEngine``) verify by running the model.
+
 ``clear()`` removes this namespace's entries, ``clear(llm_string=s)`` only those of one model
 configuration (call options included), ``clear(everything=True)`` the whole store.
 """

@@ -3,7 +3,10 @@ semantic LLM cache (applications).
 
 A cache port answers ``lookup(request) -> Hit | None`` and takes ``admit(request, answer, price,
 size, model=, paid=) -> bool`` (True if kept). It prices nothing itself: the engine offers every
-entry at the cost of a miss under the selector.
+entry at the cost of a miss under the selector. A port that learns from feedback (error-bounded
+mode) also has ``learns`` (True), ``feedback(request, ok) -> bool`` and ``candidate(request) ->
+answer | None`` (the neighbour its last lookup of the request considered, served or not): the
+engine compares that neighbour's answer with the one it ran the model for, and reports.
 """
 
 from __future__ import annotations
@@ -85,8 +88,10 @@ _NO_VALUE = Hit(None)
 
 @dataclass(frozen=True, slots=True)
 class SemanticHit(Hit):
-    """A semantic hit with the matcher's calibrated probability that it answers another question:
-    the engine prices serving it at ``p_wrong x semantic_penalty`` (``JointEngine``)."""
+    """A semantic hit with the probability that it answers another question: error-bounded mode's
+    learned estimate for that entry at that score (``ErrorBound.estimate``), else the verifier
+    matcher's calibrated 1 - P(same). The engine prices serving it at ``p_wrong x
+    semantic_penalty`` (``JointEngine``)."""
 
     p_wrong: float = 0.0
 
@@ -122,9 +127,34 @@ class SemanticPort:
                         type(exc).__name__, exc)
             return None
         paid = None if paid is None else float(paid)
-        if m.kind == "semantic" and self._calibrated():
-            return SemanticHit(answer, m.kind, m.similarity, m.cost, model, paid, p_wrong=1.0 - float(m.score))
-        return Hit(answer, m.kind, m.similarity, m.cost, model, paid)
+        if m.kind == "semantic":
+            p_wrong = m.p_wrong if m.p_wrong is not None else (1.0 - float(m.score) if self._calibrated() else None)
+            if p_wrong is not None:
+                return SemanticHit(answer, m.kind, m.similarity, m.cost, model, paid, m.verify, p_wrong=p_wrong)
+        return Hit(answer, m.kind, m.similarity, m.cost, model, paid, m.kind == "semantic" and m.verify)
+
+    def _revive(self, value: str) -> Any:
+        return self.decode(json.loads(value)["answer"])
+
+    @property
+    def learns(self) -> bool:
+        """Whether the cache learns from feedback (error-bounded mode, ``max_error=``)."""
+        return getattr(self.cache, "bound", None) is not None
+
+    def feedback(self, request: Request, ok: bool) -> bool:
+        """Whether the neighbour the last lookup of ``request`` considered was right for it."""
+        return bool(self.cache.feedback(request.prompt, request.config, ok, scope=request.scope))
+
+    def candidate(self, request: Request) -> Any:
+        """The answer of the neighbour the last lookup of ``request`` considered (error-bounded
+        mode; served or not), or None."""
+        value = self.cache.candidate_value(request.prompt, request.config, scope=request.scope)
+        if value is None:
+            return None
+        try:
+            return self._revive(value)
+        except Exception:  # unreadable: nothing to compare with
+            return None
 
     def _calibrated(self) -> bool:
         """Whether the cache's matcher gives a calibrated P(same question) (a verifier)."""

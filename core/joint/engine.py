@@ -9,10 +9,13 @@ which holds the whole decision logic:
                                               (a semantic hit with semantic_penalty: a route priced
                                               P(wrong) x penalty, served only if no dearer than
                                               the multiplexer's expected cost of the model routes)
+                                              (a hit the cache asks to verify: routed as a miss,
+                                              its answer compared with the fresh one: below)
     route = selector.choose(query)         -> the models to try, in order (paper §3.6)
     run each until one succeeds            -> priced by the cost model, graded by the judge
     selector.observe(query, ran, success)  -> it learns this query's cost on each route
     cache.admit(request, answer, price)    -> price = selector.entry_price(query, paid)
+    cache.feedback(request, ok)            -> error-bounded mode: ok = compare(neighbour, fresh)
 
 The last step is the paper's joint design: an entry is priced at what a miss would cost *under the
 multiplexer*: the least observed mean cost of the query's routes (before any alternative was
@@ -22,6 +25,14 @@ it never makes an entry look free. An answer is offered to the cache once its pr
 selectors always know); until then the next miss may find a cheaper route, and caching the
 answer at the dearer price would hold a slot it is not worth.
 
+Verification by running the model: when a semantic hit comes with ``verify`` (error-bounded mode
+drew it for a check and no cache judge settled it), the engine routes the request as a miss, serves
+and accounts the fresh answer (it was paid for), compares it with the cached one (``compare``) and
+reports the verdict to the cache (``feedback``). With an error-bounded cache it does the same for
+every run whose lookup considered a neighbour (a miss the cache's learned rule refused, or a hit
+the route pricing declined): the model ran anyway, so the comparison costs nothing, and it is what
+lets a cold error-bounded cache learn at all. ``Served.checked`` says what the comparison found.
+
 The generate port is a function ``generate(request, model) -> Generation`` or an object with
 ``generate`` and optionally ``agenerate`` (awaitable), ``stream`` / ``astream`` (an iterator of
 chunks whose last item is the run's ``Generation``).
@@ -30,6 +41,7 @@ chunks whose last item is the run's ``Generation``).
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
@@ -42,9 +54,41 @@ from cachemux.joint.types import Attempt, Generation, Hit, Request, Served
 from cachemux.multiplexer.routes import Route, route_cost
 from cachemux.multiplexer.selectors import Selector
 
-__all__ = ["Chunk", "JointEngine"]
+__all__ = ["Chunk", "JointEngine", "same_text"]
+
+log = logging.getLogger(__name__)
 
 Judge = Callable[[Hashable, str, str], "bool | None"]
+Compare = Callable[[str, str], "bool | None"]
+
+
+def _text(answer: Any, fallback: str | None = None) -> str:
+    """An answer as text for ``compare``: a str, else its ``text`` or ``content`` when that is a
+    str (a LangChain message, a LlamaIndex response) plus its ``tool_calls`` (names and
+    arguments), else ``fallback`` (the generation's ``text``) or ``str(answer)``."""
+    if isinstance(answer, str):
+        return answer
+    for name in ("text", "content"):
+        t = getattr(answer, name, None)
+        if isinstance(t, str):
+            calls = getattr(answer, "tool_calls", None)
+            if calls and isinstance(calls, list):
+                import json
+
+                t += "\n" + json.dumps([{k: c.get(k) for k in ("name", "args")} if isinstance(c, dict) else str(c)
+                                         for c in calls], sort_keys=True, default=str)
+            return t
+    return fallback if fallback is not None else str(answer)
+
+
+def same_text(cached: str, fresh: str) -> bool:
+    """The default ``compare``: equal after Unicode NFC, case folding and collapsing whitespace."""
+    import unicodedata
+
+    def norm(t: str) -> str:
+        return " ".join(unicodedata.normalize("NFC", t).casefold().split())
+
+    return norm(cached) == norm(fresh)
 
 
 class Chunk:
@@ -79,12 +123,19 @@ class JointEngine:
     is routed (``stats()["semantic_declined"]``). Give the cache a permissive matcher point (e.g.
     ``load_matcher().at("p0.85")``) so the engine, not the threshold, decides. The cache has
     already counted the request on the matched entry (so its value counts the hits it could serve).
+    ``compare(cached_text, fresh_text) -> bool | None``: whether a cached neighbour's answer agrees
+    with a fresh run's (verification, above; default ``same_text``: equal after case folding and
+    collapsing whitespace, which suits deterministic models; pass a looser one, e.g. an answer
+    embedding's cosine, for sampled ones). None: no verdict, nothing is reported.
+    ``stats()``: ``verify_runs`` (hits the cache asked to verify, served fresh) and ``checks``
+    (comparisons that agreed / disagreed / gave no verdict).
     Thread-safe: selector decisions and the counters are serialised, model calls are not.
     """
 
     def __init__(self, cache: Any, selector: Selector, generate: Any, store: Any = None, *,
                  costs: Costs | CostModel | None = None, judge: Judge | None = None,
-                 detail: bool = True, admit_unsettled: bool = False, semantic_penalty: float | None = None) -> None:
+                 detail: bool = True, admit_unsettled: bool = False, semantic_penalty: float | None = None,
+                 compare: Compare | None = None) -> None:
         if not isinstance(selector, Selector):
             raise ConfigError(f"selector must be a cachemux Selector, got {type(selector).__name__}")
         if store is not None:
@@ -104,6 +155,12 @@ class JointEngine:
         if judge is not None and not callable(judge):
             raise ConfigError(f"judge must be a function (query, model, text) -> bool | None, got {judge!r}")
         self.judge = judge
+        if compare is not None and not callable(compare):
+            raise ConfigError(f"compare must be a function (cached_text, fresh_text) -> bool | None, got {compare!r}")
+        self.compare: Compare = same_text if compare is None else compare
+        self._learns = bool(getattr(self.cache, "learns", False))
+        self.verify_runs = 0
+        self.checks = {"agreed": 0, "disagreed": 0, "no_verdict": 0}
         self.admit_unsettled = bool(admit_unsettled)
         if semantic_penalty is not None:
             from cachemux.errors import check_nonnegative
@@ -214,7 +271,8 @@ class JointEngine:
         with self._lock:
             s: dict[str, Any] = {"requests": self.requests, "hits": self.hits, "calls": dict(self.calls),
                                  "answered": dict(self.answered), "total_cost": self.total_cost,
-                                 "saved": self.saved, "semantic_declined": self.semantic_declined}
+                                 "saved": self.saved, "semantic_declined": self.semantic_declined,
+                                 "verify_runs": self.verify_runs, "checks": dict(self.checks)}
         cache_stats = getattr(self.cache, "stats", None)
         if callable(cache_stats):
             s["cache"] = cache_stats()
@@ -231,7 +289,9 @@ class _Flow:
     """One request's decisions, free of I/O: the drivers above only run the models it names."""
 
     __slots__ = ("engine", "request", "query", "route", "attempts", "expected", "_i", "_done", "_streamed",
-                 "_gen")
+                 "_gen", "_check")
+
+    _NONE: Any = object()  # no neighbour to compare with
 
     def __init__(self, engine: JointEngine, request: Any) -> None:
         self.engine = engine
@@ -241,13 +301,19 @@ class _Flow:
         self._i = 0
         self._done = False
         self._streamed = False
+        self._check: Any = _Flow._NONE
 
     def lookup(self) -> Served | None:
-        """A ``Served`` for a cache hit, else None and the route is chosen."""
+        """A ``Served`` for a cache hit, else None and the route is chosen (a hit drawn for
+        verification, or declined by the route pricing, is routed and compared in ``finish``)."""
         eng = self.engine
         hit: Hit | None = eng.cache.lookup(self.request) if eng.cache is not None else None
+        check: Any = _Flow._NONE
         with eng._lock:
             eng.requests += 1
+            if hit is not None and getattr(hit, "verify", False):
+                eng.verify_runs += 1
+                check, hit = hit.answer, None  # run the model anyway, compare, report
             p_wrong = getattr(hit, "p_wrong", None)
             if hit is not None and p_wrong is not None and eng.semantic_penalty is not None:
                 routed = eng.selector.expected_cost(self.query)
@@ -255,15 +321,24 @@ class _Flow:
                     routed = hit.paid if hit.paid is not None else hit.price
                 if p_wrong * eng.semantic_penalty > routed:
                     eng.semantic_declined += 1
+                    if eng._learns:
+                        check = hit.answer
                     hit = None  # the model routes are the cheaper bet
             if hit is None:
                 self.route: Route = eng.selector.choose(self.query)
                 # the estimate before routing is for the record only: the simulator skips it
                 self.expected = eng.selector.expected_cost(self.query) if eng.detail else None
-                return None
-            eng.hits += 1
-            saved = hit.price if hit.paid is None else hit.paid
-            eng.saved += saved
+            else:
+                eng.hits += 1
+                saved = hit.price if hit.paid is None else hit.paid
+                eng.saved += saved
+        if hit is None:
+            if check is _Flow._NONE and eng._learns:  # the neighbour the learned rule refused
+                got = eng.cache.candidate(self.request)  # type: ignore[union-attr]
+                if got is not None:
+                    check = got
+            self._check = check
+            return None
         return Served(hit.answer, True, 0.0, kind=hit.kind, similarity=hit.similarity, model=hit.model,
                       price=hit.price, saved=saved)
 
@@ -320,12 +395,34 @@ class _Flow:
             for a in attempts:
                 eng.calls[a.model] = eng.calls.get(a.model, 0) + 1
             eng.answered[final.model] = eng.answered.get(final.model, 0) + 1
+        checked = None if self._check is _Flow._NONE else self._verify(final)
         admitted = None
         if eng.cache is not None:
             admitted = offer and eng.cache.admit(self.request, final.answer, price, self._gen.size, model=final.model, paid=paid)
         return Served(final.answer, False, paid, route, tuple(ran), tuple(attempts), model=final.model,
                       price=price, admitted=admitted, expected_cost=self.expected, route_costs=estimates,
-                      streamed=self._streamed)
+                      streamed=self._streamed, checked=checked)
+
+    def _verify(self, final: Attempt) -> bool | None:
+        """Compare the cached neighbour's answer with this run's and report it to the cache."""
+        eng = self.engine
+        fresh = _text(final.answer, self._gen.text)
+        try:
+            verdict = eng.compare(_text(self._check), fresh)
+        except Exception as exc:  # a failing compare gives no verdict, never fails the request
+            log.warning("cachemux: compare failed (%s: %s); no feedback", type(exc).__name__, exc)
+            verdict = None
+        verdict = None if verdict is None else bool(verdict)
+        with eng._lock:
+            eng.checks["no_verdict" if verdict is None else "agreed" if verdict else "disagreed"] += 1
+        if verdict is not None:
+            feedback = getattr(eng.cache, "feedback", None)
+            if callable(feedback):
+                try:
+                    feedback(self.request, verdict)
+                except Exception as exc:
+                    log.warning("cachemux: cache feedback failed (%s: %s)", type(exc).__name__, exc)
+        return verdict
 
 
 def _hashable(q: Any) -> bool:

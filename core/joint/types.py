@@ -69,7 +69,8 @@ class Attempt:
 class Hit:
     """A cached answer: ``kind`` "exact" or "semantic", the cosine ``similarity`` (1.0 exact),
     the ``price`` the cache ranks the entry by, and who produced it at what cost (``model``,
-    ``paid``) when the cache kept that."""
+    ``paid``) when the cache kept that. ``verify``: the cache asks for this hit to be checked by
+    running the model anyway (error-bounded mode's verification draw; ``JointEngine`` does it)."""
 
     answer: Any
     kind: str = "exact"
@@ -77,6 +78,7 @@ class Hit:
     price: float = 0.0
     model: str | None = None
     paid: float | None = None
+    verify: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,10 @@ class Served:
     the cache was offered the entry at (the cost of a miss under the selector); ``admitted``:
     whether the cache kept it (None: no cache); ``expected_cost``: the selector's estimate before
     routing; ``route_costs``: its per-route estimates after; ``saved``: on a hit, what producing
-    the cached answer cost; ``streamed``: the answer went out as chunks (``JointEngine.stream``).
+    the cached answer cost; ``streamed``: the answer went out as chunks (``JointEngine.stream``);
+    ``checked``: a cached neighbour's answer was compared with this run's (a hit drawn for
+    verification, one the route pricing declined, or the candidate an error-bounded cache
+    considered): True if they agreed, False if not, None if no comparison was made.
     """
 
     answer: Any
@@ -106,6 +111,7 @@ class Served:
     route_costs: Mapping[str, float | None] = field(default_factory=dict)
     saved: float | None = None
     streamed: bool = False
+    checked: bool | None = None
 
     def metadata(self) -> dict[str, Any]:
         """The routing record adapters attach to their outputs (JSON-ready).
@@ -115,7 +121,8 @@ class Served:
         (``"small>large"`` for a cascade); ``model_costs``, ``latency``, ``success`` per model run;
         ``cache_hit``: False, "exact" or "semantic" (None without a cache); ``entry_cost``: the
         price the cache ranks the entry by; ``cached``: admitted or not; ``similarity`` and
-        ``saved`` on hits."""
+        ``saved`` on hits; ``verified`` (True/False) when a cached neighbour's answer was compared
+        with this run's (``checked``)."""
         m: dict[str, Any] = {
             "model": self.model,
             "route": list(self.route) if self.route else None,
@@ -133,4 +140,6 @@ class Served:
         if self.hit:
             m["similarity"] = self.similarity
             m["saved"] = self.saved
+        if self.checked is not None:
+            m["verified"] = self.checked
         return m

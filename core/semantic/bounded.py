@@ -63,6 +63,11 @@ class ErrorBound:
 
     def bound(self, score: float, p_same: float, state: Mapping[str, Any] | None) -> float:
         """The upper bound on P(wrong) of serving this entry at ``score``."""
+        return self.estimate(score, p_same, state)[1]
+
+    def estimate(self, score: float, p_same: float, state: Mapping[str, Any] | None) -> tuple[float, float]:
+        """The learned P(wrong) of serving this entry at ``score``: (the mean a / (a + b), its
+        upper bound). The mean is what the joint engine prices a hit at (an expected cost)."""
         k = self._bin(score)
         p = min(max(p_same, 1e-3), 1 - 1e-3)
         a = _PRIOR * (1 - p) + float(self._bad[k:k + _WINDOW].sum())
@@ -71,7 +76,8 @@ class ErrorBound:
             a += sum(1 for s in state.get("bad", ()) if s >= score)
             b += sum(1 for s in state.get("ok", ()) if s <= score)
         n = a + b
-        return a / n + _Z * math.sqrt(a * b / (n * n * (n + 1)))
+        mean = a / n
+        return mean, mean + _Z * math.sqrt(a * b / (n * n * (n + 1)))
 
     def accepts(self, score: float, p_same: float, state: Mapping[str, Any] | None) -> bool:
         return self.bound(score, p_same, state) <= self.max_error

@@ -11,6 +11,7 @@ import pytest
 from cachemux.cache import SemanticCache
 from cachemux.errors import ConfigError
 from cachemux.semantic import Embedder
+from cachemux.semantic.bounded import ErrorBound
 from cachemux.semantic.matcher import CosineMatcher, GuardMatcher, VerifierMatcher
 from cachemux.stores import MemoryStore
 
@@ -131,6 +132,8 @@ def test_error_bounded_judge_and_verification(embedder):
         return True
 
     c = SemanticCache(mem(), embedder=embedder, max_error=0.2, judge=judge, verify_rate=1.0)
+    # the verification draws, seeded: unseeded, no draw at all came up in about 1 run in 7
+    c.bound = ErrorBound(0.2, verify_rate=1.0, seed=0)
     c.update("How do I reverse a string in Python?", LLM, "s[::-1]", cost=1.0)
     for _ in range(20):
         c.lookup("How can I reverse a string in Python?", LLM)
