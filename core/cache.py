@@ -181,7 +181,9 @@ class SemanticCache:
     (``stats()["too_large"]``) and a larger stored one (planted, or written under a higher limit)
     is never served (``stats()["too_large_skipped"]``). ``ttl``: seconds an entry may be served
     after it was written (None: forever); an expired entry is a miss and is deleted when a lookup
-    meets it (``stats()["expired"]``); ``purge_expired()`` removes all of this namespace's.
+    meets it (``stats()["expired"]``); ``purge_expired()`` removes all of this namespace's; and a
+    full store admitting a newcomer removes expired entries before any policy victim (the entry
+    carries ``expires``; ``stats()["expired_evicted"]``, the store's ``stats()["expired"]``).
 
     ``index_path``: ``index_path``: the folder the
     semantic index is saved in, so a new process loads it and replays the store's change log
@@ -283,7 +285,7 @@ class SemanticCache:
         self._counts = dict.fromkeys(
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected", "feedback",
              "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries",
-             "too_large", "too_large_skipped", "expired", "snapshot_errors")
+             "too_large", "too_large_skipped", "expired", "expired_evicted", "snapshot_errors")
             + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
         self._tokenizer: Any = _UNSET  # the embedder's tokenizer, looked up on first use
         self._loss_logged: set[str] = set()
@@ -454,12 +456,15 @@ class SemanticCache:
         return len(value) > limit or len(value.encode("utf-8", "surrogatepass")) > limit
 
     def _servable(self, key: str, entry: Entry) -> bool:
-        """False (counted) for an entry over ``max_value_bytes`` or past its ``ttl`` (then deleted)."""
+        """False (counted) for an entry over ``max_value_bytes`` or past its ``ttl`` or the
+        ``expires`` its writer gave it (then deleted)."""
         if self._too_large(entry.value):
             with self._lock:
                 self._counts["too_large_skipped"] += 1
             return False
-        if self.ttl is None or time.time() - entry.created <= self.ttl:
+        now = time.time()  # stale by this cache's ttl, or by the writer's (``expires``)
+        if (self.ttl is None or now - entry.created <= self.ttl) and not (entry.expires is not None
+                                                                         and now > entry.expires):
             return True
         with self._lock:
             self._counts["expired"] += 1
@@ -616,7 +621,8 @@ class SemanticCache:
             if entry is not None:  # written back: the learned rule is the entry's, in any process
                 result = self.store.put(mkey, Entry(
                     value=entry.value, cost=entry.cost, size=entry.size, partition=entry.partition, prompt=entry.prompt,
-                    embedding=entry.embedding, created=entry.created, meta={**entry.meta, "vc": new}))
+                    embedding=entry.embedding, created=entry.created, meta={**entry.meta, "vc": new},
+                    expires=entry.expires))
                 if not result.admitted:
                     with self._lock:
                         if self._index is not None:
@@ -685,8 +691,9 @@ class SemanticCache:
             with self._lock:  # a model that gave NaN/inf: keep the answer, exact-only
                 self._counts["bad_embeddings"] += 1
             vec = None
+        created = time.time()
         entry = Entry(value=value, cost=cost, size=size, partition=part, prompt=prompt[:PROMPT_KEEP_CHARS],
-                      embedding=vec, created=time.time(),
+                      embedding=vec, created=created, expires=None if self.ttl is None else created + self.ttl,
                       meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "llm_id": _llm_id(llm_string),
                             "emb": self._embedder_id,
                             **({"q": text[:PROMPT_KEEP_CHARS]} if vec is not None and text and text != prompt else {})})
@@ -701,6 +708,7 @@ class SemanticCache:
             with self._lock:
                 self._counts["admitted" if result.admitted else "rejected"] += 1
                 self._counts["evictions"] += len(result.evicted)
+                self._counts["expired_evicted"] += result.expired
             if self._index is not None:
                 for k in result.evicted:
                     self._index.remove(k)

@@ -16,7 +16,10 @@ Layout of ``directory``:
     estimator's weight/total/epoch, change-log head, counters (one row);
   - ``cachemux_entries``: per cached key its size, cost, frequency n, GDSF base clock, priority,
     tie-break sequence and admission sequence, with a unique index on ``(prio, seq)``: the
-    eviction order. The victim is the first row of that index: O(log n), no scan;
+    eviction order. The victim is the first row of that index: O(log n), no scan; entries with
+    an ``Entry.expires`` also sit in a partial index on ``expires``: a put that needs room
+    first removes those whose time passed, oldest first (``stats()["expired"]``). Stores made
+    before that column existed get it (and the ``expired`` counter) added when opened writable;
   - ``cachemux_history``: LEC/LFU-history request counts of every key seen, cached or not;
   - ``cachemux_changes``: the append-only change log read by ``changes()``;
   - ``cachemux_ident``: the store id its marker must name;
@@ -79,7 +82,7 @@ from typing import Any
 from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
 from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT, StorePolicy, resolve_policy
 from cachemux.stores._shares import REST as _REST
-from cachemux.stores._shares import check_shares, share_capacity, share_part
+from cachemux.stores._shares import check_share_state, check_shares, share_capacity, share_part
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
@@ -106,8 +109,12 @@ _PRESENT_EVERY = 0.1  # seconds between presence checks of plain reads (transact
 _BUSY_SLICE_MS = 20  # SQLite's lock wait per attempt; between attempts _txn looks for progress
 
 _STATE_FIELDS = ("clock", "used", "count", "seq", "inc", "total", "epoch", "logseq", "trimmed",
-                 "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced")
+                 "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced", "expired")
 
+# stale entries leave first: the entries with an expiry, soonest first (O(log n) to find one)
+_EXPIRY_INDEX = ("CREATE INDEX IF NOT EXISTS cachemux_entries_expiry ON cachemux_entries (expires)"
+                 " WHERE expires IS NOT NULL")
+_STATE_SELECT = f"SELECT {', '.join(_STATE_FIELDS)} FROM cachemux_state WHERE id = 1"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS cachemux_config ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), format TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -119,12 +126,13 @@ _SCHEMA = (
     " epoch INTEGER NOT NULL, logseq INTEGER NOT NULL, trimmed INTEGER NOT NULL,"
     " hits INTEGER NOT NULL, misses INTEGER NOT NULL, admissions INTEGER NOT NULL,"
     " rejections INTEGER NOT NULL, evictions INTEGER NOT NULL, deletes INTEGER NOT NULL,"
-    " replaced INTEGER NOT NULL)",
+    " replaced INTEGER NOT NULL, expired INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS cachemux_entries ("
     " key TEXT PRIMARY KEY, size REAL NOT NULL, cost REAL NOT NULL, n REAL NOT NULL,"
-    " base REAL NOT NULL, prio REAL NOT NULL, seq INTEGER NOT NULL, ins INTEGER NOT NULL)"
-    " WITHOUT ROWID",
+    " base REAL NOT NULL, prio REAL NOT NULL, seq INTEGER NOT NULL, ins INTEGER NOT NULL,"
+    " expires REAL) WITHOUT ROWID",
     "CREATE UNIQUE INDEX IF NOT EXISTS cachemux_entries_order ON cachemux_entries (prio, seq)",
+    _EXPIRY_INDEX,
     "CREATE TABLE IF NOT EXISTS cachemux_history (key TEXT PRIMARY KEY, count REAL NOT NULL)"
     " WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS cachemux_changes (id INTEGER PRIMARY KEY, op TEXT NOT NULL,"
@@ -135,6 +143,7 @@ _SCHEMA = (
 _SHARES_SCHEMA = (  # only in stores created with shares=
     "ALTER TABLE cachemux_entries ADD COLUMN part TEXT NOT NULL DEFAULT '*'",
     "CREATE INDEX cachemux_entries_part ON cachemux_entries (part, prio, seq)",
+    "CREATE INDEX cachemux_entries_part_expiry ON cachemux_entries (part, expires) WHERE expires IS NOT NULL",
     "CREATE TABLE cachemux_shares (ns TEXT PRIMARY KEY, fraction REAL NOT NULL)",
     "CREATE TABLE cachemux_parts (part TEXT PRIMARY KEY, used REAL NOT NULL, count INTEGER NOT NULL,"
     " clock REAL NOT NULL)",
@@ -563,14 +572,28 @@ class DiskStore(Store):
                 # recreated) store falls outside this one's window and gets a reset
                 start = secrets.randbelow(2**40) + 1
                 sql("INSERT INTO cachemux_state VALUES (1, 0.0, 0.0, 0, 0, 1.0, 0.0, 0, ?, ?,"
-                    " 0, 0, 0, 0, 0, 0, 0)", (start, start))
+                    " 0, 0, 0, 0, 0, 0, 0, 0)", (start, start))
                 sql("INSERT INTO cachemux_ident VALUES (1, ?)", (store_id,))
                 if self.shares:  # fixed at creation, like the capacity
                     for stmt in _SHARES_SCHEMA:
                         sql(stmt)
                     for row in self.shares.items():
                         sql("INSERT INTO cachemux_shares VALUES (?, ?)", row)
+            else:
+                self._add_expiry_columns(sql, have)
             return self._check_config(sql, requested, given, log_size)
+
+    @staticmethod
+    def _add_expiry_columns(sql: Any, have: set) -> None:
+        """A store created before entries had an expiry: add its columns and index (an upgrade
+        in place; older cachemux versions ignore them)."""
+        if not any(r[1] == "expired" for r in sql("PRAGMA table_info(cachemux_state)")):
+            sql("ALTER TABLE cachemux_state ADD COLUMN expired INTEGER NOT NULL DEFAULT 0")
+        if not any(r[1] == "expires" for r in sql("PRAGMA table_info(cachemux_entries)")):
+            sql("ALTER TABLE cachemux_entries ADD COLUMN expires REAL")
+            sql(_EXPIRY_INDEX)
+            if "cachemux_shares" in have:
+                sql(_SHARES_SCHEMA[2])
 
     def _check_config(self, sql: Any, requested: StorePolicy, given: dict[str, bool],
                       log_size: int | None) -> tuple[StorePolicy, int]:
@@ -682,7 +705,12 @@ class DiskStore(Store):
 
     @staticmethod
     def _state(sql: Any) -> _State:
-        row = sql(f"SELECT {', '.join(_STATE_FIELDS)} FROM cachemux_state WHERE id = 1").fetchone()
+        try:
+            row = sql(_STATE_SELECT).fetchone()
+        except sqlite3.OperationalError as exc:  # opened read-only, made before the expiry columns
+            if "expired" not in str(exc):
+                raise
+            row = sql(_STATE_SELECT.replace(", expired FROM", ", 0 FROM")).fetchone()
         if row is None:
             raise StoreError("cachemux_state row is missing: the database is damaged")
         return _State(row)
@@ -806,19 +834,26 @@ class DiskStore(Store):
             used -= vsize
         return True
 
-    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float,
-               part: str = _REST) -> tuple[bool, list[str]]:
+    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float, part: str = _REST,
+               expires: float | None = None) -> tuple[bool, list[str], int]:
         """Policy._place: admit if wanted, evicting the lowest priorities until the entry fits
-        (with shares: within ``part``'s share, among its entries)."""
+        (with shares: within ``part``'s share, among its entries); entries past their expiry
+        leave first. Returns (admitted, evicted keys, how many of them had expired)."""
         spec = self.spec
         ps = self._part_state(sql, st, part)
         if self.shares:
             capacity, where, params = share_capacity(self.shares, spec.capacity, part), " WHERE part = ?", (part,)
         else:
             capacity, where, params = spec.capacity, "", ()
-        if size > capacity or not self._should_admit(sql, st, ps, key, cost, size, capacity, where, params):
-            return False, []
+        if size > capacity:
+            return False, [], 0
         evicted: list[str] = []
+        if ps.used + size > capacity:
+            self._drop_expired(sql, st, ps, size, capacity, evicted)
+        expired = len(evicted)
+        if not self._should_admit(sql, st, ps, key, cost, size, capacity, where, params):
+            self._save_part(sql, ps)
+            return False, evicted, expired
         while ps.used + size > capacity:
             row = sql(f"SELECT key, size, prio FROM cachemux_entries{where} ORDER BY prio, seq LIMIT 1",
                       params).fetchone()
@@ -848,16 +883,42 @@ class DiskStore(Store):
             n, base = self._new_count(sql, st, key), 0.0
             prio = spec.score(n, cost, size)
         if self.shares:
-            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, part)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq, part))
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, expires, part)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, size, cost, n, base, prio, st.seq, st.seq, expires, part))
         else:
-            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq))
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, expires)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq, expires))
         for acc in {id(st): st, id(ps): ps}.values():
             acc.used += size
             acc.count += 1
         self._save_part(sql, ps)
-        return True, evicted
+        return True, evicted, expired
+
+    def _drop_expired(self, sql: Any, st: _State, ps: _State | _Part, size: float, capacity: float,
+                      out: list[str]) -> None:
+        """Remove the entries (of ``ps``'s share) whose expiry passed, soonest first, while the
+        newcomer does not fit: one indexed lookup per entry removed, none when nothing expired."""
+        now = time.time()
+        if self.shares:
+            query, params = ("SELECT key, size FROM cachemux_entries WHERE part = ? AND expires < ?"
+                             " ORDER BY expires LIMIT 1"), (ps.part, now)  # type: ignore[union-attr]
+        else:
+            query, params = ("SELECT key, size FROM cachemux_entries WHERE expires < ?"
+                             " ORDER BY expires LIMIT 1"), (now,)
+        while ps.used + size > capacity:
+            row = sql(query, params).fetchone()
+            if row is None:
+                return
+            vkey, vsize = row
+            sql("DELETE FROM cachemux_entries WHERE key = ?", (vkey,))
+            self._cache.delete(vkey)  # type: ignore[union-attr]
+            for acc in {id(st): st, id(ps): ps}.values():
+                acc.count -= 1
+                acc.used = acc.used - vsize if acc.count else 0.0
+            st.expired += 1
+            out.append(vkey)
+            self._log(sql, st, "del", vkey)
 
     def _remove(self, sql: Any, st: _State, key: str) -> bool:
         """Policy.remove: drop a cached key (its value too)."""
@@ -932,8 +993,9 @@ class DiskStore(Store):
             st = self._state(sql)
             if self._remove(sql, st, key):  # Policy.admit: re-offering a cached key replaces it
                 st.replaced += 1
-            admitted, evicted = self._place(sql, st, key, cost, size,
-                                            share_part(self.shares, entry) if self.shares else _REST)
+            admitted, evicted, expired = self._place(sql, st, key, cost, size,
+                                                     share_part(self.shares, entry) if self.shares else _REST,
+                                                     entry.expires)
             if admitted:
                 self._cache.set(key, text)  # type: ignore[union-attr]
                 st.admissions += 1
@@ -941,7 +1003,7 @@ class DiskStore(Store):
             else:
                 st.rejections += 1
             self._save(sql, st)
-        return PutResult(admitted, tuple(evicted))
+        return PutResult(admitted, tuple(evicted), expired)
 
     def delete(self, key: str) -> bool:
         check_key(key)
@@ -1007,6 +1069,7 @@ class DiskStore(Store):
                 "hits": st.hits, "misses": st.misses, "hit_ratio": st.hits / total if total else 0.0,
                 "admissions": st.admissions, "rejections": st.rejections,
                 "evictions": st.evictions, "deletes": st.deletes, "replaced": st.replaced,
+                "expired": st.expired,
                 "clock": st.clock, "uncounted": self._uncounted, **shares}
 
     def verify(self) -> None:
@@ -1030,11 +1093,13 @@ class DiskStore(Store):
             order = [k for (k,) in sql("SELECT key FROM cachemux_entries INDEXED BY"
                                         " cachemux_entries_order ORDER BY prio, seq")]
             parts = dict(sql("SELECT key, part FROM cachemux_entries")) if self.shares else {}
+            expiry = dict(sql("SELECT key, expires FROM cachemux_entries")) if not self.read_only else {}
             part_rows = sql("SELECT part, used, count, clock FROM cachemux_parts").fetchall() if self.shares else []
         where = f"disk store {self.directory}"
         clock = st.clock
         if self.shares:
-            self._check_shares(where, rows, values, parts, part_rows)
+            check_share_state(where, self.shares, spec.capacity, spec.family == "greedy-dual", rows, parts,
+                              part_rows, lambda k: self._parse(k, values[k]))
             clock = max([clock] + [r[3] for r in part_rows])
         if n_values != len(rows):
             raise InvariantError(f"{where}: {n_values} values but {len(rows)} entries")
@@ -1042,6 +1107,935 @@ class DiskStore(Store):
             raise InvariantError(f"{where}: the priority index and the entries disagree")
         spec.check_entries(where, rows, values, history, count=st.count, used=st.used, seq=st.seq,
                            clock=clock, parse=self._parse)
+        for key, expires in expiry.items():
+            if self._parse(key, values[key]).expires != expires:
+                raise InvariantError(f"{where}: {key!r} is ranked by expiry {expires}, its entry says otherwise")
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class _TextDisk(diskcache.Disk):
+    """diskcache serialisation restricted to str keys and str values stored inline in SQLite.
+
+    diskcache pickles anything that is not str/bytes/int/float, and unpickles whatever a row
+    says is pickled. This subclass refuses both directions, so a cachemux store never writes
+    nor loads a pickle even if a foreign process wrote one into the database; and it never
+    spills values into side files (those are not covered by the SQLite transaction).
+    """
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if type(key) is not str:
+            raise ConfigError(f"store keys must be str, got {type(key).__name__}")
+        return key, True
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw or type(key) is not str:
+            raise StoreError("refusing to load a non-text (pickled?) key that cachemux did not write")
+        return key
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, None, str]:
+        if read or type(value) is not str:
+            raise ConfigError(f"store values must be str (Entry.to_json()), got {type(value).__name__}")
+        return 0, MODE_RAW, None, value
+
+    def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> str:
+        if mode != MODE_RAW or filename is not None or type(value) is not str:
+            raise StoreError(f"refusing to load a non-text value (diskcache mode {mode}); "
+                             "cachemux stores only JSON text and never unpickles")
+        return value
+
+
+class _LockTimeout(Unavailable):
+    """Another connection held the write lock longer than this operation may wait."""
+
+
+class _Part:
+    """One ``cachemux_parts`` row: a namespace share's used size, entry count and GDSF clock."""
+
+    __slots__ = ("part", "used", "count", "clock")
+
+    def __init__(self, part: str, used: float, count: int, clock: float) -> None:
+        self.part, self.used, self.count, self.clock = part, used, count, clock
+
+
+class _State:
+    """The single ``cachemux_state`` row, read at the start of a transaction, written at its end."""
+
+    __slots__ = _STATE_FIELDS
+
+    def __init__(self, row: tuple) -> None:
+        for name, value in zip(_STATE_FIELDS, row):
+            setattr(self, name, value)
+
+    def values(self) -> tuple:
+        return tuple(getattr(self, f) for f in _STATE_FIELDS)
+
+
+class DiskStore(Store):
+    """A persistent store in ``directory`` under a GDSF, GDS, LEC, LFU, LRU or FIFO policy.
+
+    ``capacity``, ``policy`` and policy options are fixed when the store is created; reopening
+    with ``None`` (the default) uses the stored ones, and a different explicit value is a
+    ``ConfigError`` (clear the directory to change them). Policies and options are those of
+    ``cachemux.policies`` (``lec``: ``half_life``, ``admission``; ``lfu``: ``history``,
+    ``admission``, ``half_life``), and the store makes the same decisions as
+    ``MemoryStore(capacity, policy, **options)`` on the same sequence of operations.
+
+    ``lookup_timeout`` / ``update_timeout`` bound the wait for another process's transaction in
+    ``get`` (then an uncounted read) and ``put``/``delete`` (then ``StoreError``); ``timeout``
+    that of opening, ``clear`` and ``check_invariants``;
+    ``durable=True`` syncs every commit (SQLite ``synchronous=FULL``) so that committed entries
+    survive power loss too, not only process crashes. ``verify=True`` runs SQLite's
+    ``quick_check`` on open (O(size of the database)). ``readonly``: None opens a directory this
+    process cannot write read-only, True forces it, False refuses it (module docstring).
+    ``shares={namespace: fraction}`` (fixed at creation, None on reopen = the stored ones): each
+    listed namespace (``Entry.meta["ns"]``) holds at most its fraction of ``capacity`` and is
+    evicted only by its own newcomers, the others share the rest; within a share the policy
+    decides as ``MemoryStore(capacity, policy, shares=...)`` does.
+    """
+
+    LOOKUP_TIMEOUT = 0.1  # seconds get() waits for another process's write lock
+    UPDATE_TIMEOUT = 0.2  # seconds put()/delete() wait for it
+
+    def __init__(self, directory: str | os.PathLike[str], capacity: float | None = None,
+                 policy: str | None = None, *, timeout: float = 60.0, lookup_timeout: float | None = None,
+                 update_timeout: float | None = None, log_size: int | None = None,
+                 durable: bool = False, verify: bool = False, breaker: CircuitBreaker | bool = True,
+                 readonly: bool | None = None, shares: dict[str, float] | None = None,
+                 **policy_options: Any) -> None:
+        self.directory = Path(directory).expanduser()
+        self._cache: Any = None  # diskcache.Cache, or _ReadOnlyCache when read-only
+        self.read_only = False
+        self._identity: tuple[int, ...] | None = None  # (dev, inode) of the directory and cache.db
+        self._gone: str | None = None
+        self._gone_ops = self._read_only_drops = 0
+        self._checked = -math.inf  # monotonic time of the last presence check
+        if readonly not in (None, True, False):
+            raise ConfigError(f"readonly must be None (detect), True or False, got {readonly!r}")
+        lookup_timeout = self.LOOKUP_TIMEOUT if lookup_timeout is None else lookup_timeout
+        update_timeout = self.UPDATE_TIMEOUT if update_timeout is None else update_timeout
+        for name, v in (("timeout", timeout), ("lookup_timeout", lookup_timeout),
+                        ("update_timeout", update_timeout)):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 < v < 1e6):
+                raise ConfigError(f"{name} must be a number of seconds > 0, got {v!r}")
+        self.timeout, self.lookup_timeout, self.update_timeout = float(timeout), float(lookup_timeout), float(update_timeout)
+        self._local = threading.local()  # per thread: the busy timeout set on its connection
+        self._uncounted = 0
+        self._last_warning = -1e9
+        if breaker is True:
+            breaker = CircuitBreaker(1.0, min_cost=0.0, name=f"disk store {self.directory}")
+        elif breaker is not False and not isinstance(breaker, CircuitBreaker):
+            raise ConfigError(f"breaker must be a CircuitBreaker, True or False, got {breaker!r}")
+        self.breaker: CircuitBreaker | None = breaker or None  # lock timeouts open it; getting the lock closes it
+        if log_size is not None and (not isinstance(log_size, int) or log_size < 1):
+            raise ConfigError(f"log_size must be an int >= 1, got {log_size!r}")
+        # validate the arguments before touching the disk; None = "the stored one"
+        requested = resolve_policy(_DEFAULT_POLICY if policy is None else policy,
+                                   _DEFAULT_CAPACITY if capacity is None else capacity,
+                                   policy_options)
+        given = {"policy": policy is not None, "capacity": capacity is not None,
+                 "options": bool(policy_options), "shares": shares is not None}
+        self.shares = check_shares(shares)
+        why_ro = self._why_read_only()
+        if why_ro is not None and readonly is False:
+            raise StoreError(f"disk store {self.directory}: {why_ro}, and readonly=False was given "
+                             "(pass readonly=None to open it read-only: lookups work, updates drop)")
+        if why_ro is not None or readonly:
+            self._open_read_only(requested, given, log_size, why_ro or "opened with readonly=True")
+            return
+        initialised, store_id = self._claim_directory()
+        db = self.directory / DBNAME
+        if initialised and not db.exists():
+            raise StoreError(f"disk store {self.directory}: {DBNAME} is missing although the marker "
+                             "says the store was created; its entries are lost or were moved")
+        if not initialised and store_id is None:  # a marker claimed by an older cachemux
+            store_id = secrets.token_hex(16)
+        self._check_database(db, initialised, store_id)  # read-only: nothing written before it passes
+        try:
+            self._cache = diskcache.Cache(
+                str(self.directory), timeout=timeout, disk=_TextDisk,
+                eviction_policy="none", cull_limit=0, statistics=0, size_limit=2**62,
+                disk_min_file_size=2**62, sqlite_synchronous=2 if durable else 1)
+        except (sqlite3.OperationalError, diskcache.Timeout) as exc:
+            if isinstance(exc, diskcache.Timeout) or "locked" in str(exc):
+                raise StoreError(f"disk store {self.directory}: cannot open {db}: another process held its "
+                                 f"write lock for over timeout={self.timeout:g}s (frozen or stopped inside "
+                                 "a transaction?)") from exc
+            raise self._damaged(db, exc) from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise self._damaged(db, exc) from exc
+        try:
+            self.spec, self.log_size = self._init_schema(requested, given, log_size, initialised, store_id)
+            if verify:
+                self.verify()
+            if not initialised:
+                self._write_marker(initialised=True, store_id=store_id)
+            self._identity = self._stat_identity()
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- read-only, deleted, replaced --------------------------------------------------------
+    def _why_read_only(self) -> str | None:
+        """Why this process cannot write the existing directory (None: it can, or it is new)."""
+        d = self.directory
+        if not d.is_dir():
+            return None
+        if _read_only_fs(d):
+            return "its filesystem is mounted read-only"
+        db = d / DBNAME
+        if not os.access(d, os.W_OK | os.X_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            return f"the directory or {DBNAME} is not writable by this user (uid {os.getuid()})"
+        return None
+
+    def _connect_ro(self, db: Path, why: str) -> sqlite3.Connection:
+        try:
+            con = sqlite3.connect(_ro_uri(db), uri=True, timeout=self.timeout, check_same_thread=False,
+                                  isolation_level=None)
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.DatabaseError as exc:
+            if not _read_only_fs(db.parent) or "unable to open" not in str(exc):
+                raise StoreError(f"disk store {self.directory}: {why}, and SQLite cannot read {db} "
+                                 f"read-only ({type(exc).__name__}: {exc}); a WAL database needs "
+                                 f"its {DBNAME}-shm file or a writable directory") from exc
+        # a read-only filesystem and no -shm file: nobody can write it here, read it as immutable
+        try:
+            con = sqlite3.connect(_ro_uri(db, immutable=True), uri=True, check_same_thread=False,
+                                  isolation_level=None)
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(db, exc) from exc
+
+    def _open_read_only(self, requested: StorePolicy, given: dict[str, bool], log_size: int | None,
+                        why: str) -> None:
+        d, marker, db = self.directory, self.directory / MARKER, self.directory / DBNAME
+        if not d.is_dir():
+            raise StoreError(f"disk store {d}: readonly=True but the directory does not exist")
+        if not marker.exists():
+            raise StoreError(f"disk store {d}: {why}, and it is not a cachemux store (no {MARKER}): "
+                             "nothing to read, and a new store cannot be created there")
+        initialised, store_id = self._read_marker(marker)
+        if not initialised or not db.exists():
+            raise StoreError(f"disk store {d}: {why}, and the store was never completely created "
+                             f"(no {DBNAME} or no entries yet): a new store cannot be created there")
+        self._check_database(db, True, store_id, why=why)
+        self._cache = _ReadOnlyCache(self._connect_ro(db, why))
+        self.read_only = True
+        try:
+            with self._read() as sql:
+                self.spec, self.log_size = self._check_config(sql, requested, given, log_size)
+            self._identity = self._stat_identity()
+        except BaseException:
+            self.close()
+            raise
+        log.warning("disk store %s opened read-only (%s): lookups work, updates are dropped", d, why)
+
+    def _check_database(self, db: Path, initialised: bool, store_id: str | None, why: str = "") -> None:
+        """Look at an existing ``cache.db`` through a read-only connection before anything opens
+        it for writing (diskcache rewrites its Settings on open): it must be this marker's store."""
+        if not db.exists():
+            return
+        d = self.directory
+        try:
+            con = sqlite3.connect(_ro_uri(db), uri=True, timeout=self.timeout)
+            try:
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                ident = (con.execute("SELECT store_id FROM cachemux_ident WHERE id = 1").fetchone()
+                         if "cachemux_ident" in tables else None)
+                data = "Cache" in tables and con.execute("SELECT 1 FROM Cache LIMIT 1").fetchone()
+                policy = (con.execute("SELECT value FROM Settings WHERE key = 'eviction_policy'").fetchone()
+                          if "Settings" in tables else None)
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            if why and "unable to open" in str(exc) and _read_only_fs(d):
+                return  # a read-only filesystem without the -shm file: checked after the immutable open
+            raise self._damaged(db, exc) from exc
+        if "cachemux_config" in tables:
+            found = ident[0] if ident else None
+            if found != store_id:
+                raise StoreError(
+                    f"disk store {d}: {MARKER} names store {store_id or '(none: an old marker)'} but "
+                    f"{DBNAME} belongs to store {found or '(none: an older cachemux)'}: the marker was "
+                    "copied or restored from elsewhere. Refusing to use it; nothing was changed")
+            return
+        if initialised:
+            raise StoreError(f"disk store {d}: {DBNAME} has no cachemux tables although {MARKER} says the "
+                             "store was created: the marker was copied here or the database replaced. "
+                             "Refusing to open it; nothing was changed")
+        if data or tables - _DISKCACHE_TABLES or (policy is not None and policy[0] != "none"):
+            raise StoreError(f"disk store {d}: {DBNAME} holds data or diskcache settings that cachemux "
+                             f"did not write (a {MARKER} copied next to another app's cache?). "
+                             "Refusing to adopt it; nothing was changed")
+
+    def _stat_identity(self) -> tuple[int, ...]:
+        # cache.db alone: deleting, moving or replacing the directory removes or replaces it, and
+        # its inode cannot be reused while this process holds the file open
+        b = os.stat(self.directory / DBNAME)
+        return b.st_dev, b.st_ino
+
+    def _check_present(self, always: bool = True) -> None:
+        """Raise ``StoreGoneError`` if ``cache.db`` is no longer the file opened. Transactions
+        (every write and counted lookup) always check; plain reads (peek, keys, len) at most
+        every ``_PRESENT_EVERY`` s, so an index rebuild's 100k peeks do not pay a stat each."""
+        if self._identity is None:  # still opening
+            return
+        if self._gone is None:
+            now_t = time.monotonic()
+            if not always and now_t - self._checked < _PRESENT_EVERY:
+                return
+            self._checked = now_t
+            try:
+                now: tuple[int, ...] | None = self._stat_identity()
+            except FileNotFoundError:
+                now = None
+            except OSError:
+                return  # cannot tell (permissions): SQLite reports what is wrong, if anything
+            if now == self._identity:
+                return
+            what = "deleted or moved away" if now is None else "replaced (another directory or database at its path)"
+            self._gone = (f"disk store {self.directory}: its directory or {DBNAME} was {what} while open; "
+                          "its entries are no longer reachable there. Lookups miss and updates are dropped "
+                          "until the store is reopened (DiskStore(directory) starts a new store)")
+            log.error("%s", self._gone)
+        self._gone_ops += 1
+        raise StoreGoneError(self._gone)
+
+    def _damaged(self, db: Path, exc: BaseException) -> StoreError:
+        return StoreError(f"disk store {self.directory}: cannot open {db} "
+                             f"({type(exc).__name__}: {exc}): damaged (truncated?) or not a valid SQLite "
+                             "database. Nothing was changed: move the directory aside to start an "
+                             "empty cache (sqlite3's .recover may salvage entries)")
+
+    # ---- directory marker -----------------------------------------------------------------
+    def _claim_directory(self) -> tuple[bool, str | None]:
+        """Make sure ``directory`` is ours (claiming it if new/empty): (initialised, store id)."""
+        d, marker = self.directory, self.directory / MARKER
+        if d.exists() and not d.is_dir():
+            raise StoreError(f"disk store {d}: exists and is not a directory")
+        if not d.exists():
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"disk store {d}: cannot create the directory: {exc}") from exc
+        if not marker.exists():
+            try:
+                others = sorted(p.name for p in d.iterdir())
+            except OSError as exc:
+                raise StoreError(f"disk store {d}: cannot list the directory: {exc}") from exc
+            others = [n for n in others if not n.startswith(f".{MARKER}.")]
+            # re-check: a process creating the store concurrently links the marker before
+            # anything else appears in the directory
+            if others and not marker.exists():
+                shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+                raise StoreError(
+                    f"disk store {d}: not a cachemux store (no {MARKER}; it holds {shown}). "
+                    "Refusing to write into a foreign directory: pass a new or empty directory")
+            if not marker.exists():
+                try:
+                    self._write_marker(initialised=False, store_id=secrets.token_hex(16), exclusive=True)
+                except FileExistsError:
+                    pass  # another process claimed it first: read its marker below
+        return self._read_marker(marker)
+
+    def _read_marker(self, marker: Path) -> tuple[bool, str | None]:
+        try:
+            data = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"disk store {self.directory}: unreadable marker {marker}: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise StoreError(f"disk store {self.directory}: {marker} is not a cachemux marker "
+                             f"(expected format {FORMAT!r}, got {data!r:.200})")
+        if data.get("version") != FORMAT_VERSION:
+            raise StoreError(f"disk store {self.directory}: format version {data.get('version')!r} "
+                             f"is not supported by this cachemux (supports {FORMAT_VERSION})")
+        store_id = data.get("store_id")
+        if store_id is not None and not isinstance(store_id, str):
+            raise StoreError(f"disk store {self.directory}: {marker} has a bad store_id {store_id!r:.80}")
+        return bool(data.get("initialised")), store_id
+
+    def _write_marker(self, *, initialised: bool, store_id: str, exclusive: bool = False) -> None:
+        marker = self.directory / MARKER
+        tmp = self.directory / f".{MARKER}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            tmp.write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
+                                       "initialised": initialised, "store_id": store_id}) + "\n",
+                           encoding="utf-8")
+            if exclusive:
+                os.link(tmp, marker)  # atomic create-if-absent, complete content or nothing
+            else:
+                os.replace(tmp, marker)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"disk store {self.directory}: cannot write {marker}: {exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    # ---- schema and configuration ---------------------------------------------------------
+    def _init_schema(self, requested: StorePolicy, given: dict[str, bool], log_size: int | None,
+                     initialised: bool, store_id: str | None) -> tuple[StorePolicy, int]:
+        with self._txn() as sql:
+            have = {r[0] for r in sql("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "cachemux_config" not in have:
+                if initialised:
+                    raise StoreError(f"disk store {self.directory}: {DBNAME} has no cachemux tables "
+                                     "although the marker says the store was created")
+                if "Cache" in have and sql("SELECT 1 FROM Cache LIMIT 1").fetchone():
+                    raise StoreError(f"disk store {self.directory}: {DBNAME} holds diskcache data "
+                                     "that cachemux did not write; refusing to adopt it")
+                spec = requested
+                for stmt in _SCHEMA:
+                    sql(stmt)
+                sql("INSERT INTO cachemux_config VALUES (1, ?, ?, ?, ?, ?, ?)",
+                    (FORMAT, FORMAT_VERSION, spec.name, spec.capacity, spec.options_json(),
+                     log_size or _DEFAULT_LOG_SIZE))
+                # change ids start at a random offset, so a cursor taken on another (or a
+                # recreated) store falls outside this one's window and gets a reset
+                start = secrets.randbelow(2**40) + 1
+                sql("INSERT INTO cachemux_state VALUES (1, 0.0, 0.0, 0, 0, 1.0, 0.0, 0, ?, ?,"
+                    " 0, 0, 0, 0, 0, 0, 0, 0)", (start, start))
+                sql("INSERT INTO cachemux_ident VALUES (1, ?)", (store_id,))
+                if self.shares:  # fixed at creation, like the capacity
+                    for stmt in _SHARES_SCHEMA:
+                        sql(stmt)
+                    for row in self.shares.items():
+                        sql("INSERT INTO cachemux_shares VALUES (?, ?)", row)
+            else:
+                self._add_expiry_columns(sql, have)
+            return self._check_config(sql, requested, given, log_size)
+
+    @staticmethod
+    def _add_expiry_columns(sql: Any, have: set) -> None:
+        """A store created before entries had an expiry: add its columns and index (an upgrade
+        in place; older cachemux versions ignore them)."""
+        if not any(r[1] == "expired" for r in sql("PRAGMA table_info(cachemux_state)")):
+            sql("ALTER TABLE cachemux_state ADD COLUMN expired INTEGER NOT NULL DEFAULT 0")
+        if not any(r[1] == "expires" for r in sql("PRAGMA table_info(cachemux_entries)")):
+            sql("ALTER TABLE cachemux_entries ADD COLUMN expires REAL")
+            sql(_EXPIRY_INDEX)
+            if "cachemux_shares" in have:
+                sql(_SHARES_SCHEMA[2])
+
+    def _check_config(self, sql: Any, requested: StorePolicy, given: dict[str, bool],
+                      log_size: int | None) -> tuple[StorePolicy, int]:
+        row = sql("SELECT format, version, policy, capacity, options, log_size"
+                  " FROM cachemux_config WHERE id = 1").fetchone()
+        if row is None or row[0] != FORMAT:
+            raise StoreError(f"disk store {self.directory}: missing or foreign cachemux_config")
+        if row[1] != FORMAT_VERSION:
+            raise StoreError(f"disk store {self.directory}: database format version {row[1]!r} "
+                             f"is not supported (supports {FORMAT_VERSION})")
+        stored = resolve_policy(row[2], row[3], json.loads(row[4]))
+        n_rows = sql("SELECT count(*) FROM cachemux_entries").fetchone()[0]
+        st = self._state(sql)
+        if n_rows != st.count:
+            raise StoreError(f"disk store {self.directory}: {n_rows} entry rows but the state "
+                             f"counts {st.count}: the database is damaged")
+        have = {r[0] for r in sql("SELECT name FROM sqlite_master WHERE type='table'")}
+        stored_shares = dict(sql("SELECT ns, fraction FROM cachemux_shares ORDER BY ns")) \
+            if "cachemux_shares" in have else {}
+        if given["shares"] and stored_shares != self.shares:
+            raise ConfigError(f"disk store {self.directory} was created with shares={stored_shares or None}; "
+                              f"got shares={self.shares}. Reopen with shares=None (the stored ones) or "
+                              "clear the directory")
+        self.shares = stored_shares
+        if ((given["policy"] and requested.name != stored.name)
+                or (given["capacity"] and requested.capacity != stored.capacity)
+                or (given["options"] and requested.options != stored.options)):
+            raise ConfigError(
+                f"disk store {self.directory} was created with policy={stored.name!r}, "
+                f"capacity={stored.capacity:g}, options={stored.options}; got policy="
+                f"{requested.name!r}, capacity={requested.capacity:g}, options={requested.options}. "
+                "Reopen with capacity=None, policy=None (the stored ones) or clear the directory")
+        return stored, int(log_size or row[5])
+
+    # ---- plumbing -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _txn(self, wait: float | None = None) -> Iterator[Any]:
+        """One ``BEGIN IMMEDIATE`` transaction through diskcache; backend faults -> StoreError.
+
+        While another connection holds the write lock, wait as long as it makes progress (any
+        commit, seen through ``PRAGMA data_version``) up to ``timeout``, but give up after ``wait``
+        seconds (default ``timeout``) with no commit at all: the holder is stuck, not busy."""
+        cache = self._cache
+        if cache is None:
+            raise StoreError(f"disk store {self.directory}: closed")
+        self._check_present()
+        if self.read_only:
+            self._read_only_drops += 1
+            raise ReadOnlyStoreError(f"disk store {self.directory} is open read-only: updates are dropped "
+                                     f"({self._read_only_drops} so far)")
+        breaker = self.breaker if wait is not None else None  # the short waits only
+        if breaker is not None and breaker.state != "closed":
+            wait = 0.0  # another process seemed stuck: one attempt (~20 ms), no wait, until it moves
+        settled = breaker is None
+        wait = self.timeout if wait is None else wait
+        try:
+            con = cache._con  # this thread's connection (diskcache reopens it after a fork)
+            local = self._local
+            if getattr(local, "con", None) is not con:
+                con.execute(f"PRAGMA busy_timeout = {_BUSY_SLICE_MS}")  # SQLite's wait per attempt
+                local.con = con
+            with contextlib.ExitStack() as stack:
+                start = stalled = time.monotonic()
+                version = None
+                while True:
+                    try:
+                        stack.enter_context(cache.transact())
+                        break
+                    except diskcache.Timeout:
+                        now = time.monotonic()
+                        seen = con.execute("PRAGMA data_version").fetchone()[0]
+                        if version is None:
+                            version = seen
+                        elif seen != version:  # someone committed meanwhile: contention, not a stuck holder
+                            version, stalled = seen, now
+                        if now - stalled >= wait or now - start >= self.timeout:
+                            exc = _LockTimeout(
+                                f"disk store {self.directory}: timed out after {now - start:.2g}s waiting "
+                                f"for another process's transaction, {now - stalled:.2g}s without any commit "
+                                "(frozen or stopped inside one?)")
+                            if breaker is not None:
+                                settled = True
+                                breaker.after(False, exc, now - start)
+                            raise exc from None
+                if not settled:
+                    settled = True
+                    breaker.after(False, None, 0.0)  # type: ignore[union-attr]
+                yield con.execute
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"disk store {self.directory}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if not settled:  # failed before the lock for another reason: not a lock fault
+                breaker.after(False, None, 0.0)  # type: ignore[union-attr]
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Any]:
+        cache = self._cache
+        if cache is None:
+            raise StoreError(f"disk store {self.directory}: closed")
+        self._check_present(always=False)
+        try:
+            if self.read_only:
+                with cache.lock:
+                    yield cache._con.execute
+            else:
+                yield cache._con.execute
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"disk store {self.directory}: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _state(sql: Any) -> _State:
+        try:
+            row = sql(_STATE_SELECT).fetchone()
+        except sqlite3.OperationalError as exc:  # opened read-only, made before the expiry columns
+            if "expired" not in str(exc):
+                raise
+            row = sql(_STATE_SELECT.replace(", expired FROM", ", 0 FROM")).fetchone()
+        if row is None:
+            raise StoreError("cachemux_state row is missing: the database is damaged")
+        return _State(row)
+
+    @staticmethod
+    def _save(sql: Any, st: _State) -> None:
+        sql(f"UPDATE cachemux_state SET {', '.join(f + ' = ?' for f in _STATE_FIELDS)} WHERE id = 1",
+            st.values())
+
+    def _value(self, key: str) -> str | None:
+        return self._cache.get(key)  # type: ignore[union-attr]
+
+    def _parse(self, key: str, text: str) -> Entry:
+        try:
+            return Entry.from_json(text)
+        except CorruptEntryError as exc:
+            raise CorruptEntryError(f"disk store {self.directory}: entry {key!r}: {exc}") from None
+
+    def _log(self, sql: Any, st: _State, op: str, key: str) -> None:
+        st.logseq += 1
+        sql("INSERT INTO cachemux_changes (id, op, key) VALUES (?, ?, ?)", (st.logseq, op, key))
+        if st.logseq - st.trimmed >= self.log_size + _TRIM_EVERY:
+            st.trimmed = st.logseq - self.log_size
+            sql("DELETE FROM cachemux_changes WHERE id <= ?", (st.trimmed,))
+
+    # ---- the policy, step by step (mirrors cachemux.policies) -----------------------------
+    def _observe(self, sql: Any, st: _State, key: str) -> float:
+        """FrequencyEstimator.observe: count one request of ``key``, rescaling when weights grow."""
+        inc = st.inc
+        row = sql("SELECT count FROM cachemux_history WHERE key = ?", (key,)).fetchone()
+        c = (row[0] if row else 0.0) + inc
+        sql("INSERT OR REPLACE INTO cachemux_history (key, count) VALUES (?, ?)", (key, c))
+        st.total += inc
+        growth = self.spec.growth
+        if growth != 1.0:
+            nxt = inc * growth
+            if nxt > RESCALE_AT:
+                f = 1.0 / inc
+                self._rescale(sql, st, f)
+                c = c * f
+                nxt = growth
+            st.inc = nxt
+        return c
+
+    def _rescale(self, sql: Any, st: _State, f: float) -> None:
+        """Multiply every count by ``f`` (forgetting negligible ones) and re-rank cached keys
+        in admission order, as FrequencyEstimator._rescale + FrequencyPolicy._rescaled do."""
+        sql("UPDATE cachemux_history SET count = count * ?", (f,))
+        sql("DELETE FROM cachemux_history WHERE NOT (count > ?)", (FORGET_BELOW,))
+        st.total *= f
+        st.epoch += 1
+        rows = sql("SELECT key, n, cost, size FROM cachemux_entries ORDER BY ins").fetchall()
+        sql("UPDATE cachemux_entries SET seq = -seq")  # free the (prio, seq) slots
+        score = self.spec.score
+        for key, n, cost, size in rows:
+            n *= f
+            st.seq += 1
+            sql("UPDATE cachemux_entries SET n = ?, prio = ?, seq = ? WHERE key = ?",
+                (n, score(n, cost, size), st.seq, key))
+
+    def _part_state(self, sql: Any, st: _State, part: str) -> _State | _Part:
+        """The used size, count and clock eviction works within: the whole store's without
+        shares, else those of ``part``'s share."""
+        if not self.shares:
+            return st
+        row = sql("SELECT used, count, clock FROM cachemux_parts WHERE part = ?", (part,)).fetchone()
+        return _Part(part, *(row or (0.0, 0, 0.0)))
+
+    def _save_part(self, sql: Any, ps: _State | _Part) -> None:
+        if isinstance(ps, _Part):
+            sql("INSERT OR REPLACE INTO cachemux_parts (part, used, count, clock) VALUES (?, ?, ?, ?)",
+                (ps.part, ps.used, ps.count, ps.clock))
+
+    def _on_hit(self, sql: Any, st: _State, key: str, n: float, cost: float, size: float,
+                part: str = _REST) -> None:
+        spec = self.spec
+        if spec.family == "recency":
+            if spec.hit_moves:  # LRU: move to the back; FIFO: nothing
+                st.seq += 1
+                sql("UPDATE cachemux_entries SET prio = ?, seq = ? WHERE key = ?", (st.seq, st.seq, key))
+            return
+        if spec.family == "greedy-dual":
+            n = n + 1  # GDSF._on_hit: F += 1, H = clock + F * C / S
+            f = n if spec.use_freq else 1
+            clock = self._part_state(sql, st, part).clock  # with shares: the share's own clock
+            prio = clock + f * cost / size
+            base = clock
+        else:
+            n = self._observe(sql, st, key) if spec.history else n + 1.0
+            prio = spec.score(n, cost, size)
+            base = 0.0
+        st.seq += 1
+        sql("UPDATE cachemux_entries SET n = ?, base = ?, prio = ?, seq = ? WHERE key = ?",
+            (n, base, prio, st.seq, key))
+
+    def _new_count(self, sql: Any, st: _State, key: str) -> float:
+        if not self.spec.history:
+            return 1.0
+        row = sql("SELECT count FROM cachemux_history WHERE key = ?", (key,)).fetchone()
+        return (row[0] if row else 0.0) or st.inc
+
+    def _should_admit(self, sql: Any, st: _State, ps: _State | _Part, key: str, cost: float, size: float,
+                      capacity: float, where: str, params: tuple) -> bool:
+        """``ps``: the store's or (with shares) the share's used size and count."""
+        spec = self.spec
+        if not spec.admission or ps.used + size <= capacity:
+            return True
+        # online LEC's admission step: the newcomer must be strictly more valuable than every
+        # entry it would evict (ties keep the incumbents); walk the eviction index lazily
+        mine = spec.score(self._new_count(sql, st, key), cost, size)
+        used = ps.used
+        taken = 0
+        for vsize, prio in sql(f"SELECT size, prio FROM cachemux_entries{where} ORDER BY prio, seq", params):
+            if taken and not (used + size > capacity):
+                break
+            if taken >= ps.count:
+                break
+            taken += 1
+            if prio >= mine:
+                return False
+            used -= vsize
+        return True
+
+    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float, part: str = _REST,
+               expires: float | None = None) -> tuple[bool, list[str], int]:
+        """Policy._place: admit if wanted, evicting the lowest priorities until the entry fits
+        (with shares: within ``part``'s share, among its entries); entries past their expiry
+        leave first. Returns (admitted, evicted keys, how many of them had expired)."""
+        spec = self.spec
+        ps = self._part_state(sql, st, part)
+        if self.shares:
+            capacity, where, params = share_capacity(self.shares, spec.capacity, part), " WHERE part = ?", (part,)
+        else:
+            capacity, where, params = spec.capacity, "", ()
+        if size > capacity:
+            return False, [], 0
+        evicted: list[str] = []
+        if ps.used + size > capacity:
+            self._drop_expired(sql, st, ps, size, capacity, evicted)
+        expired = len(evicted)
+        if not self._should_admit(sql, st, ps, key, cost, size, capacity, where, params):
+            self._save_part(sql, ps)
+            return False, evicted, expired
+        while ps.used + size > capacity:
+            row = sql(f"SELECT key, size, prio FROM cachemux_entries{where} ORDER BY prio, seq LIMIT 1",
+                      params).fetchone()
+            if row is None:
+                raise StoreError(f"disk store {self.directory}: used={st.used} with no entries: "
+                                 "the database is damaged")
+            vkey, vsize, vprio = row
+            sql("DELETE FROM cachemux_entries WHERE key = ?", (vkey,))
+            self._cache.delete(vkey)  # type: ignore[union-attr]
+            for acc in {id(st): st, id(ps): ps}.values():
+                acc.used -= vsize
+                acc.count -= 1
+                if acc.count == 0:
+                    acc.used = 0.0  # no float residue in an empty cache (Policy._place)
+            if spec.family == "greedy-dual":
+                ps.clock = vprio  # GDSF's inflation step: L := H(victim)
+            st.evictions += 1
+            evicted.append(vkey)
+            self._log(sql, st, "del", vkey)
+        st.seq += 1
+        if spec.family == "recency":
+            n, base, prio = 1.0, 0.0, float(st.seq)
+        elif spec.family == "greedy-dual":
+            n, base = 1.0, ps.clock
+            prio = ps.clock + 1 * cost / size
+        else:
+            n, base = self._new_count(sql, st, key), 0.0
+            prio = spec.score(n, cost, size)
+        if self.shares:
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, expires, part)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, size, cost, n, base, prio, st.seq, st.seq, expires, part))
+        else:
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, expires)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq, expires))
+        for acc in {id(st): st, id(ps): ps}.values():
+            acc.used += size
+            acc.count += 1
+        self._save_part(sql, ps)
+        return True, evicted, expired
+
+    def _drop_expired(self, sql: Any, st: _State, ps: _State | _Part, size: float, capacity: float,
+                      out: list[str]) -> None:
+        """Remove the entries (of ``ps``'s share) whose expiry passed, soonest first, while the
+        newcomer does not fit: one indexed lookup per entry removed, none when nothing expired."""
+        now = time.time()
+        if self.shares:
+            query, params = ("SELECT key, size FROM cachemux_entries WHERE part = ? AND expires < ?"
+                             " ORDER BY expires LIMIT 1"), (ps.part, now)  # type: ignore[union-attr]
+        else:
+            query, params = ("SELECT key, size FROM cachemux_entries WHERE expires < ?"
+                             " ORDER BY expires LIMIT 1"), (now,)
+        while ps.used + size > capacity:
+            row = sql(query, params).fetchone()
+            if row is None:
+                return
+            vkey, vsize = row
+            sql("DELETE FROM cachemux_entries WHERE key = ?", (vkey,))
+            self._cache.delete(vkey)  # type: ignore[union-attr]
+            for acc in {id(st): st, id(ps): ps}.values():
+                acc.count -= 1
+                acc.used = acc.used - vsize if acc.count else 0.0
+            st.expired += 1
+            out.append(vkey)
+            self._log(sql, st, "del", vkey)
+
+    def _remove(self, sql: Any, st: _State, key: str) -> bool:
+        """Policy.remove: drop a cached key (its value too)."""
+        row = sql(f"SELECT size{', part' if self.shares else ''} FROM cachemux_entries WHERE key = ?",
+                  (key,)).fetchone()
+        if row is None:
+            return False
+        sql("DELETE FROM cachemux_entries WHERE key = ?", (key,))
+        self._cache.delete(key)  # type: ignore[union-attr]
+        ps = self._part_state(sql, st, row[1]) if self.shares else st
+        for acc in {id(st): st, id(ps): ps}.values():
+            acc.count -= 1
+            acc.used = acc.used - row[0] if acc.count else 0.0
+        self._save_part(sql, ps)
+        self._log(sql, st, "del", key)
+        return True
+
+    # ---- the Store API --------------------------------------------------------------------
+    def get(self, key: str) -> Entry | None:
+        check_key(key)
+        if self.read_only:  # nothing can be counted: serve the committed value
+            self._uncounted += 1
+            return self.peek(key)
+        try:
+            return self._get(key)
+        except StoreError as exc:
+            # Unavailable: timed out on the lock now, or recently (the breaker is open); any other
+            # fault of the hit's accounting write (disk full, read-only file): the committed value
+            # is still readable (WAL): serve it, uncounted, rather than wait or miss
+            if isinstance(exc, (CorruptEntryError, StoreGoneError)) or self._cache is None:
+                raise  # a damaged entry, or a directory deleted/replaced under us: not servable
+            self._uncounted += 1
+            now = time.monotonic()
+            if now - self._last_warning >= 10.0:
+                self._last_warning = now
+                log.warning("%s; served without counting the request (%d so far)", exc, self._uncounted)
+            return self.peek(key)
+
+    def _get(self, key: str) -> Entry | None:
+        with self._txn(self.lookup_timeout) as sql:
+            st = self._state(sql)
+            row = sql(f"SELECT n, cost, size{', part' if self.shares else ''} FROM cachemux_entries"
+                      " WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                st.misses += 1
+                if self.spec.history:  # LEC counts misses of uncached keys too
+                    self._observe(sql, st, key)
+                self._save(sql, st)
+                return None
+            text = self._value(key)
+            if text is None:
+                raise StoreError(f"disk store {self.directory}: entry {key!r} has policy state "
+                                 "but no value: the database is damaged")
+            st.hits += 1
+            self._on_hit(sql, st, key, *row)
+            self._save(sql, st)
+        return self._parse(key, text)
+
+    def peek(self, key: str) -> Entry | None:
+        check_key(key)
+        with self._read():
+            text = self._value(key)
+        return None if text is None else self._parse(key, text)
+
+    def put(self, key: str, entry: Entry) -> PutResult:
+        check_key(key)
+        if not isinstance(entry, Entry):
+            raise ConfigError(f"put() needs an Entry, got {type(entry).__name__}")
+        cost, size = float(entry.cost), float(entry.size)
+        text = entry.to_json()
+        with self._txn(self.update_timeout) as sql:
+            st = self._state(sql)
+            if self._remove(sql, st, key):  # Policy.admit: re-offering a cached key replaces it
+                st.replaced += 1
+            admitted, evicted, expired = self._place(sql, st, key, cost, size,
+                                                     share_part(self.shares, entry) if self.shares else _REST,
+                                                     entry.expires)
+            if admitted:
+                self._cache.set(key, text)  # type: ignore[union-attr]
+                st.admissions += 1
+                self._log(sql, st, "add", key)
+            else:
+                st.rejections += 1
+            self._save(sql, st)
+        return PutResult(admitted, tuple(evicted), expired)
+
+    def delete(self, key: str) -> bool:
+        check_key(key)
+        with self._txn(self.update_timeout) as sql:
+            st = self._state(sql)
+            found = self._remove(sql, st, key)
+            if found:
+                st.deletes += 1
+                self._save(sql, st)
+        return found
+
+    def clear(self) -> None:
+        """Remove every entry (logged as deletions). The GDSF clock and LEC's request history
+        are kept, as ``MemoryStore.clear`` keeps its policy's."""
+        with self._txn() as sql:
+            st = self._state(sql)
+            for (key,) in sql("SELECT key FROM cachemux_entries ORDER BY ins").fetchall():
+                self._remove(sql, st, key)
+                st.deletes += 1
+            self._save(sql, st)
+
+    def __len__(self) -> int:
+        with self._read() as sql:
+            return int(self._state(sql).count)
+
+    def keys(self) -> Iterator[str]:
+        with self._read() as sql:
+            return iter([k for (k,) in sql("SELECT key FROM cachemux_entries ORDER BY ins")])
+
+    def changes(self, since: int) -> tuple[int, list[tuple[str, str]]]:
+        """Changes after cursor ``since``; ``[("reset", "")]`` when ``since`` is outside the
+        retained window (trimmed, from another store, or 0 on first use): rebuild from keys()."""
+        if isinstance(since, bool) or not isinstance(since, int):
+            raise ConfigError(f"changes() needs an int cursor, got {since!r}")
+        with self._read() as sql:
+            sql("BEGIN")  # one snapshot: head and rows agree
+            try:
+                st = self._state(sql)
+                if since < st.trimmed or since > st.logseq:
+                    return st.logseq, [(CHANGES_RESET, "")]
+                rows = sql("SELECT op, key FROM cachemux_changes WHERE id > ? ORDER BY id",
+                           (since,)).fetchall()
+                return st.logseq, [(op, key) for op, key in rows]
+            finally:
+                sql("COMMIT")
+
+    def stats(self) -> dict[str, Any]:
+        base = {"store": "disk", "directory": str(self.directory), "read_only": self.read_only,
+                "read_only_drops": self._read_only_drops, "gone_ops": self._gone_ops}
+        shares: dict[str, Any] = {}
+        try:
+            with self._read() as sql:
+                st = self._state(sql)
+                if self.shares:
+                    used = dict(sql("SELECT part, used FROM cachemux_parts"))
+                    shares = {"shares": dict(self.shares), "share_used": {
+                        p: used.get(p, 0.0) for p in ["=" + ns for ns in self.shares] + [_REST]}}
+        except StoreGoneError:
+            return {**base, "gone": self._gone, "uncounted": self._uncounted}
+        total = st.hits + st.misses
+        return {**base, "policy": self.spec.name,
+                "capacity": self.spec.capacity, "entries": st.count, "used": st.used,
+                "hits": st.hits, "misses": st.misses, "hit_ratio": st.hits / total if total else 0.0,
+                "admissions": st.admissions, "rejections": st.rejections,
+                "evictions": st.evictions, "deletes": st.deletes, "replaced": st.replaced,
+                "expired": st.expired,
+                "clock": st.clock, "uncounted": self._uncounted, **shares}
+
+    def verify(self) -> None:
+        """SQLite ``quick_check`` of the whole file; StoreError naming the path if damaged."""
+        with self._read() as sql:
+            result = [r[0] for r in sql("PRAGMA quick_check")]
+        if result != ["ok"]:
+            raise StoreError(f"disk store {self.directory}: {DBNAME} is damaged: {'; '.join(result[:5])}")
+
+    def check_invariants(self) -> None:
+        """Size <= capacity, entries == values == index, priorities follow from stored
+        freq/cost/size/clock, every value parses and agrees with its metadata."""
+        spec = self.spec
+        # a write lock: a consistent view while other processes run (read-only: nobody writes)
+        with (self._read() if self.read_only else self._txn()) as sql:
+            st = self._state(sql)
+            rows = sql("SELECT key, size, cost, n, base, prio, seq, ins FROM cachemux_entries").fetchall()
+            history = dict(sql("SELECT key, count FROM cachemux_history")) if spec.history else {}
+            values = {k: self._value(k) for k, *_ in rows}
+            n_values = len(self._cache)  # type: ignore[arg-type]
+            order = [k for (k,) in sql("SELECT key FROM cachemux_entries INDEXED BY"
+                                        " cachemux_entries_order ORDER BY prio, seq")]
+            parts = dict(sql("SELECT key, part FROM cachemux_entries")) if self.shares else {}
+            expiry = dict(sql("SELECT key, expires FROM cachemux_entries")) if not self.read_only else {}
+            part_rows = sql("SELECT part, used, count, clock FROM cachemux_parts").fetchall() if self.shares else []
+        where = f"disk store {self.directory}"
+        clock = st.clock
+        if self.shares:
+            check_share_state(where, self.shares, spec.capacity, spec.family == "greedy-dual", rows, parts,
+                              part_rows, lambda k: self._parse(k, values[k]))
+            clock = max([clock] + [r[3] for r in part_rows])
+        if n_values != len(rows):
+            raise InvariantError(f"{where}: {n_values} values but {len(rows)} entries")
+        if sorted(order) != sorted(k for k, *_ in rows):
+            raise InvariantError(f"{where}: the priority index and the entries disagree")
+        spec.check_entries(where, rows, values, history, count=st.count, used=st.used, seq=st.seq,
+                           clock=clock, parse=self._parse)
+        for key, expires in expiry.items():
+            if self._parse(key, values[key]).expires != expires:
+                raise InvariantError(f"{where}: {key!r} is ranked by expiry {expires}, its entry says otherwise")
 
     def _check_shares(self, where: str, rows: list, values: dict, parts: dict, part_rows: list) -> None:
         """Each share: its entries' sizes and count agree with its row and fit its capacity;
