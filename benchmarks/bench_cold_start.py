@@ -91,6 +91,12 @@ def measure(directory: Path, mode: str) -> None:
            "deferred": deferred, "snapshot_errors": s.get("snapshot_errors"), "load": os.getloadavg()}
     if mode == "save":
         out.update(_timed_save(cache, directory))
+    if mode == "settle":  # a long-running process: every replayed row moved into the graph, then saved
+        t4 = time.perf_counter()
+        out["drained"] = deferred
+        cache._index.drain()  # type: ignore[union-attr]
+        out["drain_s"] = time.perf_counter() - t4
+        out["saved"] = cache.save_index()
     cache.store.close()  # not cache.close(): leave the snapshot as it is
     print(json.dumps(out))
 
@@ -148,20 +154,24 @@ def main() -> None:
                          "process's rebuild (no snapshot yet) is the baseline")
     ap.add_argument("--replay", type=int, default=1000, help="entries added after the snapshot (replayed)")
     ap.add_argument("--baseline-path", default=None)
+    ap.add_argument("--behind-only", action="store_true",
+                    help="on an existing fixture: only settle, add --replay entries and measure")
     a = ap.parse_args()
     if a.cmd == "fill":
         return fill(a.dir, a.entries)
     if a.cmd == "measure":
         return measure(a.dir, a.mode)
     rebuild_rounds = a.rounds if a.rebuild_rounds is None else a.rebuild_rounds
-    print("fill:", _run(["fill", "--dir", str(a.dir), "--entries", str(a.entries)]), flush=True)
-    first = _run(["measure", "--dir", str(a.dir), "--mode", "save"])
-    print("first process (loads the snapshot or rebuilds, then saves):", first, flush=True)
     rows: dict[str, list[dict]] = {"rebuild": [], "snapshot": []}
-    if first["snapshot_errors"] == 0 and first["first_lookup_s"] > 30:  # it rebuilt: no snapshot yet
-        rows["rebuild"].append(first)
-    saves = [first]
-    for r in range(a.rounds):
+    saves = []
+    if not a.behind_only:
+        print("fill:", _run(["fill", "--dir", str(a.dir), "--entries", str(a.entries)]), flush=True)
+        first = _run(["measure", "--dir", str(a.dir), "--mode", "save"])
+        print("first process (loads the snapshot or rebuilds, then saves):", first, flush=True)
+        if first["snapshot_errors"] == 0 and first["first_lookup_s"] > 30:  # it rebuilt: no snapshot yet
+            rows["rebuild"].append(first)
+        saves.append(first)
+    for r in range(0 if a.behind_only else a.rounds):
         for mode in ("rebuild", "snapshot"):
             if mode == "rebuild" and r >= rebuild_rounds:
                 continue
@@ -172,6 +182,7 @@ def main() -> None:
             rows[mode].append(res)
             print(f"round {r}:", res, flush=True)
     if a.replay:  # other writers after the snapshot: each new process replays the same changes
+        print("settled:", _run(["measure", "--dir", str(a.dir), "--mode", "settle"]), flush=True)
         _run(["fill", "--dir", str(a.dir), "--entries", str(len_store(a.dir) + a.replay)])
         behind = rows[f"snapshot, {a.replay} changes behind"] = []
         for r in range(a.rounds):
@@ -193,7 +204,7 @@ def main() -> None:
         print(f"| {mode} | {len(rs)} | {each} | {med:.3f} | {med / base:.4f} | {rs[0]['hit']} | {loads} |")
     print("\n| save | index lock held, s | writing files (lock free), s | lookups during the save | slowest, ms | quiet p50, ms | bytes |")
     print("|---|---|---|---|---|---|---|")
-    for label, x in zip(("after load/rebuild", "with replayed rows"), saves):
+    for label, x in zip(("after load/rebuild", "with replayed rows")[-len(saves):], saves):
         print(f"| {label} | {x['save_lock_s']:.3f} | {x['save_write_s']:.2f} | {x['lookups_during_save']} | "
               f"{x['lookup_max_during_save_ms']:.1f} | {x['lookup_p50_quiet_ms']:.1f} | {x['snapshot_bytes']:,} |")
 

@@ -940,9 +940,13 @@ class SemanticCache(IndexPersistence):
         """Index what the store holds now for ``keys`` (a change-log replay): one batch per
         partition, deferred from the ANN graph (see ``_index_entry``)."""
         parts: dict[str, tuple[list[str], list[np.ndarray]]] = {}
+        try:
+            entries = self.store.peek_many(keys)
+        except CorruptEntryError:  # one damaged row: read them one by one, skipping (counting) it
+            entries = {k: self._peek(k) for k in keys}
         for key in keys:
             index.remove(key)
-            entry = self._peek(key)
+            entry = entries.get(key)
             if self._indexable(entry, index.dim):
                 got = parts.setdefault(entry.partition, ([], []))  # type: ignore[union-attr]
                 got[0].append(key)

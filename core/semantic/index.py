@@ -425,7 +425,10 @@ class PartitionedIndex:
                                  "or keys clash)")
         if len(ix):
             self._parts[partition] = ix
-            self._where.update(dict.fromkeys(keys, partition))
+            if self._where:
+                self._where.update(dict.fromkeys(keys, partition))
+            else:  # the first partition of a snapshot: one dict, not two
+                self._where = dict.fromkeys(keys, partition)
 
     def search(self, partition: str, vec: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
         ix = self._parts.get(partition)

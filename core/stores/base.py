@@ -124,6 +124,11 @@ class Store(ABC):
     def peek(self, key: str) -> Entry | None:
         """Read an entry without counting a request (index rebuilds, inspection)."""
 
+    def peek_many(self, keys: list[str]) -> dict[str, Entry | None]:
+        """``peek`` of many keys (a change-log replay); stores with a batch read override it.
+        A corrupt entry raises ``CorruptEntryError`` as ``peek`` does."""
+        return {k: self.peek(k) for k in keys}
+
     @abstractmethod
     def check_invariants(self) -> None: ...
 
