@@ -13,15 +13,24 @@ alternate; medians; ``os.getloadavg()`` is printed next to the figures.
 ``--baseline-path``: a PYTHONPATH whose ``cachemux`` is the code before snapshots, run for the
 ``rebuild`` rounds instead of this tree with ``index_path=False``.
 
-Measured 2026-12-01 on the shared 2-core machine (load average 7-8 throughout), 100,001 entries,
-one partition, random unit vectors (the worst case for the HNSW build), model loaded beforehand:
+Measured 2026-12-01 (session 5) on the shared 2-core machine, 100,001 entries (+1,000), one
+partition, random unit vectors (the worst case for the HNSW build), model loaded beforehand:
 
-    start                                     first semantic lookup
-    rebuild, code before snapshots            631 s  (1 run)
-    rebuild + save, this code                 644 s  (1 run; the save alone 2.5 s, 211 MB)
-    saved index, nothing to replay            0.83 / 0.89 / 1.14 s  (0.0014 x the rebuild)
-    saved index, 999 changes to replay        2.0 / 2.0 s  (1.1 s at load 5.2; 6.8 s before the
-                                              replayed entries were deferred from the graph)
+    start                                     first semantic lookup             load (1 min)
+    rebuild (no snapshot yet)                 174 s (1 run)                     2.3
+    saved index, nothing to replay            0.69 / 0.63 / 0.89 s, then        2.7-3.4
+                                              0.49 / 0.31 / 0.52 s (final code) 2.2-2.4
+    saved index, 1,000 changes to replay      0.57 / 0.44 / 0.62 s              2.8-3.2
+                                              (1.21 / 1.01 / 1.02 s before peek_many, load 4.0-4.2)
+    save: index lock held                     0.17 s (rows in memory), 0.47 s (rows still the
+                                              memory-mapped snapshot; 0.88 s at load 4.8); files
+                                              written without the lock in 1.8-2.0 s (3.8 s at load 4.8)
+    session 4 (load 7-8): rebuild 631 s; saved index 0.83 / 0.89 / 1.14 s; 999 changes 2.0 / 2.0 s;
+    a save held the index lock for all of its 2.5-9 s (and drained deferred rows into the graph).
+
+    PYTHONPATH=.pkgs:. HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python3 benchmarks/bench_cold_start.py \\
+        --dir /tmp/s5cold100k --entries 100000 --rounds 3 --rebuild-rounds 0 --replay 1000
+    (then, on the same fixture: ... --rounds 3 --replay 1000 --behind-only)
 """
 
 from __future__ import annotations
