@@ -49,10 +49,12 @@ decided on the matched entry's own stored embedding.
 
 **Saved index.** With a ``DiskStore`` (or ``index_path=`` for a ``RedisStore``) the index is
 saved beside the store (``cachemux.semantic.snapshot``: JSON + safetensors + usearch files,
-checksummed) after a full rebuild of at least 1,000 entries, at ``close()`` and by
-``save_index()``; a new cache loads it and replays the change log from its position instead of
-re-reading every entry (at 100k entries: see benchmarks/bench_cold_start.py). A damaged,
-foreign or too-old snapshot is logged (``stats()["snapshot_errors"]``) and rebuilt.
+checksummed) after a full rebuild of at least 1,000 entries, every ``save_every`` index changes
+(optional), at ``close()`` and by ``save_index()``; a save holds the index lock only while it
+copies the index, the files are written after (``cachemux.semantic.persist``). A new cache loads
+it and replays the change log from its position (one batch per partition) instead of re-reading
+every entry (at 100k entries: see benchmarks/bench_cold_start.py). A damaged, foreign or too-old
+snapshot is logged (``stats()["snapshot_errors"]``) and rebuilt.
 
 **Faults never reach the application.** Any exception from the store (``StoreError``, a Redis
 timeout, a broken disk) in ``lookup`` makes it a miss; in ``update`` the entry is dropped. Both
@@ -79,7 +81,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
 import math
 import os
@@ -88,7 +89,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,9 +98,9 @@ from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, Stor
 from cachemux.semantic.embedder import Embedder, TextEmbedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
-from cachemux.semantic import snapshot
 from cachemux.semantic.bounded import ErrorBound
 from cachemux.semantic.index import PartitionedIndex
+from cachemux.semantic.persist import SNAPSHOT_FOLDER, IndexPersistence  # noqa: F401 - SNAPSHOT_FOLDER re-exported
 from cachemux.semantic.keys import check_text, exact_key, model_id, normalize_prompt, partition_id
 from cachemux.semantic.matcher import CosineMatcher, Matcher, VerifierMatcher, default_matcher, load_matcher
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
@@ -121,7 +121,6 @@ MAX_VALUE_BYTES = 1_000_000  # default max_value_bytes: UTF-8 bytes of one store
 
 _WARN_EVERY_S = 10.0
 SNAPSHOT_MIN_ENTRIES = 1_000  # smaller indexes rebuild in well under a second: not worth a file
-SNAPSHOT_FOLDER = "semantic-index"  # inside a DiskStore's directory
 DRAIN_PER_SYNC = 4  # replayed entries moved into the ANN graph per sync (searched exactly until then)
 _UNSET: Any = object()
 
@@ -156,7 +155,7 @@ class Match:
     p_wrong: float | None = None
 
 
-class SemanticCache:
+class SemanticCache(IndexPersistence):
     """A GDSF/LEC-evicted LLM answer cache with exact and semantic (embedding) matching.
 
     ``store``: where entries live (default: the embedded persistent ``DiskStore`` at
@@ -184,14 +183,17 @@ class SemanticCache:
     (``stats()["too_large"]``) and a larger stored one (planted, or written under a higher limit)
     is never served (``stats()["too_large_skipped"]``). ``ttl``: seconds an entry may be served
     after it was written (None: forever); an expired entry is a miss and is deleted when a lookup
-    meets it (``stats()["expired"]``); ``purge_expired()`` removes all of this namespace's.
+    meets it (``stats()["expired"]``); ``purge_expired()`` removes all of this namespace's; and a
+    full store admitting a newcomer removes expired entries before any policy victim (the entry
+    carries ``expires``; ``stats()["expired_evicted"]``, the store's ``stats()["expired"]``).
 
     ``index_path``: ``index_path``: the folder the
     semantic index is saved in, so a new process loads it and replays the store's change log
     instead of re-reading every entry (``cachemux.semantic.snapshot``); default (None): for a
     ``DiskStore`` its ``semantic-index`` subfolder, for other stores nothing is saved; False: never.
-    It is saved after a full rebuild of at least ``SNAPSHOT_MIN_ENTRIES`` entries, at ``close()``
-    when the index changed, and by ``save_index()``.
+    It is saved after a full rebuild of at least ``SNAPSHOT_MIN_ENTRIES`` entries and, with
+    ``save_every=N``, after every N index changes (both written by a background thread), at
+    ``close()`` when the index changed, and by ``save_index()``.
     """
 
     def __init__(self, store: Store | None = None, *, embedder: TextEmbedder | str | os.PathLike[str] | None = None,
@@ -205,7 +207,7 @@ class SemanticCache:
                  ttl: float | None = None,
                  matcher: Matcher | str | os.PathLike[str] | None = None, max_error: float | None = None,
                  judge: Callable[[str, str], bool | None] | None = None, verify_rate: float = 0.1,
-                 index_path: str | os.PathLike[str] | bool | None = None) -> None:
+                 index_path: str | os.PathLike[str] | bool | None = None, save_every: int | None = None) -> None:
         if store is None:
             # an existing default store keeps its own capacity and policy unless they are given
             store = DiskStore(default_store_dir(), capacity, policy)
@@ -264,7 +266,7 @@ class SemanticCache:
             raise ConfigError(f"ttl must be a number of seconds > 0 or None, got {ttl!r}")
         self.ttl = None if ttl is None else check_positive("ttl", ttl)
 
-        self._snapshot_dir = self._index_folder(index_path)
+        self._init_persistence(index_path, save_every)
         self._snapshot_changes = 0  # index mutations since the last snapshot was saved or loaded
         self._lock = threading.RLock()  # counters, pending misses (short; taken after _index_lock)
         # the index and the store change together under this lock: a store mutation and the index
@@ -286,7 +288,7 @@ class SemanticCache:
         self._counts = dict.fromkeys(
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected", "feedback",
              "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries",
-             "too_large", "too_large_skipped", "expired", "snapshot_errors")
+             "too_large", "too_large_skipped", "expired", "expired_evicted", "snapshot_errors")
             + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
         self._tokenizer: Any = _UNSET  # the embedder's tokenizer, looked up on first use
         self._loss_logged: set[str] = set()
@@ -457,12 +459,15 @@ class SemanticCache:
         return len(value) > limit or len(value.encode("utf-8", "surrogatepass")) > limit
 
     def _servable(self, key: str, entry: Entry) -> bool:
-        """False (counted) for an entry over ``max_value_bytes`` or past its ``ttl`` (then deleted)."""
+        """False (counted) for an entry over ``max_value_bytes`` or past its ``ttl`` or the
+        ``expires`` its writer gave it (then deleted)."""
         if self._too_large(entry.value):
             with self._lock:
                 self._counts["too_large_skipped"] += 1
             return False
-        if self.ttl is None or time.time() - entry.created <= self.ttl:
+        now = time.time()  # stale by this cache's ttl, or by the writer's (``expires``)
+        if (self.ttl is None or now - entry.created <= self.ttl) and not (entry.expires is not None
+                                                                         and now > entry.expires):
             return True
         with self._lock:
             self._counts["expired"] += 1
@@ -636,7 +641,8 @@ class SemanticCache:
             if entry is not None:  # written back: the learned rule is the entry's, in any process
                 result = self.store.put(mkey, Entry(
                     value=entry.value, cost=entry.cost, size=entry.size, partition=entry.partition, prompt=entry.prompt,
-                    embedding=entry.embedding, created=entry.created, meta={**entry.meta, "vc": new}))
+                    embedding=entry.embedding, created=entry.created, meta={**entry.meta, "vc": new},
+                    expires=entry.expires))
                 if not result.admitted:
                     with self._lock:
                         if self._index is not None:
@@ -705,8 +711,9 @@ class SemanticCache:
             with self._lock:  # a model that gave NaN/inf: keep the answer, exact-only
                 self._counts["bad_embeddings"] += 1
             vec = None
+        created = time.time()
         entry = Entry(value=value, cost=cost, size=size, partition=part, prompt=prompt[:PROMPT_KEEP_CHARS],
-                      embedding=vec, created=time.time(),
+                      embedding=vec, created=created, expires=None if self.ttl is None else created + self.ttl,
                       meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "llm_id": _llm_id(llm_string),
                             "emb": self._embedder_id,
                             **({"q": text[:PROMPT_KEEP_CHARS]} if vec is not None and text and text != prompt else {})})
@@ -721,6 +728,7 @@ class SemanticCache:
             with self._lock:
                 self._counts["admitted" if result.admitted else "rejected"] += 1
                 self._counts["evictions"] += len(result.evicted)
+                self._counts["expired_evicted"] += result.expired
             if self._index is not None:
                 for k in result.evicted:
                     self._index.remove(k)
@@ -844,13 +852,7 @@ class SemanticCache:
     def close(self) -> None:
         """Save the semantic index if it changed since it was last saved or loaded (see
         ``index_path``), then close the store."""
-        with self._index_lock:
-            index = self._index
-            if index is not None and self._snapshot_dir is not None and self._synced:
-                self._sync(index)
-                manifest = self._snapshot_manifest(index.dim)
-                if self._snapshot_changes or (manifest is not None and not manifest.exists()):
-                    self._save_snapshot(index)
+        self._close_index()
         self.store.close()
 
     def __enter__(self) -> SemanticCache:
@@ -882,108 +884,20 @@ class SemanticCache:
                 ops = [(op, k) for op, k in ops if op != CHANGES_RESET]
                 self._synced = rebuilt = True
                 self._snapshot_changes += max(1, len(index))  # any saved snapshot is now behind
-            for op, key in ops:
+            last = {key: op for op, key in ops}  # what each key's changes amount to: its last op
+            for key, op in last.items():
                 if op == "del":
                     index.remove(key)
-                elif op == "add":
-                    self._index_entry(index, key, self._peek(key))
+            self._index_entries(index, [key for key, op in last.items() if op == "add"])
             self._cursor = cursor
             self._snapshot_changes += len(ops)
             index.drain(DRAIN_PER_SYNC)
         except Exception as exc:
             self._fault("index sync", exc)
             return
-        if rebuilt and len(index) >= SNAPSHOT_MIN_ENTRIES:
-            self._save_snapshot(index)
-
-    # ---- the saved index (cachemux.semantic.snapshot) -----------------------------------------------
-    def _index_folder(self, index_path: object) -> Path | None:
-        if index_path is False:
-            return None
-        if type(self.store).changes is Store.changes:  # no change log: a snapshot could never be brought up to date
-            if index_path is None:
-                return None
-            raise ConfigError(f"index_path: a {type(self.store).__name__} keeps no change log, so a saved "
-                              "semantic index could not be brought up to date (use index_path=None)")
-        if index_path is None or index_path is True:
-            directory = getattr(self.store, "directory", None) if isinstance(self.store, DiskStore) else None
-            if directory is None:
-                if index_path is True:
-                    raise ConfigError(f"index_path=True needs a DiskStore; for a {type(self.store).__name__} "
-                                      "pass the folder to save the semantic index in")
-                return None
-            return Path(directory) / SNAPSHOT_FOLDER
-        if isinstance(index_path, (str, os.PathLike)) and str(index_path):
-            return Path(index_path).expanduser()
-        raise ConfigError(f"index_path must be a folder path, True, False or None, got {index_path!r}")
-
-    def _snapshot_manifest(self, dim: int) -> Path | None:
-        if self._snapshot_dir is None:
-            return None
-        ident = json.dumps([self._embedder_id, dim, self._index_options], sort_keys=True, default=str)
-        return self._snapshot_dir / f"index-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.json"
-
-    def _snapshot_source(self) -> str:
-        directory = getattr(self.store, "directory", None)
-        if directory is not None:
-            return f"{type(self.store).__name__}:{Path(directory).resolve()}"
-        return f"{type(self.store).__name__}:{getattr(self.store, '_where', '')}"
-
-    def _load_snapshot(self, index: PartitionedIndex) -> bool:
-        """Start ``index`` from the saved snapshot (caller holds the index lock); a damaged or
-        foreign one is logged and ignored (the caller rebuilds)."""
-        manifest = self._snapshot_manifest(index.dim)
-        if manifest is None:
-            return False
-        try:
-            try:
-                seen = _stamp(manifest)
-                found = snapshot.load(manifest, dim=index.dim, source=self._snapshot_source(),
-                                      embedder=self._embedder_id, index_options=self._index_options)
-            except snapshot.SnapshotError:
-                if _stamp(manifest) == seen:
-                    raise
-                # another process saved a new snapshot while we read (and removed the old files): once more
-                found = snapshot.load(manifest, dim=index.dim, source=self._snapshot_source(),
-                                      embedder=self._embedder_id, index_options=self._index_options)
-        except Exception as exc:  # SnapshotError, or anything a damaged file provokes
-            log.warning("cachemux: the saved semantic index is not usable (%s: %s); rebuilding it "
-                        "from the store", type(exc).__name__, exc)
-            with self._lock:
-                self._counts["snapshot_errors"] += 1
-            return False
-        if found is None:
-            return False
-        loaded, cursor = found
-        index.take(loaded)
-        self._cursor, self._synced, self._snapshot_changes = cursor, True, 0
-        log.info("semantic index: %d entries loaded from %s (change-log position %d)", len(index), manifest, cursor)
-        return True
-
-    def _save_snapshot(self, index: PartitionedIndex) -> bool:
-        """Save ``index`` at the current change-log position (caller holds the index lock). A
-        failure (read-only or full disk) is logged, never raised."""
-        manifest = self._snapshot_manifest(index.dim)
-        if manifest is None or not self._synced:
-            return False
-        try:
-            snapshot.save(manifest, index, cursor=self._cursor, source=self._snapshot_source(),
-                          embedder=self._embedder_id)
-        except Exception as exc:
-            self._fault("saving the semantic index", exc)
-            return False
-        self._snapshot_changes = 0
-        return True
-
-    def save_index(self) -> bool:
-        """Build or sync the semantic index and save it now (True if saved; False for an
-        exact-only cache, without a folder for it, or on a fault, which is logged)."""
-        if self.embedder is None or self._snapshot_dir is None:
-            return False
-        with self._index_lock:
-            index = self._ensure_index(self.embedder.dim)
-            self._sync(index)
-            return self._save_snapshot(index)
+        if (rebuilt and len(index) >= SNAPSHOT_MIN_ENTRIES) or (
+                self.save_every is not None and self._snapshot_changes >= self.save_every):
+            self._save_later(index)  # copied now, written by a background thread
 
     def _peek(self, key: str) -> Entry | None:
         """The entry for the index, or None when it is unreadable (a corrupt row: counted, skipped).
@@ -1042,6 +956,24 @@ class SemanticCache:
             except Exception as exc:
                 self._fault("index check", exc)
 
+    def _index_entries(self, index: PartitionedIndex, keys: list[str]) -> None:
+        """Index what the store holds now for ``keys`` (a change-log replay): one batch per
+        partition, deferred from the ANN graph (see ``_index_entry``)."""
+        parts: dict[str, tuple[list[str], list[np.ndarray]]] = {}
+        try:
+            entries = self.store.peek_many(keys)
+        except CorruptEntryError:  # one damaged row: read them one by one, skipping (counting) it
+            entries = {k: self._peek(k) for k in keys}
+        for key in keys:
+            index.remove(key)
+            entry = entries.get(key)
+            if self._indexable(entry, index.dim):
+                got = parts.setdefault(entry.partition, ([], []))  # type: ignore[union-attr]
+                got[0].append(key)
+                got[1].append(entry.embedding)  # type: ignore[union-attr,arg-type]
+        for part, (ks, vecs) in parts.items():
+            index.add_many(ks, part, np.stack(vecs), defer=True)
+
     def _index_entry(self, index: PartitionedIndex, key: str, entry: Entry | None) -> bool:
         index.remove(key)
         if not self._indexable(entry, index.dim):
@@ -1065,14 +997,6 @@ class SemanticCache:
         if isinstance(exc, StoreError) and kind != "StoreError":  # e.g. Unavailable: still a store fault
             kind = f"StoreError ({kind})"
         log.warning("cachemux %s failed, served as a miss / dropped: %s: %s%s", op, kind, exc, more)
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_ino
 
 
 def _llm_id(llm_string: str) -> str:

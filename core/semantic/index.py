@@ -48,6 +48,7 @@ __all__ = ["PartitionedIndex", "VectorIndex"]
 log = logging.getLogger(__name__)
 
 DEFAULT_ANN_THRESHOLD = 20_000
+NO_LABEL = 2**64 - 1  # a saved row that is not in the ANN graph yet (deferred)
 _warned_no_usearch = False
 
 
@@ -116,9 +117,9 @@ class VectorIndex:
         elif self.ann_threshold is not None and n + 1 >= self.ann_threshold:
             self._build_ann()
 
-    def add_many(self, keys: list[str], vecs: np.ndarray) -> None:
+    def add_many(self, keys: list[str], vecs: np.ndarray, *, defer: bool = False) -> None:
         """Insert or replace many vectors at once (index rebuilds, bulk loads): one matrix copy and
-        one ANN batch instead of ``len(keys)`` single inserts."""
+        one ANN batch instead of ``len(keys)`` single inserts. ``defer`` as in ``add``."""
         vecs = np.asarray(vecs, dtype=np.float32).reshape(len(keys), -1) if len(keys) else vecs
         if not len(keys):
             return
@@ -142,7 +143,9 @@ class VectorIndex:
         self._keys.extend(keys)
         for i, key in enumerate(keys):
             self._rows[key] = n + i
-        if self._ann is not None:
+        if self._ann is not None and defer:
+            self._deferred.update(dict.fromkeys(keys))
+        elif self._ann is not None:
             labels = np.arange(self._next_label, self._next_label + m, dtype=np.uint64)
             self._next_label += m
             for key, lab in zip(keys, labels):
@@ -236,26 +239,33 @@ class VectorIndex:
                 limit -= 1
         return len(self._deferred)
 
-    def export(self) -> tuple[list[str], np.ndarray, np.ndarray | None, int, Any]:
-        """``(keys, rows, ANN labels per row or None, next label, usearch index or None)``: what a
-        snapshot saves (views, valid until the next mutation; deferred rows are inserted first)."""
-        self.drain()
+    def export(self, spare: int = 0) -> tuple[list[str], np.ndarray, np.ndarray | None, int, bytes | None, list[str]]:
+        """``(keys, rows, ANN labels per row or None, next label, the serialised usearch graph or
+        None, deferred keys)``: what a snapshot saves, as copies that stay valid after the index
+        changes (so they can be written while other threads use the index). ``rows`` has
+        ``spare`` zero rows after the keys' rows: room for a restored index to grow into without
+        copying the whole matrix. Deferred rows (not in the graph) have the label ``NO_LABEL``."""
         n = len(self._keys)
+        rows = np.zeros((n + spare, self.dim), dtype=np.float32)
+        rows[:n] = self._mat[:n]
         labels = None if self._ann is None else np.fromiter(
-            (self._labels[k] for k in self._keys), dtype=np.uint64, count=n)
-        return list(self._keys), self._mat[:n], labels, self._next_label, self._ann
+            (self._labels.get(k, NO_LABEL) for k in self._keys), dtype=np.uint64, count=n)
+        graph = None if self._ann is None else bytes(self._ann.save())
+        return list(self._keys), rows, labels, self._next_label, graph, list(self._deferred)
 
     @classmethod
     def restore(cls, dim: int, keys: list[str], rows: np.ndarray, labels: np.ndarray | None, next_label: int,
-                ann: Any = None, **options: Any) -> VectorIndex:
-        """The inverse of ``export``: keys as saved, ``rows`` used as they are when writable (a
-        copy-on-write memory map: pages are read when first searched), the ANN (already loaded)
-        given as is; ``InvariantError`` when the parts disagree (a damaged or foreign snapshot).
+                ann: Any = None, deferred: list[str] | tuple[str, ...] = (), **options: Any) -> VectorIndex:
+        """The inverse of ``export``: keys as saved, ``rows`` (at least one per key; the rest is
+        room to grow) used as they are when writable (a copy-on-write memory map: pages are read
+        when first searched), the ANN (already loaded) given as is, ``deferred`` keys searched
+        exactly until drained into it; ``InvariantError`` when the parts disagree (a damaged or
+        foreign snapshot).
         Rows are not scanned for NaN here (that would read them all): a NaN row scores NaN,
         which ranks last, and the cache re-checks every hit on the entry's stored embedding."""
         ix = cls(dim, **options)
         n = len(keys)
-        if rows.shape != (n, ix.dim) or rows.dtype != np.float32:
+        if rows.ndim != 2 or rows.shape[0] < n or rows.shape[1] != ix.dim or rows.dtype != np.float32:
             raise InvariantError(f"vector index snapshot: {rows.shape} rows for {n} keys of dimension {ix.dim}")
         ix._rows = dict(zip(keys, range(n)))
         if len(ix._rows) != n:
@@ -264,17 +274,28 @@ class VectorIndex:
             ix._mat = rows
         else:
             ix._mat = np.zeros((max(16, n), ix.dim), dtype=np.float32)
-            ix._mat[:n] = rows
+            ix._mat[:n] = rows[:n]
         ix._keys = keys if isinstance(keys, list) else list(keys)
         ix._next_label = int(next_label)
         if labels is not None and ann is not None:
-            if len(labels) != n or len(ann) != n or (n and int(labels.max()) >= ix._next_label):
-                raise InvariantError(f"vector index snapshot: {len(ann)} graph nodes, {len(labels)} labels, {n} rows")
-            lab = labels.tolist()
+            later = dict.fromkeys(deferred)
+            if (len(labels) != n or len(later) != len(deferred) or not later.keys() <= ix._rows.keys()
+                    or len(ann) != n - len(later)):
+                raise InvariantError(f"vector index snapshot: {len(ann)} graph nodes, {len(labels)} labels, "
+                                     f"{len(later)} deferred, {n} rows")
+            # checked with numpy, not per key (100k keys: ~0.05 s instead of ~0.25 s)
+            in_graph = labels != NO_LABEL
+            at = np.fromiter((ix._rows[k] for k in later), dtype=np.int64, count=len(later))
+            if (int(in_graph.sum()) != n - len(later) or in_graph[at].any()
+                    or (n > len(later) and int(labels[in_graph].max()) >= ix._next_label)):
+                raise InvariantError("vector index snapshot: ANN labels out of range or deferred rows labelled")
             ix._ann = ann
-            ix._labels = dict(zip(keys, lab))
-            ix._label_keys = dict(zip(lab, keys))
-            if len(ix._label_keys) != n:
+            ix._labels = dict(zip(keys, labels.tolist()))
+            for k in later:
+                del ix._labels[k]
+            ix._label_keys = dict(zip(ix._labels.values(), ix._labels.keys()))
+            ix._deferred = later
+            if len(ix._label_keys) != len(ix._labels):
                 raise InvariantError("vector index snapshot: two rows share an ANN label")
         elif ix.ann_threshold is not None and n >= ix.ann_threshold:
             ix._build_ann()  # saved without its graph: build it (slow, but correct)
@@ -360,9 +381,9 @@ class PartitionedIndex:
             left += after
         return left
 
-    def add_many(self, keys: list[str], partition: str, vecs: np.ndarray) -> None:
+    def add_many(self, keys: list[str], partition: str, vecs: np.ndarray, *, defer: bool = False) -> None:
         """Bulk ``add`` of many keys into one partition."""
-        self._index_for(keys, partition).add_many(list(keys), vecs)
+        self._index_for(keys, partition).add_many(list(keys), vecs, defer=defer)
         for key in keys:
             self._where[key] = partition
 
@@ -404,7 +425,10 @@ class PartitionedIndex:
                                  "or keys clash)")
         if len(ix):
             self._parts[partition] = ix
-            self._where.update(dict.fromkeys(keys, partition))
+            if self._where:
+                self._where.update(dict.fromkeys(keys, partition))
+            else:  # the first partition of a snapshot: one dict, not two
+                self._where = dict.fromkeys(keys, partition)
 
     def search(self, partition: str, vec: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
         ix = self._parts.get(partition)

@@ -40,7 +40,7 @@ import numpy as np
 from cachemux.errors import CacheMuxError
 from cachemux.semantic.index import PartitionedIndex, VectorIndex, _usearch
 
-__all__ = ["FORMAT", "SnapshotError", "load", "save"]
+__all__ = ["FORMAT", "Captured", "SnapshotError", "capture", "load", "save", "write"]
 
 FORMAT = "cachemux-semantic-index"
 VERSION = 1
@@ -71,32 +71,59 @@ def _write(path: Path, data: bytes) -> dict[str, Any]:
     return {"file": path.name, "bytes": len(data), "crc32": _crc(data)}
 
 
+class Captured:
+    """A consistent copy of an index at one change-log position (``capture``), written by
+    ``write`` without holding the index lock."""
+
+    __slots__ = ("cursor", "dim", "entries", "graphs", "index_options", "parts", "tensors")
+
+    def __init__(self, index: PartitionedIndex, cursor: int) -> None:
+        self.cursor, self.dim, self.entries = int(cursor), index.dim, len(index)
+        self.index_options = _jsonable(index.index_options)
+        self.tensors: dict[str, np.ndarray] = {}
+        self.parts: list[dict[str, Any]] = []
+        self.graphs: list[bytes | None] = []
+        for i, name in enumerate(index.partitions()):
+            ix = index.part(name)
+            assert ix is not None
+            keys, rows, labels, next_label, graph, deferred = ix.export(spare=max(256, len(ix) // 8))
+            self.tensors[f"rows.{i}"] = rows
+            if labels is not None:
+                self.tensors[f"labels.{i}"] = labels
+            self.parts.append({"name": name, "keys": keys, "next_label": next_label, "deferred": deferred})
+            self.graphs.append(graph)
+
+
+def capture(index: PartitionedIndex, cursor: int) -> Captured:
+    """Copy what a snapshot of ``index`` (at change-log position ``cursor``) needs: the rows (with
+    spare room, see ``VectorIndex.export``), keys, labels and serialised graphs. The only part of
+    a save that needs the index lock (one memory copy: ~0.1-0.3 s at 100k entries)."""
+    return Captured(index, cursor)
+
+
 def save(manifest: Path, index: PartitionedIndex, *, cursor: int, source: str, embedder: str) -> int:
-    """Write ``index`` (reflecting the store ``source`` up to change-log position ``cursor``) as
-    the snapshot named by ``manifest``; returns the bytes written. OSError propagates."""
+    """``write(manifest, capture(index, cursor), ...)``: returns the bytes written."""
+    return write(manifest, capture(index, cursor), source=source, embedder=embedder)
+
+
+def write(manifest: Path, snap: Captured, *, source: str, embedder: str) -> int:
+    """Write ``snap`` (reflecting the store ``source`` up to its cursor) as the snapshot named by
+    ``manifest``; returns the bytes written. OSError propagates."""
     import safetensors.numpy
 
     manifest.parent.mkdir(exist_ok=True)  # not its parents: never re-create a deleted store directory
     stem = manifest.stem
     token = secrets.token_hex(6)
-    tensors: dict[str, np.ndarray] = {}
-    parts: list[dict[str, Any]] = []
-    graphs: list[dict[str, Any] | None] = []
-    for i, name in enumerate(index.partitions()):
-        keys, rows, labels, next_label, ann = index.part(name).export()  # type: ignore[union-attr]
-        tensors[f"rows.{i}"] = np.ascontiguousarray(rows, dtype=np.float32)
-        if labels is not None:
-            tensors[f"labels.{i}"] = labels
-        parts.append({"name": name, "keys": keys, "next_label": next_label})
-        graphs.append(None if ann is None else _write(manifest.with_name(f"{stem}-{token}-{i}.usearch"),
-                                                      bytes(ann.save())))
-    listing = json.dumps(parts, separators=(",", ":")).encode("utf-8")
+    tensors = dict(snap.tensors)
+    graphs = [None if g is None else _write(manifest.with_name(f"{stem}-{token}-{i}.usearch"), g)
+              for i, g in enumerate(snap.graphs)]
+    listing = json.dumps(snap.parts, separators=(",", ":")).encode("utf-8")
     tensors["parts"] = np.frombuffer(listing, dtype=np.uint8)
     data = _write(manifest.with_name(f"{stem}-{token}.safetensors"), safetensors.numpy.save(tensors))
     data["parts_crc32"] = _crc(listing)
-    head = {"format": FORMAT, "version": VERSION, "embedder": embedder, "dim": index.dim, "source": source,
-            "cursor": int(cursor), "entries": len(index), "data": data, "graphs": graphs,
-            "index_options": _jsonable(index.index_options)}
+    head = {"format": FORMAT, "version": VERSION, "embedder": embedder, "dim": snap.dim, "source": source,
+            "cursor": snap.cursor, "entries": snap.entries, "data": data, "graphs": graphs,
+            "index_options": snap.index_options}
     _write(manifest, (json.dumps(head, indent=1) + "\n").encode("utf-8"))
     written = data["bytes"] + sum(g["bytes"] for g in graphs if g)
     keep = {data["file"]} | {g["file"] for g in graphs if g}
@@ -226,7 +253,7 @@ def load(manifest: Path, *, dim: int, source: str, embedder: str, index_options:
                     if ann.ndim != dim:
                         raise SnapshotError(f"{manifest}: graph {i} has dimension {ann.ndim}")
             ix = VectorIndex.restore(dim, part["keys"], rows, labels if ann is not None else None,
-                                     part["next_label"], ann, **index_options)
+                                     part["next_label"], ann, part.get("deferred") or (), **index_options)
             index.adopt(part["name"], ix)
     except SnapshotError:
         raise

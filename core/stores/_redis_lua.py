@@ -10,6 +10,15 @@ KEYS (all under one ``{namespace}`` hash tag, so the scripts also run on Redis C
                 as in ``LazyHeap``.
   6 h    hash   key -> request count of every key seen (LEC / LFU with history)
   7 log  stream change log, ids 0-<logseq>, fields op, k
+  8 x    zset   key -> Entry.expires, for the entries that have one: a full store removes those
+                whose time passed (oldest first) before any policy victim
+  9 p    hash   with shares only: part -> "used count clock" of each capacity share
+ 10 kp   hash   with shares only: key -> its part ("=" + namespace, or "*" for the rest)
+
+With ``shares`` (configuration field ``shares``, JSON; ``cap:<part>`` the capacity of each part)
+the eviction order and the expiry order are kept per part, in ``z:<part>`` and ``x:<part>``
+(the same hash tag, so still one slot), and a newcomer evicts only within its part, as
+``DiskStore(shares=...)`` does; the request history stays store-wide.
 
 Numbers: Lua numbers are doubles and Redis converts number arguments of ``redis.call`` with
 %.17g, so the arithmetic below is the same IEEE arithmetic as ``cachemux.policies`` (each
@@ -25,31 +34,36 @@ __all__ = ["CHANGES", "CHECK", "CLEAR", "DELETE", "FORMAT", "GET", "INIT", "PUT"
 
 FORMAT = "cachemux-redis"
 STATE_FIELDS = ("clock", "used", "count", "seq", "inc", "total", "epoch", "logseq", "trimmed",
-                "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced")
+                "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced", "expired")
+OPTIONAL_FIELDS = ("expired",)  # absent in namespaces made before them: read as 0
 TRIM_EVERY = 1000
 
 _PRELUDE = """
 local K_CFG, K_ST, K_V, K_M, K_Z, K_H, K_LOG = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local K_X, K_P, K_KP = KEYS[8], KEYS[9], KEYS[10]
 local FIELDS = {%(fields)s}
+local OPTIONAL = {%(optional)s}
 local RESCALE_AT = %(rescale_at)r
 local FORGET_BELOW = %(forget_below)r
 local TRIM_EVERY = %(trim_every)d
 
 local cv = redis.call('HMGET', K_CFG, 'format', 'family', 'capacity', 'hit_moves', 'use_freq',
-                      'use_cost', 'history', 'admission', 'growth', 'log_size')
+                      'use_cost', 'history', 'admission', 'growth', 'log_size', 'shares')
 if cv[1] ~= '%(format)s' then
   if not cv[1] then return redis.error_reply('CACHEMUX_MISSING store configuration is missing') end
   return redis.error_reply('CACHEMUX_FOREIGN ' .. K_CFG .. ' is not a cachemux store configuration')
 end
 local C = {family = cv[2], capacity = tonumber(cv[3]), hit_moves = cv[4] == '1',
            use_freq = cv[5] == '1', use_cost = cv[6] == '1', history = cv[7] == '1',
-           admission = cv[8] == '1', growth = tonumber(cv[9]), log_size = tonumber(cv[10])}
+           admission = cv[8] == '1', growth = tonumber(cv[9]), log_size = tonumber(cv[10]),
+           shares = cv[11] ~= false and cv[11] ~= ''}
 
 local st = {}
 do
   local vals = redis.call('HMGET', K_ST, unpack(FIELDS))
   for i, f in ipairs(FIELDS) do
     st[f] = tonumber(vals[i])
+    if st[f] == nil and OPTIONAL[f] then st[f] = 0 end
     if st[f] == nil then return redis.error_reply('CACHEMUX_DAMAGED state field ' .. f .. ' is missing') end
   end
 end
@@ -63,20 +77,55 @@ end
 local function fmt(x) return string.format('%%.17g', x) end
 local function member(seq, key) return string.format('%%016x', seq) .. key end
 
+-- the eviction order and the expiry order of a part (without shares: the store's)
+local function zkey(part) if C.shares then return K_Z .. ':' .. part end return K_Z end
+local function xkey(part) if C.shares then return K_X .. ':' .. part end return K_X end
+
+-- state "size cost n base prio seq ins [expires]" (.part: with shares, its part)
 local function meta_get(key)
   local s = redis.call('HGET', K_M, key)
   if not s then return nil end
   local t = {}
   for w in string.gmatch(s, '%%S+') do t[#t + 1] = tonumber(w) end
-  return {size = t[1], cost = t[2], n = t[3], base = t[4], prio = t[5], seq = t[6], ins = t[7]}
+  local part = '*'
+  if C.shares then part = redis.call('HGET', K_KP, key) or '*' end
+  return {size = t[1], cost = t[2], n = t[3], base = t[4], prio = t[5], seq = t[6], ins = t[7],
+          exp = t[8], part = part}
 end
 
 -- write an entry's state and its place in the eviction order (the caller removed the old one)
 local function meta_put(key, e)
-  redis.call('HSET', K_M, key, fmt(e.size) .. ' ' .. fmt(e.cost) .. ' ' .. fmt(e.n) .. ' ' ..
-             fmt(e.base) .. ' ' .. fmt(e.prio) .. ' ' .. fmt(e.seq) .. ' ' .. fmt(e.ins))
-  redis.call('ZADD', K_Z, e.prio, member(e.seq, key))
+  local s = fmt(e.size) .. ' ' .. fmt(e.cost) .. ' ' .. fmt(e.n) .. ' ' .. fmt(e.base) .. ' ' ..
+            fmt(e.prio) .. ' ' .. fmt(e.seq) .. ' ' .. fmt(e.ins)
+  if e.exp then s = s .. ' ' .. fmt(e.exp) end
+  redis.call('HSET', K_M, key, s)
+  redis.call('ZADD', zkey(e.part), e.prio, member(e.seq, key))
 end
+
+-- the used size, count, clock and capacity eviction works within: the store's own (st) without
+-- shares, else those of the part (saved by save_part); nil for a part the configuration lacks
+local function part_state(part)
+  if not C.shares then
+    st.cap, st.part = C.capacity, '*'
+    return st
+  end
+  local cap = tonumber(redis.call('HGET', K_CFG, 'cap:' .. part))
+  if not cap then return nil end
+  local p = {part = part, cap = cap, used = 0.0, count = 0, clock = 0.0}
+  local s = redis.call('HGET', K_P, part)
+  if s then
+    local t = {}
+    for w in string.gmatch(s, '%%S+') do t[#t + 1] = tonumber(w) end
+    p.used, p.count, p.clock = t[1], t[2], t[3]
+  end
+  return p
+end
+
+local function save_part(p)
+  if p ~= st then redis.call('HSET', K_P, p.part, fmt(p.used) .. ' ' .. fmt(p.count) .. ' ' .. fmt(p.clock)) end
+end
+
+local function accounts(p) if p == st then return {st} end return {st, p} end
 
 local function score(n, cost, size)  -- FrequencyPolicy._score
   if C.use_cost then return n * cost / size end
@@ -90,6 +139,20 @@ local function log(op, key)
     st.trimmed = st.logseq - C.log_size
     redis.call('XTRIM', K_LOG, 'MAXLEN', C.log_size)  -- ids are contiguous: exact cut
   end
+end
+
+-- drop a cached entry (value, state, orders) and its size from the accounts of its part p
+local function unlink(key, e, p)
+  redis.call('ZREM', zkey(e.part), member(e.seq, key))
+  redis.call('HDEL', K_M, key)
+  redis.call('HDEL', K_V, key)
+  if e.exp then redis.call('ZREM', xkey(e.part), key) end
+  if C.shares then redis.call('HDEL', K_KP, key) end
+  for _, a in ipairs(accounts(p)) do
+    a.count = a.count - 1
+    if a.count > 0 then a.used = a.used - e.size else a.used = 0.0 end
+  end
+  log('del', key)
 end
 
 -- every cached entry's state (with .key), oldest admission first
@@ -114,7 +177,7 @@ local function rescale(f)
   st.total = st.total * f
   st.epoch = st.epoch + 1
   for _, e in ipairs(entries_by_insertion()) do
-    redis.call('ZREM', K_Z, member(e.seq, e.key))
+    redis.call('ZREM', zkey(e.part), member(e.seq, e.key))
     e.n = e.n * f
     e.prio = score(e.n, e.cost, e.size)
     st.seq = st.seq + 1
@@ -152,7 +215,7 @@ end
 local function on_hit(key, e)
   if C.family == 'recency' then
     if not C.hit_moves then return end  -- FIFO
-    redis.call('ZREM', K_Z, member(e.seq, key))
+    redis.call('ZREM', zkey(e.part), member(e.seq, key))
     st.seq = st.seq + 1
     e.seq = st.seq
     e.prio = st.seq
@@ -164,8 +227,9 @@ local function on_hit(key, e)
     e.n = e.n + 1
     local f = 1
     if C.use_freq then f = e.n end
-    e.prio = st.clock + f * e.cost / e.size
-    e.base = st.clock
+    local clock = part_state(e.part).clock  -- with shares: the share's own clock
+    e.prio = clock + f * e.cost / e.size
+    e.base = clock
   else
     if C.history then
       local epoch = st.epoch
@@ -177,25 +241,25 @@ local function on_hit(key, e)
     end
     e.prio = score(e.n, e.cost, e.size)
   end
-  redis.call('ZREM', K_Z, member(e.seq, key))
+  redis.call('ZREM', zkey(e.part), member(e.seq, key))
   st.seq = st.seq + 1
   e.seq = st.seq
   meta_put(key, e)
 end
 
 -- online LEC's admission step: strictly more valuable than every entry it would evict
-local function should_admit(key, cost, size)
-  if not C.admission or st.used + size <= C.capacity then return true end
+local function should_admit(p, key, cost, size)
+  if not C.admission or p.used + size <= p.cap then return true end
   local mine = score(new_count(key), cost, size)
-  local used = st.used
+  local used = p.used
   local taken = 0
   local start = 0
   while true do
-    local batch = redis.call('ZRANGE', K_Z, start, start + 31, 'WITHSCORES')
+    local batch = redis.call('ZRANGE', zkey(p.part), start, start + 31, 'WITHSCORES')
     if #batch == 0 then return true end
     for i = 1, #batch, 2 do
-      if taken > 0 and not (used + size > C.capacity) then return true end
-      if taken >= st.count then return true end
+      if taken > 0 and not (used + size > p.cap) then return true end
+      if taken >= p.count then return true end
       taken = taken + 1
       if tonumber(batch[i + 1]) >= mine then return false end
       used = used - meta_get(string.sub(batch[i], 17)).size
@@ -204,59 +268,80 @@ local function should_admit(key, cost, size)
   end
 end
 
--- Policy._place: admit if wanted, evicting the lowest priorities until the entry fits
-local function place(key, cost, size)
+-- entries of part p whose expiry passed before now leave first, oldest first, while the
+-- newcomer does not fit (one sorted-set lookup per entry removed)
+local function drop_expired(p, size, now, evicted)
+  local xk = xkey(p.part)
+  while p.used + size > p.cap do
+    local x = redis.call('ZRANGEBYSCORE', xk, '-inf', '(' .. fmt(now), 'LIMIT', 0, 1)
+    if #x == 0 then return end
+    local e = meta_get(x[1])
+    if e then
+      unlink(x[1], e, p)
+      st.expired = st.expired + 1
+      evicted[#evicted + 1] = x[1]
+    else
+      redis.call('ZREM', xk, x[1])  -- (cannot happen with consistent state)
+    end
+  end
+end
+
+-- Policy._place: admit if wanted, evicting the lowest priorities of part p until the entry fits
+-- -> admitted, evicted keys, how many of them had expired
+local function place(key, cost, size, p, exp, now)
   local evicted = {}
-  if size > C.capacity or not should_admit(key, cost, size) then return false, evicted end
-  while st.used + size > C.capacity do
-    local v = redis.call('ZRANGE', K_Z, 0, 0, 'WITHSCORES')
+  if size > p.cap then return false, evicted, 0 end
+  if p.used + size > p.cap then drop_expired(p, size, now, evicted) end
+  local expired = #evicted
+  if not should_admit(p, key, cost, size) then
+    save_part(p)
+    return false, evicted, expired
+  end
+  while p.used + size > p.cap do
+    local v = redis.call('ZRANGE', zkey(p.part), 0, 0, 'WITHSCORES')
     if #v == 0 then break end  -- cannot happen with consistent state (used is 0 when empty)
     local vkey = string.sub(v[1], 17)
-    local ve = meta_get(vkey)
-    redis.call('ZREM', K_Z, v[1])
-    redis.call('HDEL', K_M, vkey)
-    redis.call('HDEL', K_V, vkey)
-    st.used = st.used - ve.size
-    st.count = st.count - 1
-    if st.count == 0 then st.used = 0.0 end
-    if C.family == 'greedy-dual' then st.clock = tonumber(v[2]) end  -- L := H(victim)
+    unlink(vkey, meta_get(vkey), p)
+    if C.family == 'greedy-dual' then p.clock = tonumber(v[2]) end  -- L := H(victim)
     st.evictions = st.evictions + 1
     evicted[#evicted + 1] = vkey
-    log('del', vkey)
   end
   st.seq = st.seq + 1
-  local e = {size = size, cost = cost, seq = st.seq, ins = st.seq, base = 0.0}
+  local e = {size = size, cost = cost, seq = st.seq, ins = st.seq, base = 0.0, exp = exp, part = p.part}
   if C.family == 'recency' then
     e.n = 1.0
     e.prio = st.seq
   elseif C.family == 'greedy-dual' then
     e.n = 1.0
-    e.base = st.clock
-    e.prio = st.clock + 1 * cost / size
+    e.base = p.clock
+    e.prio = p.clock + 1 * cost / size
   else
     e.n = new_count(key)
     e.prio = score(e.n, cost, size)
   end
   meta_put(key, e)
-  st.used = st.used + size
-  st.count = st.count + 1
-  return true, evicted
+  if exp then redis.call('ZADD', xkey(p.part), exp, key) end
+  if C.shares then redis.call('HSET', K_KP, key, p.part) end
+  for _, a in ipairs(accounts(p)) do
+    a.used = a.used + size
+    a.count = a.count + 1
+  end
+  save_part(p)
+  return true, evicted, expired
 end
 
 -- Policy.remove
 local function remove(key)
   local e = meta_get(key)
   if not e then return false end
-  redis.call('ZREM', K_Z, member(e.seq, key))
-  redis.call('HDEL', K_M, key)
-  redis.call('HDEL', K_V, key)
-  st.count = st.count - 1
-  if st.count > 0 then st.used = st.used - e.size else st.used = 0.0 end
-  log('del', key)
+  local p = part_state(e.part)
+  unlink(key, e, p)
+  save_part(p)
   return true
 end
 """ % {"fields": ", ".join(f"'{f}'" for f in STATE_FIELDS), "rescale_at": RESCALE_AT,
-       "forget_below": FORGET_BELOW, "trim_every": TRIM_EVERY, "format": FORMAT}
+       "forget_below": FORGET_BELOW, "trim_every": TRIM_EVERY, "format": FORMAT,
+       "optional": ", ".join(f"{f} = true" for f in OPTIONAL_FIELDS)}
 
 # ARGV: key -> {1, value} on a hit, {0} on a miss
 GET = _PRELUDE + """
@@ -276,12 +361,15 @@ save_state()
 return {1, value}
 """
 
-# ARGV: key, value, cost, size -> {admitted 0/1, evicted keys...}
+# ARGV: key, value, cost, size, part, expires ('' = never), now
+#   -> {admitted 0/1, how many evicted had expired, evicted keys...}
 PUT = _PRELUDE + """
 local key, value, cost, size = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local part, exp, now = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+if not part_state(part) then return redis.error_reply('CACHEMUX_CONFIG no capacity share ' .. part) end
 if remove(key) then st.replaced = st.replaced + 1 end  -- re-offering a cached key replaces it
-local admitted, evicted = place(key, cost, size)
-local out = {0}
+local admitted, evicted, expired = place(key, cost, size, part_state(part), exp, now)
+local out = {0, expired}
 if admitted then
   redis.call('HSET', K_V, key, value)
   st.admissions = st.admissions + 1
@@ -336,13 +424,19 @@ end
 return out
 """
 
-# a consistent snapshot of everything check_invariants looks at
+# a consistent snapshot of everything check_invariants looks at; ARGV: the parts (with shares)
 CHECK = _PRELUDE + """
-local z = redis.call('ZRANGE', K_Z, 0, -1, 'WITHSCORES')
+local z, x = {}, {}
+local parts = {'*'}
+if C.shares then parts = ARGV end
+for i, part in ipairs(parts) do  -- per part: its eviction order and its expiry order
+  z[i] = redis.call('ZRANGE', zkey(part), 0, -1, 'WITHSCORES')
+  x[i] = redis.call('ZRANGE', xkey(part), 0, -1, 'WITHSCORES')
+end
 local h = {}
 if C.history then h = redis.call('HGETALL', K_H) end
 return {redis.call('HGETALL', K_ST), redis.call('HGETALL', K_M), z,
-        redis.call('HGETALL', K_V), h}
+        redis.call('HGETALL', K_V), h, x, redis.call('HGETALL', K_P), redis.call('HGETALL', K_KP)}
 """
 
 # ARGV: field, value, ... of the configuration; start of the change ids.
@@ -350,7 +444,7 @@ return {redis.call('HGETALL', K_ST), redis.call('HGETALL', K_M), z,
 INIT = """
 local K_CFG, K_ST = KEYS[1], KEYS[2]
 if redis.call('EXISTS', K_CFG) == 1 then return redis.call('HGETALL', K_CFG) end
-if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]) > 0 then
+if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]) > 0 then
   return redis.error_reply('CACHEMUX_FOREIGN keys of this namespace exist without a cachemux configuration')
 end
 local start = ARGV[1]

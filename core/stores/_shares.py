@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from cachemux.errors import ConfigError
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from cachemux.errors import ConfigError, InvariantError
 from cachemux.stores.base import Entry
 
-__all__ = ["REST", "check_shares", "share_capacity", "share_part"]
+__all__ = ["REST", "check_share_state", "check_shares", "share_capacity", "share_part"]
 
 REST = "*"  # the partition of every namespace without a share
 
@@ -38,3 +42,34 @@ def share_capacity(shares: dict[str, float], capacity: float, part: str) -> floa
     if part == REST:
         return max(0.0, 1.0 - sum(shares.values())) * capacity
     return shares[part[1:]] * capacity
+
+
+def check_share_state(where: str, shares: dict[str, float], capacity: float, greedy_dual: bool,
+                      rows: Sequence[Sequence[Any]], parts: Mapping[str, str],
+                      part_rows: Sequence[tuple[str, float, int, float]],
+                      entry_of: Callable[[str], Entry]) -> None:
+    """The shares of a disk or Redis store: each share's entries' sizes and count agree with
+    its ``(part, used, count, clock)`` row and fit its capacity; each entry (``rows``:
+    ``(key, size, cost, n, base, ...)``; ``parts``: key -> part) sits in the share of the
+    namespace its value names; GDSF bases never exceed their share's clock."""
+    state = {p: (used, count, clock) for p, used, count, clock in part_rows}
+    sums: dict[str, list[float]] = {}
+    for key, size, _cost, _n, base, *_ in rows:
+        part = parts.get(key)
+        want = share_part(shares, entry_of(key))
+        if part != want:
+            raise InvariantError(f"{where}: {key!r} is in share {part!r}, its namespace's is {want!r}")
+        acc = sums.setdefault(part, [0.0, 0])
+        acc[0] += size
+        acc[1] += 1
+        if greedy_dual and base > state.get(part, (0, 0, 0.0))[2]:
+            raise InvariantError(f"{where}: {key!r} ranked at clock {base} above its share's clock")
+    for part in set(sums) | set(state):
+        used, count = sums.get(part, [0.0, 0])
+        s_used, s_count, _ = state.get(part, (0.0, 0, 0.0))
+        cap = share_capacity(shares, capacity, part)
+        if count != s_count or not math.isclose(used, s_used, rel_tol=1e-9, abs_tol=1e-9):
+            raise InvariantError(f"{where}: share {part!r} holds {count} entries / size {used}, "
+                                 f"its row says {s_count} / {s_used}")
+        if s_used > cap * (1 + 1e-12):
+            raise InvariantError(f"{where}: share {part!r} uses {s_used} > its capacity {cap}")

@@ -28,7 +28,9 @@ class Entry:
     the store never unpickles anything. ``cost`` is what a miss would cost again (latency in
     seconds, tokens, $...), ``size`` what it occupies (1, or tokens/bytes). ``partition`` keeps
     model configurations and tenants apart: semantic matches never cross it. ``embedding``, if
-    any, is a finite 1-D vector (a stored row with NaN/inf reads as a corrupt entry)."""
+    any, is a finite 1-D vector (a stored row with NaN/inf reads as a corrupt entry). ``expires``:
+    the wall-clock time (``time.time()``) after which the entry is stale (None: never); a store
+    that must evict to admit a newcomer removes stale entries before any policy victim."""
 
     value: str
     cost: float
@@ -38,6 +40,7 @@ class Entry:
     embedding: np.ndarray | None = None
     created: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    expires: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.value, str):
@@ -46,6 +49,9 @@ class Entry:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or math.isnan(v) or math.isinf(v) or v < 0 or (name == "size" and v <= 0):
                 raise ConfigError(f"entry {name} must be a finite number {'> 0' if name == 'size' else '>= 0'}, got {v!r}")
+        x = self.expires
+        if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0):
+            raise ConfigError(f"entry expires must be a finite time >= 0 or None, got {x!r}")
         if self.embedding is not None:
             # a NaN/inf vector matches nothing and poisons whatever index loads it: never stored
             e = self.embedding
@@ -59,6 +65,8 @@ class Entry:
              "prompt": self.prompt, "created": self.created, "meta": self.meta,
              "embedding": None if self.embedding is None else
              base64.b64encode(np.asarray(self.embedding, dtype="<f4").tobytes()).decode("ascii")}
+        if self.expires is not None:
+            d["expires"] = self.expires
         return json.dumps(d, separators=(",", ":"))
 
     @classmethod
@@ -69,15 +77,20 @@ class Entry:
             vec = None if emb is None else np.frombuffer(base64.b64decode(emb), dtype="<f4").copy()
             return cls(value=d["value"], cost=float(d["cost"]), size=float(d["size"]),
                        partition=d.get("partition", ""), prompt=d.get("prompt", ""), embedding=vec,
-                       created=float(d.get("created", 0.0)), meta=d.get("meta") or {})
+                       created=float(d.get("created", 0.0)), meta=d.get("meta") or {},
+                       expires=None if d.get("expires") is None else float(d["expires"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptEntryError(f"corrupt cache entry: {exc}") from exc
 
 
 @dataclass(frozen=True)
 class PutResult:
+    """``evicted``: every key the put removed, the ``expired`` ones (past ``Entry.expires``,
+    removed before any policy victim) first."""
+
     admitted: bool
     evicted: tuple[str, ...] = ()
+    expired: int = 0
 
 
 class Store(ABC):
@@ -110,6 +123,11 @@ class Store(ABC):
     @abstractmethod
     def peek(self, key: str) -> Entry | None:
         """Read an entry without counting a request (index rebuilds, inspection)."""
+
+    def peek_many(self, keys: list[str]) -> dict[str, Entry | None]:
+        """``peek`` of many keys (a change-log replay); stores with a batch read override it.
+        A corrupt entry raises ``CorruptEntryError`` as ``peek`` does."""
+        return {k: self.peek(k) for k in keys}
 
     @abstractmethod
     def check_invariants(self) -> None: ...

@@ -16,7 +16,10 @@ Layout of ``directory``:
     estimator's weight/total/epoch, change-log head, counters (one row);
   - ``cachemux_entries``: per cached key its size, cost, frequency n, GDSF base clock, priority,
     tie-break sequence and admission sequence, with a unique index on ``(prio, seq)``: the
-    eviction order. The victim is the first row of that index: O(log n), no scan;
+    eviction order. The victim is the first row of that index: O(log n), no scan; entries with
+    an ``Entry.expires`` also sit in a partial index on ``expires``: a put that needs room
+    first removes those whose time passed, oldest first (``stats()["expired"]``). Stores made
+    before that column existed get it (and the ``expired`` counter) added when opened writable;
   - ``cachemux_history``: LEC/LFU-history request counts of every key seen, cached or not;
   - ``cachemux_changes``: the append-only change log read by ``changes()``;
   - ``cachemux_ident``: the store id its marker must name;
@@ -79,7 +82,7 @@ from typing import Any
 from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
 from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT, StorePolicy, resolve_policy
 from cachemux.stores._shares import REST as _REST
-from cachemux.stores._shares import check_shares, share_capacity, share_part
+from cachemux.stores._shares import check_share_state, check_shares, share_capacity, share_part
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
@@ -106,8 +109,12 @@ _PRESENT_EVERY = 0.1  # seconds between presence checks of plain reads (transact
 _BUSY_SLICE_MS = 20  # SQLite's lock wait per attempt; between attempts _txn looks for progress
 
 _STATE_FIELDS = ("clock", "used", "count", "seq", "inc", "total", "epoch", "logseq", "trimmed",
-                 "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced")
+                 "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced", "expired")
 
+# stale entries leave first: the entries with an expiry, soonest first (O(log n) to find one)
+_EXPIRY_INDEX = ("CREATE INDEX IF NOT EXISTS cachemux_entries_expiry ON cachemux_entries (expires)"
+                 " WHERE expires IS NOT NULL")
+_STATE_SELECT = f"SELECT {', '.join(_STATE_FIELDS)} FROM cachemux_state WHERE id = 1"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS cachemux_config ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), format TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -119,12 +126,13 @@ _SCHEMA = (
     " epoch INTEGER NOT NULL, logseq INTEGER NOT NULL, trimmed INTEGER NOT NULL,"
     " hits INTEGER NOT NULL, misses INTEGER NOT NULL, admissions INTEGER NOT NULL,"
     " rejections INTEGER NOT NULL, evictions INTEGER NOT NULL, deletes INTEGER NOT NULL,"
-    " replaced INTEGER NOT NULL)",
+    " replaced INTEGER NOT NULL, expired INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS cachemux_entries ("
     " key TEXT PRIMARY KEY, size REAL NOT NULL, cost REAL NOT NULL, n REAL NOT NULL,"
-    " base REAL NOT NULL, prio REAL NOT NULL, seq INTEGER NOT NULL, ins INTEGER NOT NULL)"
-    " WITHOUT ROWID",
+    " base REAL NOT NULL, prio REAL NOT NULL, seq INTEGER NOT NULL, ins INTEGER NOT NULL,"
+    " expires REAL) WITHOUT ROWID",
     "CREATE UNIQUE INDEX IF NOT EXISTS cachemux_entries_order ON cachemux_entries (prio, seq)",
+    _EXPIRY_INDEX,
     "CREATE TABLE IF NOT EXISTS cachemux_history (key TEXT PRIMARY KEY, count REAL NOT NULL)"
     " WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS cachemux_changes (id INTEGER PRIMARY KEY, op TEXT NOT NULL,"
@@ -135,6 +143,7 @@ _SCHEMA = (
 _SHARES_SCHEMA = (  # only in stores created with shares=
     "ALTER TABLE cachemux_entries ADD COLUMN part TEXT NOT NULL DEFAULT '*'",
     "CREATE INDEX cachemux_entries_part ON cachemux_entries (part, prio, seq)",
+    "CREATE INDEX cachemux_entries_part_expiry ON cachemux_entries (part, expires) WHERE expires IS NOT NULL",
     "CREATE TABLE cachemux_shares (ns TEXT PRIMARY KEY, fraction REAL NOT NULL)",
     "CREATE TABLE cachemux_parts (part TEXT PRIMARY KEY, used REAL NOT NULL, count INTEGER NOT NULL,"
     " clock REAL NOT NULL)",
@@ -563,14 +572,28 @@ class DiskStore(Store):
                 # recreated) store falls outside this one's window and gets a reset
                 start = secrets.randbelow(2**40) + 1
                 sql("INSERT INTO cachemux_state VALUES (1, 0.0, 0.0, 0, 0, 1.0, 0.0, 0, ?, ?,"
-                    " 0, 0, 0, 0, 0, 0, 0)", (start, start))
+                    " 0, 0, 0, 0, 0, 0, 0, 0)", (start, start))
                 sql("INSERT INTO cachemux_ident VALUES (1, ?)", (store_id,))
                 if self.shares:  # fixed at creation, like the capacity
                     for stmt in _SHARES_SCHEMA:
                         sql(stmt)
                     for row in self.shares.items():
                         sql("INSERT INTO cachemux_shares VALUES (?, ?)", row)
+            else:
+                self._add_expiry_columns(sql, have)
             return self._check_config(sql, requested, given, log_size)
+
+    @staticmethod
+    def _add_expiry_columns(sql: Any, have: set) -> None:
+        """A store created before entries had an expiry: add its columns and index (an upgrade
+        in place; older cachemux versions ignore them)."""
+        if not any(r[1] == "expired" for r in sql("PRAGMA table_info(cachemux_state)")):
+            sql("ALTER TABLE cachemux_state ADD COLUMN expired INTEGER NOT NULL DEFAULT 0")
+        if not any(r[1] == "expires" for r in sql("PRAGMA table_info(cachemux_entries)")):
+            sql("ALTER TABLE cachemux_entries ADD COLUMN expires REAL")
+            sql(_EXPIRY_INDEX)
+            if "cachemux_shares" in have:
+                sql(_SHARES_SCHEMA[2])
 
     def _check_config(self, sql: Any, requested: StorePolicy, given: dict[str, bool],
                       log_size: int | None) -> tuple[StorePolicy, int]:
@@ -682,7 +705,12 @@ class DiskStore(Store):
 
     @staticmethod
     def _state(sql: Any) -> _State:
-        row = sql(f"SELECT {', '.join(_STATE_FIELDS)} FROM cachemux_state WHERE id = 1").fetchone()
+        try:
+            row = sql(_STATE_SELECT).fetchone()
+        except sqlite3.OperationalError as exc:  # opened read-only, made before the expiry columns
+            if "expired" not in str(exc):
+                raise
+            row = sql(_STATE_SELECT.replace(", expired FROM", ", 0 FROM")).fetchone()
         if row is None:
             raise StoreError("cachemux_state row is missing: the database is damaged")
         return _State(row)
@@ -806,19 +834,26 @@ class DiskStore(Store):
             used -= vsize
         return True
 
-    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float,
-               part: str = _REST) -> tuple[bool, list[str]]:
+    def _place(self, sql: Any, st: _State, key: str, cost: float, size: float, part: str = _REST,
+               expires: float | None = None) -> tuple[bool, list[str], int]:
         """Policy._place: admit if wanted, evicting the lowest priorities until the entry fits
-        (with shares: within ``part``'s share, among its entries)."""
+        (with shares: within ``part``'s share, among its entries); entries past their expiry
+        leave first. Returns (admitted, evicted keys, how many of them had expired)."""
         spec = self.spec
         ps = self._part_state(sql, st, part)
         if self.shares:
             capacity, where, params = share_capacity(self.shares, spec.capacity, part), " WHERE part = ?", (part,)
         else:
             capacity, where, params = spec.capacity, "", ()
-        if size > capacity or not self._should_admit(sql, st, ps, key, cost, size, capacity, where, params):
-            return False, []
+        if size > capacity:
+            return False, [], 0
         evicted: list[str] = []
+        if ps.used + size > capacity:
+            self._drop_expired(sql, st, ps, size, capacity, evicted)
+        expired = len(evicted)
+        if not self._should_admit(sql, st, ps, key, cost, size, capacity, where, params):
+            self._save_part(sql, ps)
+            return False, evicted, expired
         while ps.used + size > capacity:
             row = sql(f"SELECT key, size, prio FROM cachemux_entries{where} ORDER BY prio, seq LIMIT 1",
                       params).fetchone()
@@ -848,16 +883,42 @@ class DiskStore(Store):
             n, base = self._new_count(sql, st, key), 0.0
             prio = spec.score(n, cost, size)
         if self.shares:
-            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, part)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq, part))
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, expires, part)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, size, cost, n, base, prio, st.seq, st.seq, expires, part))
         else:
-            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq))
+            sql("INSERT INTO cachemux_entries (key, size, cost, n, base, prio, seq, ins, expires)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (key, size, cost, n, base, prio, st.seq, st.seq, expires))
         for acc in {id(st): st, id(ps): ps}.values():
             acc.used += size
             acc.count += 1
         self._save_part(sql, ps)
-        return True, evicted
+        return True, evicted, expired
+
+    def _drop_expired(self, sql: Any, st: _State, ps: _State | _Part, size: float, capacity: float,
+                      out: list[str]) -> None:
+        """Remove the entries (of ``ps``'s share) whose expiry passed, soonest first, while the
+        newcomer does not fit: one indexed lookup per entry removed, none when nothing expired."""
+        now = time.time()
+        if self.shares:
+            query, params = ("SELECT key, size FROM cachemux_entries WHERE part = ? AND expires < ?"
+                             " ORDER BY expires LIMIT 1"), (ps.part, now)  # type: ignore[union-attr]
+        else:
+            query, params = ("SELECT key, size FROM cachemux_entries WHERE expires < ?"
+                             " ORDER BY expires LIMIT 1"), (now,)
+        while ps.used + size > capacity:
+            row = sql(query, params).fetchone()
+            if row is None:
+                return
+            vkey, vsize = row
+            sql("DELETE FROM cachemux_entries WHERE key = ?", (vkey,))
+            self._cache.delete(vkey)  # type: ignore[union-attr]
+            for acc in {id(st): st, id(ps): ps}.values():
+                acc.count -= 1
+                acc.used = acc.used - vsize if acc.count else 0.0
+            st.expired += 1
+            out.append(vkey)
+            self._log(sql, st, "del", vkey)
 
     def _remove(self, sql: Any, st: _State, key: str) -> bool:
         """Policy.remove: drop a cached key (its value too)."""
@@ -922,6 +983,25 @@ class DiskStore(Store):
             text = self._value(key)
         return None if text is None else self._parse(key, text)
 
+    def peek_many(self, keys: list[str]) -> dict[str, Entry | None]:
+        """``peek`` of many keys, 500 per SQL query (a change-log replay reads ~1,000 at once);
+        a corrupt entry raises ``CorruptEntryError`` as ``peek`` does."""
+        for k in keys:
+            check_key(k)
+        out: dict[str, Entry | None] = dict.fromkeys(keys)
+        texts: dict[str, str] = {}
+        with self._read() as sql:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                for key, mode, filename, value in sql(
+                        "SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN"
+                        f" ({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
+                        (*chunk, time.time())):
+                    texts[key] = _TextDisk.fetch(None, mode, filename, value, False)  # type: ignore[arg-type]
+        for key, text in texts.items():
+            out[key] = self._parse(key, text)
+        return out
+
     def put(self, key: str, entry: Entry) -> PutResult:
         check_key(key)
         if not isinstance(entry, Entry):
@@ -932,8 +1012,9 @@ class DiskStore(Store):
             st = self._state(sql)
             if self._remove(sql, st, key):  # Policy.admit: re-offering a cached key replaces it
                 st.replaced += 1
-            admitted, evicted = self._place(sql, st, key, cost, size,
-                                            share_part(self.shares, entry) if self.shares else _REST)
+            admitted, evicted, expired = self._place(sql, st, key, cost, size,
+                                                     share_part(self.shares, entry) if self.shares else _REST,
+                                                     entry.expires)
             if admitted:
                 self._cache.set(key, text)  # type: ignore[union-attr]
                 st.admissions += 1
@@ -941,7 +1022,7 @@ class DiskStore(Store):
             else:
                 st.rejections += 1
             self._save(sql, st)
-        return PutResult(admitted, tuple(evicted))
+        return PutResult(admitted, tuple(evicted), expired)
 
     def delete(self, key: str) -> bool:
         check_key(key)
@@ -1007,6 +1088,7 @@ class DiskStore(Store):
                 "hits": st.hits, "misses": st.misses, "hit_ratio": st.hits / total if total else 0.0,
                 "admissions": st.admissions, "rejections": st.rejections,
                 "evictions": st.evictions, "deletes": st.deletes, "replaced": st.replaced,
+                "expired": st.expired,
                 "clock": st.clock, "uncounted": self._uncounted, **shares}
 
     def verify(self) -> None:
@@ -1030,11 +1112,13 @@ class DiskStore(Store):
             order = [k for (k,) in sql("SELECT key FROM cachemux_entries INDEXED BY"
                                         " cachemux_entries_order ORDER BY prio, seq")]
             parts = dict(sql("SELECT key, part FROM cachemux_entries")) if self.shares else {}
+            expiry = dict(sql("SELECT key, expires FROM cachemux_entries")) if not self.read_only else {}
             part_rows = sql("SELECT part, used, count, clock FROM cachemux_parts").fetchall() if self.shares else []
         where = f"disk store {self.directory}"
         clock = st.clock
         if self.shares:
-            self._check_shares(where, rows, values, parts, part_rows)
+            check_share_state(where, self.shares, spec.capacity, spec.family == "greedy-dual", rows, parts,
+                              part_rows, lambda k: self._parse(k, values[k]))
             clock = max([clock] + [r[3] for r in part_rows])
         if n_values != len(rows):
             raise InvariantError(f"{where}: {n_values} values but {len(rows)} entries")
@@ -1042,31 +1126,9 @@ class DiskStore(Store):
             raise InvariantError(f"{where}: the priority index and the entries disagree")
         spec.check_entries(where, rows, values, history, count=st.count, used=st.used, seq=st.seq,
                            clock=clock, parse=self._parse)
-
-    def _check_shares(self, where: str, rows: list, values: dict, parts: dict, part_rows: list) -> None:
-        """Each share: its entries' sizes and count agree with its row and fit its capacity;
-        each entry sits in the share of the namespace its value names; priorities use its clock."""
-        state = {p: (used, count, clock) for p, used, count, clock in part_rows}
-        sums: dict[str, list[float]] = {}
-        for key, size, _cost, _n, base, *_ in rows:
-            part = parts[key]
-            want = share_part(self.shares, self._parse(key, values[key]))
-            if part != want:
-                raise InvariantError(f"{where}: {key!r} is in share {part!r}, its namespace's is {want!r}")
-            acc = sums.setdefault(part, [0.0, 0])
-            acc[0] += size
-            acc[1] += 1
-            if self.spec.family == "greedy-dual" and base > state.get(part, (0, 0, 0.0))[2]:
-                raise InvariantError(f"{where}: {key!r} ranked at clock {base} above its share's clock")
-        for part in set(sums) | set(state):
-            used, count = sums.get(part, [0.0, 0])
-            s_used, s_count, _ = state.get(part, (0.0, 0, 0.0))
-            cap = share_capacity(self.shares, self.spec.capacity, part)
-            if count != s_count or not math.isclose(used, s_used, rel_tol=1e-9, abs_tol=1e-9):
-                raise InvariantError(f"{where}: share {part!r} holds {count} entries / size {used}, "
-                                     f"its row says {s_count} / {s_used}")
-            if s_used > cap * (1 + 1e-12):
-                raise InvariantError(f"{where}: share {part!r} uses {s_used} > its capacity {cap}")
+        for key, expires in expiry.items():
+            if self._parse(key, values[key]).expires != expires:
+                raise InvariantError(f"{where}: {key!r} is ranked by expiry {expires}, its entry says otherwise")
 
     def close(self) -> None:
         cache, self._cache = self._cache, None

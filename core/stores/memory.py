@@ -10,11 +10,13 @@ is), as ``DiskStore`` counts it once in its store-wide request history.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from cachemux.errors import ConfigError, InvariantError
 from cachemux.policies import Policy, make_policy
+from cachemux.stores._expiry import ExpiryQueue
 from cachemux.stores.base import Entry, PutResult, Store
 from cachemux.stores._shares import REST as _REST
 from cachemux.stores._shares import check_shares, share_capacity, share_part
@@ -38,6 +40,8 @@ class MemoryStore(Store):
                               for part in ["=" + ns for ns in self.shares] + [_REST]}
         self._part_of: dict[str, str] = {}
         self._entries: dict[str, Entry] = {}
+        self._expiry: dict[str, ExpiryQueue] = {part: ExpiryQueue() for part in self._policies}
+        self._expired = 0
         self._lock = threading.RLock()
 
     def get(self, key: str) -> Entry | None:
@@ -56,27 +60,46 @@ class MemoryStore(Store):
     def put(self, key: str, entry: Entry) -> PutResult:
         with self._lock:
             part = share_part(self.shares, entry) if self.shares else _REST
-            old = self._part_of.get(key)
-            if old is not None and old != part:  # re-offered under another namespace: moves
+            if key in self._part_of:  # re-offering a cached key replaces it (as Policy.admit does)
                 self.delete(key)
             policy = self._policies[part]
-            evicted = policy.admit(key, entry.cost, entry.size)
+            expired = self._drop_expired(part, entry.size)
+            evicted = expired + policy.admit(key, entry.cost, entry.size)
             for k in evicted:
                 self._entries.pop(k, None)
                 self._part_of.pop(k, None)
+                self._expiry[part].discard(k)
             if key in policy:
                 self._entries[key] = entry
                 self._part_of[key] = part
-                return PutResult(True, tuple(evicted))
-            self._entries.pop(key, None)
-            self._part_of.pop(key, None)
-            return PutResult(False, tuple(evicted))
+                self._expiry[part].set(key, entry.expires)
+                return PutResult(True, tuple(evicted), len(expired))
+            return PutResult(False, tuple(evicted), len(expired))
+
+    def _drop_expired(self, part: str, size: float) -> list[str]:
+        """Remove ``part``'s entries past their expiry, oldest first, while the newcomer does not fit."""
+        policy, queue = self._policies[part], self._expiry[part]
+        if not len(queue) or size > policy.capacity:
+            return []
+        out: list[str] = []
+        now = time.time()
+        while policy.used + size > policy.capacity:
+            k = queue.pop_expired(now)
+            if k is None:
+                break
+            policy.remove(k)
+            out.append(k)
+        self._expired += len(out)
+        return out
 
     def delete(self, key: str) -> bool:
         with self._lock:
             self._entries.pop(key, None)
             part = self._part_of.pop(key, None)
-            return self._policies[part].remove(key) if part is not None else False
+            if part is None:
+                return False
+            self._expiry[part].discard(key)
+            return self._policies[part].remove(key)
 
     def clear(self) -> None:
         with self._lock:
@@ -85,6 +108,13 @@ class MemoryStore(Store):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            p = self.policy
+            return {"store": "memory", "policy": p.name, "capacity": float(p.capacity),
+                    "entries": len(self._entries), "used": sum(q.used for q in self._policies.values()),
+                    "expired": self._expired}
 
     def keys(self) -> Iterator[str]:
         with self._lock:
@@ -102,5 +132,7 @@ class MemoryStore(Store):
             if set(self._entries) != held or set(self._part_of) != held:
                 raise InvariantError("memory store: entries and policy disagree")
             for k, e in self._entries.items():
+                if self._expiry[self._part_of[k]].expiry(k) != e.expires:
+                    raise InvariantError(f"memory store: {k!r} is queued under another expiry than its entry's")
                 if self.shares and share_part(self.shares, e) != self._part_of[k]:
                     raise InvariantError(f"memory store: {k!r} is not in its namespace's share")

@@ -37,6 +37,7 @@ from typing import Any
 from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
 from cachemux.stores import _redis_lua as lua
 from cachemux.stores._policy import StorePolicy, resolve_policy
+from cachemux.stores._shares import REST, check_share_state, check_shares, share_capacity, share_part
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
@@ -48,7 +49,7 @@ FORMAT_VERSION = 1
 _DEFAULT_CAPACITY = 10_000.0
 _DEFAULT_POLICY = "gdsf"
 _DEFAULT_LOG_SIZE = 100_000
-_KEY_NAMES = ("cfg", "st", "v", "m", "z", "h", "log")
+_KEY_NAMES = ("cfg", "st", "v", "m", "z", "h", "log", "x", "p", "kp")
 
 
 def _import_redis() -> Any:
@@ -75,6 +76,13 @@ class RedisStore(Store):
 
     ``breaker``: a ``CircuitBreaker`` (default: one opening after a fault that cost >= 50 ms and
     probing after ``breaker_reset`` = 1 s), or False to send every operation to the server.
+
+    ``shares={namespace: fraction}`` (fixed when the namespace is created; None = the stored
+    ones): each listed cache namespace (``Entry.meta["ns"]``) holds at most its fraction of
+    ``capacity`` and is evicted only by its own newcomers, the others share the rest, making the
+    decisions ``DiskStore(shares=...)`` makes. Entries with ``Entry.expires`` (``ttl=``) whose
+    time passed leave before any policy victim when room is needed (``stats()["expired"]``),
+    judged by the writing client's clock.
     """
 
     def __init__(self, url: str | None = None, *, client: Any = None, namespace: str = "default",
@@ -82,9 +90,7 @@ class RedisStore(Store):
                  socket_timeout: float = 1.0, socket_connect_timeout: float = 1.0,
                  log_size: int | None = None, breaker: CircuitBreaker | bool = True,
                  breaker_reset: float = 1.0, shares: Any = None, **policy_options: Any) -> None:
-        if shares is not None:
-            raise ConfigError("RedisStore does not take shares= (MemoryStore and DiskStore do): give each "
-                              "tenant its own RedisStore(url, namespace=tenant, capacity=its share)")
+        self.shares = check_shares(shares)
         redis = _import_redis()
         for name, v in (("socket_timeout", socket_timeout), ("socket_connect_timeout", socket_connect_timeout)):
             if not isinstance(v, (int, float)) or not (v > 0) or math.isinf(v):
@@ -98,7 +104,7 @@ class RedisStore(Store):
                                          _DEFAULT_CAPACITY if capacity is None else capacity,
                                          policy_options)
         self._given = {"policy": policy is not None, "capacity": capacity is not None,
-                       "options": bool(policy_options)}
+                       "options": bool(policy_options), "shares": shares is not None}
         self._log_size = log_size or _DEFAULT_LOG_SIZE
         self._redis = redis
         self._own_client = client is None
@@ -150,7 +156,11 @@ class RedisStore(Store):
                "hit_moves": "1" if req.hit_moves else "0", "use_freq": "1" if req.use_freq else "0",
                "use_cost": "1" if req.use_cost else "0", "history": "1" if req.history else "0",
                "admission": "1" if req.admission else "0", "growth": repr(req.growth),
-               "options": req.options_json(), "log_size": str(self._log_size)}
+               "options": req.options_json(), "log_size": str(self._log_size),
+               "shares": json.dumps(self.shares, sort_keys=True) if self.shares else ""}
+        if self.shares:  # each part's capacity, computed once here, as DiskStore computes it
+            for part in ["=" + ns for ns in self.shares] + [REST]:
+                cfg[f"cap:{part}"] = repr(share_capacity(self.shares, req.capacity, part))
         args = [str(secrets.randbelow(2**40) + 1)] + [x for kv in cfg.items() for x in kv]
         try:
             raw = self._init_script(keys=self._keys, args=args)
@@ -162,6 +172,11 @@ class RedisStore(Store):
                              f"version {FORMAT_VERSION} (found {got.get('format')!r} {got.get('version')!r})")
         stored = resolve_policy(got["policy"], float(got["capacity"]), json.loads(got["options"]))
         g = self._given
+        stored_shares = json.loads(got["shares"]) if got.get("shares") else {}
+        if g["shares"] and stored_shares != self.shares:
+            raise ConfigError(f"{self._where} was created with shares={stored_shares or None}; got "
+                              f"shares={self.shares}. Pass shares=None (the stored ones) or use another namespace")
+        self.shares = check_shares(stored_shares or None)
         if ((g["policy"] and req.name != stored.name) or (g["capacity"] and req.capacity != stored.capacity)
                 or (g["options"] and req.options != stored.options)):
             raise ConfigError(
@@ -244,8 +259,12 @@ class RedisStore(Store):
         check_key(key)
         if not isinstance(entry, Entry):
             raise ConfigError(f"put() needs an Entry, got {type(entry).__name__}")
-        out = self._run("PUT", key, entry.to_json(), repr(float(entry.cost)), repr(float(entry.size)))
-        return PutResult(int(out[0]) == 1, tuple(_s(k) for k in out[1:]))
+        if not self._ready:  # the shares are known once the namespace is read
+            self._plain(lambda: None)
+        part = share_part(self.shares, entry) if self.shares else REST
+        out = self._run("PUT", key, entry.to_json(), repr(float(entry.cost)), repr(float(entry.size)), part,
+                        "" if entry.expires is None else repr(float(entry.expires)), repr(time.time()))
+        return PutResult(int(out[0]) == 1, tuple(_s(k) for k in out[2:]), int(out[1]))
 
     def delete(self, key: str) -> bool:
         check_key(key)
@@ -290,33 +309,62 @@ class RedisStore(Store):
                                "capacity": self.spec.capacity, "entries": int(st.get("count", 0)),
                                "used": st.get("used", 0.0), "hits": hits, "misses": misses,
                                "hit_ratio": hits / total if total else 0.0}
-        for k in ("admissions", "rejections", "evictions", "deletes", "replaced"):
+        for k in ("admissions", "rejections", "evictions", "deletes", "replaced", "expired"):
             out[k] = int(st.get(k, 0))
         out["clock"] = st.get("clock", 0.0)
+        if self.shares:
+            used = {_s(k): float(_s(v).split()[0]) for k, v in
+                    self._plain(self.client.hgetall, self._keys[8]).items()}
+            out["shares"] = dict(self.shares)
+            out["share_used"] = {p: used.get(p, 0.0) for p in self._parts()}
         return out
+
+    def _parts(self) -> list[str]:
+        return ["=" + ns for ns in self.shares] + [REST] if self.shares else [REST]
 
     def check_invariants(self) -> None:
         """Size <= capacity, entries == values == sorted set, priorities follow from stored
         freq/cost/size/clock, every value parses and agrees with its metadata."""
         spec, where = self.spec, self._where
-        st_raw, m_raw, z_raw, v_raw, h_raw = self._run("CHECK")
+        if not self._ready:
+            self._plain(lambda: None)
+        parts = self._parts()
+        st_raw, m_raw, z_raw, v_raw, h_raw, x_raw, p_raw, kp_raw = self._run("CHECK", *parts)
         pairs = lambda xs: {_s(xs[i]): xs[i + 1] for i in range(0, len(xs), 2)}  # noqa: E731
         st = {k: float(_s(v)) for k, v in pairs(st_raw).items()}
         meta = {k: [float(x) for x in _s(v).split()] for k, v in pairs(m_raw).items()}
-        zset = {k: float(_s(v)) for k, v in pairs(z_raw).items()}
         values = pairs(v_raw)
         history = {k: float(_s(v)) for k, v in pairs(h_raw).items()}
+        part_of = {k: _s(v) for k, v in pairs(kp_raw).items()} if self.shares else dict.fromkeys(meta, REST)
         if set(values) != set(meta):
             raise InvariantError(f"{where}: values for {len(values)} keys, state for {len(meta)}")
-        want_members = {f"{int(m[5]):016x}{k}": (k, m[4]) for k, m in meta.items()}
-        if set(zset) != set(want_members):
-            raise InvariantError(f"{where}: the sorted set and the entries disagree")
-        for member, score in zset.items():
-            k, prio = want_members[member]
-            if score != prio:
-                raise InvariantError(f"{where}: {k!r} scores {score} in the sorted set, {prio} in its state")
-        spec.check_entries(where, [(k, *m) for k, m in meta.items()], values, history, count=st["count"],
-                           used=st["used"], seq=st["seq"], clock=st["clock"], parse=self._parse)
+        if set(part_of) != set(meta):
+            raise InvariantError(f"{where}: parts recorded for {len(part_of)} keys, state for {len(meta)}")
+        for part, z, x in zip(parts, z_raw, x_raw):
+            mine = {k: m for k, m in meta.items() if part_of[k] == part}
+            want_members = {f"{int(m[5]):016x}{k}": (k, m[4]) for k, m in mine.items()}
+            zset = {k: float(_s(v)) for k, v in pairs(z).items()}
+            if set(zset) != set(want_members):
+                raise InvariantError(f"{where}: the sorted set of part {part!r} and its entries disagree")
+            for member, score in zset.items():
+                k, prio = want_members[member]
+                if score != prio:
+                    raise InvariantError(f"{where}: {k!r} scores {score} in the sorted set, {prio} in its state")
+            xset = {k: float(_s(v)) for k, v in pairs(x).items()}
+            if xset != {k: m[7] for k, m in mine.items() if len(m) > 7}:
+                raise InvariantError(f"{where}: the expiry order of part {part!r} and its entries disagree")
+        rows = [(k, *m[:7]) for k, m in meta.items()]
+        for k, m in meta.items():
+            if self._parse(k, values[k]).expires != (m[7] if len(m) > 7 else None):
+                raise InvariantError(f"{where}: {k!r} is ranked by another expiry than its entry's")
+        clock = st["clock"]
+        if self.shares:
+            part_rows = [(p, *(float(x) for x in _s(v).split())) for p, v in pairs(p_raw).items()]
+            check_share_state(where, self.shares, spec.capacity, spec.family == "greedy-dual", rows, part_of,
+                              part_rows, lambda k: self._parse(k, values[k]))  # type: ignore[arg-type]
+            clock = max([clock] + [r[3] for r in part_rows])
+        spec.check_entries(where, rows, values, history, count=st["count"], used=st["used"], seq=st["seq"],
+                           clock=clock, parse=self._parse)
 
     def close(self) -> None:
         if self._own_client:

@@ -216,7 +216,8 @@ def test_damaged_row_inside_the_snapshot_never_serves_another_answer(tmp_path, e
 
 
 def test_deferred_graph_inserts_are_searched_exactly_until_drained():
-    from cachemux.semantic.index import VectorIndex
+    from cachemux.errors import InvariantError
+    from cachemux.semantic.index import NO_LABEL, VectorIndex
 
     rng = np.random.default_rng(1)
     vecs = rng.standard_normal((40, 16)).astype(np.float32)
@@ -232,7 +233,112 @@ def test_deferred_graph_inserts_are_searched_exactly_until_drained():
     ix.check_invariants()
     assert ix.drain(5) == 14 and len(ix._ann) == 25
     ix.check_invariants()
-    keys, rows, labels, _, _ = ix.export()  # a snapshot drains the rest first
-    assert ix.drain() == 0 and len(ix._ann) == 39 == len(labels) == len(keys)
+    # a snapshot copies the index as it is: deferred rows are saved as deferred (no graph inserts
+    # while the index lock is held), with spare zero rows to grow into after a restore
+    keys, rows, labels, next_label, graph, deferred = ix.export(spare=8)
+    assert len(keys) == 39 and rows.shape == (47, 16) and not rows[39:].any()
+    assert len(deferred) == 14 and int((labels == NO_LABEL).sum()) == 14 and len(ix._ann) == 25
+    import usearch.index
+
+    ann = usearch.index.Index(ndim=16, **ix.ann_options)
+    ann.load(graph)
+    back = VectorIndex.restore(16, keys, rows, labels, next_label, ann, deferred, ann_threshold=10)
+    back.check_invariants()
+    assert all(back.search(vecs[i], 1)[0][0] == f"k{i}" for i in range(40) if i != 33)
+    back.add("k33", vecs[33], defer=True)  # into the spare rows: no copy of the matrix
+    assert back._mat is rows and back.search(vecs[33], 1)[0][0] == "k33"
+    assert back.drain() == 0 and len(back._ann) == 40
+    back.check_invariants()
+    with pytest.raises(InvariantError):  # a deferred key that has a label too: inconsistent
+        VectorIndex.restore(16, keys, rows, labels, next_label, ann, deferred[:-1], ann_threshold=10)
+    assert ix.drain() == 0 and len(ix._ann) == 39
     assert all(ix.search(vecs[i], 1)[0][0] == f"k{i}" for i in range(40) if i != 33)
     ix.check_invariants()
+
+
+# ---- saving without stalling lookups; replayed and deferred rows; save_every --------------------
+def test_lookups_proceed_while_a_save_writes_its_files(tmp_path, embedder, monkeypatch):
+    """The index lock is held only while the copy is taken: with the file writing stopped
+    mid-save, another thread's semantic lookup and update complete."""
+    import threading
+
+    from cachemux.semantic import snapshot
+
+    cache = _filled(tmp_path, embedder)
+    assert cache.lookup("What's the capital city of France?", LLM) is not None
+    entered, release = threading.Event(), threading.Event()
+    real_write = snapshot.write
+
+    def slow_write(*args, **kw):
+        entered.set()
+        assert release.wait(30)
+        return real_write(*args, **kw)
+
+    monkeypatch.setattr(snapshot, "write", slow_write)
+    saver = threading.Thread(target=lambda: results.append(cache.save_index()))
+    results: list[bool] = []
+    saver.start()
+    assert entered.wait(30)  # the save is now writing, with the copy taken
+    got = []
+    worker = threading.Thread(target=lambda: got.append((cache.lookup("Who is the author of Hamlet?", LLM),
+                                                         cache.update("Who discovered penicillin?", LLM, "Fleming"))))
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive() and got == [("answer: Who wrote Hamlet?", True)]  # not blocked by the save
+    release.set()
+    saver.join(30)
+    assert results == [True] and cache.last_save["entries"] == len(QUESTIONS)
+    cache.close()  # saves the update made during the save
+    assert json.loads(_manifest(tmp_path).read_text())["entries"] == len(QUESTIONS) + 1
+
+
+def test_replayed_changes_are_saved_deferred_and_restored(tmp_path, embedder, monkeypatch):
+    """60 changes behind the snapshot: replayed in one batch (deferred from the graph), saved
+    with their deferred state, loaded by a third process, all searchable, nothing rebuilt."""
+    first = _filled(tmp_path, embedder)
+    first.save_index()
+    first.close()
+    writer = SemanticCache(DiskStore(tmp_path / "store", capacity=None), embedder=embedder, threshold=0.9,
+                           index_path=False)
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((60, embedder.dim)).astype(np.float32)
+    for i, v in enumerate(vecs):  # (capacity 100: 12 questions + 60 fillers)
+        writer.update(f"filler {i}", LLM, f"f{i}", embedding=v)
+    writer.close()
+    from cachemux.semantic.index import PartitionedIndex
+
+    batches = []
+    real = PartitionedIndex.add_many
+    monkeypatch.setattr(PartitionedIndex, "add_many", lambda self, keys, part, v, defer=False: (
+        batches.append((len(keys), defer)), real(self, keys, part, v, defer=defer)))
+    cache, rebuilds = _reopen(tmp_path, embedder, monkeypatch)
+    assert cache.lookup("What's the capital city of France?", LLM) is not None
+    ix = cache._index.part(next(iter(cache._index.partitions())))
+    assert rebuilds == [] and batches == [(60, True)]  # one batch, kept out of the graph
+    assert 60 - 4 <= len(ix._deferred) <= 60  # a few drained per sync
+    assert all(ix.search(v, 1)[0][0] == cache.key_for(f"filler {i}", LLM) for i, v in enumerate(vecs))
+    cache.save_index()
+    head = json.loads(_manifest(tmp_path).read_text())
+    assert head["entries"] == len(QUESTIONS) + 60
+    cache.close()
+    third, rebuilds = _reopen(tmp_path, embedder, monkeypatch)
+    assert third.lookup("Who is the author of Hamlet?", LLM) == "answer: Who wrote Hamlet?"
+    assert rebuilds == [] and len(third._index) == len(QUESTIONS) + 60
+    third.check_invariants()
+    third.close()
+
+
+def test_save_every_saves_in_the_background(tmp_path, embedder):
+    cache = _filled(tmp_path, embedder, save_every=5)
+    assert cache.lookup("What's the capital city of France?", LLM) is not None
+    cache._wait_for_writer()
+    cursor = json.loads(_manifest(tmp_path).read_text())["cursor"]
+    for i in range(6):
+        cache.update(f"Question number {i} about geology?", LLM, f"g{i}")
+    cache.lookup("Explain photosynthesis, please", LLM)  # (not exact) its sync sees 6 changes >= 5: saves
+    cache._wait_for_writer()
+    assert json.loads(_manifest(tmp_path).read_text())["cursor"] > cursor
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="save_every"):
+            SemanticCache(MemoryStore(10), semantic=False, save_every=bad)
+    cache.close()
