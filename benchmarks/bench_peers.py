@@ -490,21 +490,27 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                           "platform": platform.platform(), "load_at_start": load()}}
     t0 = time.perf_counter()
+
+    def save() -> None:  # after each part, so a long run interrupted keeps what it measured
+        report["machine"]["load_at_end"] = load()
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
+
     if "policies" not in args.skip:
         report["policies"] = bench_policies(requests, args.cache, rounds)
+        save()
     if "semantic" not in args.skip:
         report["semantic"] = bench_semantic(sizes, args.queries or (50 if args.quick else 200), rounds,
                                             args.quality_pairs if args.quality_pairs is not None else (400 if args.quick else 2000),
                                             args.seed, args.caches.split(","))
+        save()
     if "fill" not in args.skip:
         report["fill"] = bench_fill(args.fill_entries or (10_000 if args.quick else 100_000), rounds,
                                     args.fill_kinds.split(","), args.seed)
-    report["machine"]["load_at_end"] = load()
-    report["seconds"] = round(time.perf_counter() - t0, 1)
+    save()
     print_tables(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
     return 0
 
 
