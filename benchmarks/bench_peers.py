@@ -474,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="entries per fill/RSS run, each in a fresh process (default 100000; --quick 10000)")
     ap.add_argument("--fill-kinds", default=",".join(FILL_KINDS))
     ap.add_argument("--fill-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--tables-from", type=Path, default=None, help="print the tables of a saved --json report")
     ap.add_argument("--caches", default="cachemux,cachemux-onnx,gptcache,inmemory,sqlite",
                     help="semantic caches to run (cachemux-onnx: the default int8 ONNX embedder; cachemux: torch fp32)")
     ap.add_argument("--seed", type=int, default=0)
@@ -481,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.simplefilter("ignore", DeprecationWarning)
+    if args.tables_from:
+        print_tables(json.loads(args.tables_from.read_text()))
+        return 0
     if args.fill_child:
         print(json.dumps(fill_child(args.fill_child, args.fill_entries, args.seed)))
         return 0
