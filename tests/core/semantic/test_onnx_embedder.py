@@ -54,6 +54,31 @@ def test_fits_counts_word_pieces_like_the_torch_embedder(onnx):
     assert onnx.tokenizer("hello")["input_ids"] == torch_e.tokenizer("hello")["input_ids"]
 
 
+def test_fidelity_checks_give_the_torch_tokenizers_verdicts_without_transformers(onnx):
+    """OnnxEmbedder.tokenizer reads tokenizer.json itself (no transformers/torch import): the same
+    ids, unknown and special tokens, so the same exact-only decisions as the HF tokenizer."""
+    import subprocess
+    import sys
+
+    from cachemux.semantic.fidelity import embedding_loss
+
+    hf = Embedder().tokenizer
+    assert onnx.tokenizer.unk_token_id == hf.unk_token_id
+    assert sorted(onnx.tokenizer.all_special_ids) == sorted(hf.all_special_ids)
+    texts = ["short", "Explain this emoji: 😀", "x" * 150 + " is a long word", "word " * 254, "word " * 255,
+             "한국어 " * 100, "[CLS] literal special tokens [SEP]", "Ünïcödé café naïve", "a\tb\nc", ""]
+    for text in texts:
+        assert onnx.tokenizer(text)["input_ids"] == hf(text)["input_ids"], text
+        assert embedding_loss(onnx.tokenizer, text, 256) == embedding_loss(hf, text, 256), text
+    code = ("import sys; from cachemux.cache import SemanticCache; from cachemux.stores import MemoryStore; "
+            "c = SemanticCache(MemoryStore()); c.update('How do I learn Python fast?', 'l', 'a', cost=1.0); "
+            "assert c.lookup('What is the best way to learn python quickly?', 'l') == 'a'; "
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]  # the default cache never loads torch
+
+
 def test_bad_arguments_are_config_errors():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ConfigError, match="threads"):
