@@ -14,6 +14,10 @@
     and miss p50/p99 at 1k/10k(/100k) entries, fill time, RSS growth during the fill (the
     fillers' vectors are random unit vectors, precomputed); quality on a QQP test subsample
     (good hits: duplicates served; wrong hits: non-duplicates served) for the semantic caches.
+    The default embedder (int8 ONNX MiniLM) and the fp32 torch one are both run.
+(c) Fill and memory, each (cache, round) in a fresh interpreter: the seconds to fill N entries
+    (cachemux: ``update(embedding=...)`` per entry, then the index built in one batch, HNSW past
+    20k entries, or the exact index only) and the RSS growth over the empty cache.
 
     python benchmarks/bench_peers.py --quick --json results/bench_peers.json   # ~10 min on 2 busy cores
     python benchmarks/bench_peers.py --json results/bench_peers.json           # 1M requests, 100k entries
@@ -199,7 +203,7 @@ class GPTCacheRun:
         return get(prompt, cache_obj=self.cache)
 
 
-def semantic_quality(embedder, n_pairs: int, threshold: float, seed: int, tmp: Path) -> dict[str, Any]:
+def semantic_quality(embedder, n_pairs: int, threshold: float, seed: int, tmp: Path, onnx=None) -> dict[str, Any]:
     """Cache text_a of each QQP test pair, look up text_b: duplicates served = good hits,
     non-duplicates served = wrong hits (the same pairs for every cache)."""
     from cachemux.cache import SemanticCache
@@ -218,7 +222,13 @@ def semantic_quality(embedder, n_pairs: int, threshold: float, seed: int, tmp: P
     gpt = GPTCacheRun(tmp, "quality", n_pairs, embedder, threshold)
     gpt.fill(a, [f"answer to: {q}" for q in a], va)
     out = {"pairs": len(pairs), "duplicates": sum(p["label"] for p in pairs)}
-    for name, fn in (("cachemux", lambda p: ours.lookup(p["text_b"], LLM)), ("gptcache", lambda p: gpt.get(p["text_b"]))):
+    runs = [("cachemux (torch fp32)", lambda p: ours.lookup(p["text_b"], LLM)), ("gptcache", lambda p: gpt.get(p["text_b"]))]
+    if onnx is not None:  # the default embedder, with its own vectors for the cached questions
+        ours_onnx = SemanticCache(MemoryStore(10 * n_pairs, "lru"), embedder=onnx)
+        for q, v in zip(a, onnx.embed(a)):
+            ours_onnx.update(q, LLM, f"answer to: {q}", cost=1.0, embedding=v)
+        runs.insert(0, ("cachemux (default, ONNX int8)", lambda p: ours_onnx.lookup(p["text_b"], LLM)))
+    for name, fn in runs:
         good = wrong = 0
         for p in pairs:
             r = fn(p)
@@ -298,10 +308,10 @@ def bench_semantic(sizes: list[int], queries: int, rounds: int, quality_pairs: i
                 before = rss_mb()
                 if name == "cachemux":
                     r = bench_cache.bench_ours(size, probes, embedder, args, "memory", tmp)
-                    r["cache"] = "cachemux SemanticCache (memory store)"
+                    r["cache"] = "cachemux SemanticCache + torch fp32 embedder (memory store)"
                 elif name == "cachemux-onnx":
                     r = bench_cache.bench_ours(size, onnx_probes, onnx, args, "memory", tmp)
-                    r["cache"] = "cachemux SemanticCache + OnnxEmbedder (memory store)"
+                    r["cache"] = "cachemux SemanticCache, default ONNX int8 embedder (memory store)"
                 elif name == "gptcache":
                     r = bench_gptcache(size, probes, embedder, DEFAULT_THRESHOLD, tmp, rounds)
                 elif name == "inmemory":
@@ -318,7 +328,134 @@ def bench_semantic(sizes: list[int], queries: int, rounds: int, quality_pairs: i
                 gc.collect()
                 print(f"[semantic {name} N={size}] done, load {load()}", file=sys.stderr, flush=True)
         if quality_pairs:
-            out["quality"] = semantic_quality(embedder, quality_pairs, DEFAULT_THRESHOLD, seed, tmp)
+            out["quality"] = semantic_quality(embedder, quality_pairs, DEFAULT_THRESHOLD, seed, tmp, onnx)
+    return out
+
+
+# ---------------------------------------------------------------- (c) fill time and RSS, one fresh process each
+FILL_KINDS = ("cachemux", "cachemux-exact", "gptcache", "sqlite", "inmemory")
+FILL_LABELS = {"cachemux": "cachemux SemanticCache (memory store, index built: HNSW past 20k)",
+               "cachemux-exact": "cachemux SemanticCache (memory store, exact index only)",
+               "gptcache": "GPTCache (sqlite + faiss)", "sqlite": "langchain_community SQLiteCache (bulk insert)",
+               "inmemory": "langchain_core InMemoryCache"}
+
+
+def _fill_prompt(j: int) -> str:
+    return f"synthetic prompt {j}: tell me about item {j * 7919 % 100003}"
+
+
+def fill_child(kind: str, n: int, seed: int) -> dict[str, Any]:
+    """Fill one cache with ``n`` entries in this (fresh) process: the seconds of the fill (and of
+    the index build for cachemux, whose bulk path is ``update(embedding=...)`` then one index
+    build) and the RSS before (imports done, cache empty, the random unit vectors made) and
+    after: the growth is what the cache keeps of its own (copies of the vectors included)."""
+    from langchain_core.load import dumps
+    from langchain_core.outputs import Generation
+
+    rng = np.random.default_rng(seed)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fill-"))
+    out: dict[str, Any] = {"kind": kind, "cache": FILL_LABELS[kind], "entries": n}
+    answer = dumps([Generation(text="a synthetic answer")])
+    try:
+        if kind in ("cachemux", "cachemux-exact"):
+            from cachemux.cache import SemanticCache
+            from cachemux.semantic.onnx_embedder import OnnxEmbedder
+            from cachemux.stores import MemoryStore
+
+            opts = {"ann_threshold": None} if kind == "cachemux-exact" else {}
+            # the bulk path: the index is built on first semantic use, so the entries go in first
+            # and warmup() below builds the index in one batch
+            cache = SemanticCache(MemoryStore(2 * n, "gdsf"), embedder=OnnxEmbedder(), index_options=opts)
+
+            def fill(start: int, vecs: np.ndarray) -> None:
+                for i in range(len(vecs)):
+                    cache.update(_fill_prompt(start + i), LLM, answer, cost=float(rng.random()) + 0.1, embedding=vecs[i])
+        elif kind == "gptcache":
+            from cachemux.semantic.onnx_embedder import OnnxEmbedder
+
+            g = GPTCacheRun(tmp, "fill", n, OnnxEmbedder(), 0.9)
+
+            def fill(start: int, vecs: np.ndarray) -> None:
+                qs = [_fill_prompt(start + i) for i in range(len(vecs))]
+                g.fill(qs, ["a synthetic answer"] * len(qs), vecs)
+        elif kind == "sqlite":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from langchain_community.cache import SQLiteCache
+            from sqlalchemy import insert
+            from sqlalchemy.orm import Session
+
+            c = SQLiteCache(str(tmp / "lc.db"))
+            one = dumps(Generation(text="a synthetic answer"))
+
+            def fill(start: int, vecs: np.ndarray) -> None:
+                rows = [{"prompt": _fill_prompt(start + i), "llm": LLM, "idx": 0, "response": one} for i in range(len(vecs))]
+                with Session(c.engine) as s, s.begin():
+                    s.execute(insert(c.cache_schema), rows)
+        else:
+            from langchain_core.caches import InMemoryCache
+
+            c = InMemoryCache()
+
+            def fill(start: int, vecs: np.ndarray) -> None:
+                for i in range(len(vecs)):
+                    c.update(_fill_prompt(start + i), LLM, [Generation(text="a synthetic answer")])
+        vecs = rng.standard_normal((n, 384)).astype(np.float32)  # made before the baseline: not counted
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        before = rss_mb()
+        t0 = time.perf_counter()
+        fill(0, vecs)  # one call: GPTCache's import_data and the SQLite insert take all rows at once
+        out["fill_s"] = round(time.perf_counter() - t0, 2)
+        out["index_s"] = 0.0
+        if kind in ("cachemux", "cachemux-exact"):
+            t1 = time.perf_counter()
+            cache.warmup()
+            out["index_s"] = round(time.perf_counter() - t1, 2)
+            out["index_backend"] = "usearch HNSW" if cache.stats()["ann_partitions"] else "exact numpy"
+            assert cache.stats()["indexed"] == n, cache.stats()["indexed"]
+        out["total_s"] = round(out["fill_s"] + out["index_s"], 2)
+        out["rss_before_mb"] = round(before, 1)
+        out["rss_after_mb"] = round(rss_mb(), 1)
+        out["rss_growth_mb"] = round(out["rss_after_mb"] - before, 1)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def bench_fill(n: int, rounds: int, kinds: list[str], seed: int) -> dict[str, Any]:
+    """Each (kind, round) in a fresh interpreter, rounds interleaved (a rotating order)."""
+    import subprocess
+
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for rnd in range(rounds):
+        shift = rnd % len(kinds)
+        for kind in kinds[shift:] + kinds[:shift]:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--fill-child", kind, "--fill-entries", str(n),
+                   "--seed", str(seed)]
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+            if res.returncode != 0:
+                runs[kind].append({"error": res.stderr.strip().splitlines()[-1:] or ["failed"]})
+            else:
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                r["load"] = load()
+                runs[kind].append(r)
+            print(f"[fill {kind} N={n} round {rnd}] done, load {load()}", file=sys.stderr, flush=True)
+    out: dict[str, Any] = {"entries": n, "rounds": rounds, "rows": {}}
+    for kind, rs in runs.items():
+        ok = [r for r in rs if "error" not in r]
+        if not ok:
+            out["rows"][kind] = {"cache": FILL_LABELS[kind], "error": rs[0]["error"]}
+            continue
+        row = {"cache": FILL_LABELS[kind], "runs": ok}
+        for f in ("fill_s", "index_s", "total_s", "rss_growth_mb", "rss_before_mb"):
+            row[f] = float(np.median([r[f] for r in ok]))
+        row["index_backend"] = ok[0].get("index_backend", "-")
+        row["load"] = [r["load"][0] for r in ok]
+        out["rows"][kind] = row
+    base = out["rows"].get("sqlite", {}).get("total_s")
+    for row in out["rows"].values():
+        if base and "total_s" in row:
+            row["total_vs_sqlite"] = round(row["total_s"] / base, 2)
     return out
 
 
@@ -332,32 +469,52 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default=None, help="semantic cache sizes (default 1000,10000,100000)")
     ap.add_argument("--queries", type=int, default=None)
     ap.add_argument("--quality-pairs", type=int, default=None)
-    ap.add_argument("--skip", default="", help="'policies' or 'semantic'")
+    ap.add_argument("--skip", default="", help="any of 'policies', 'semantic', 'fill' (comma-separated)")
+    ap.add_argument("--fill-entries", type=int, default=None,
+                    help="entries per fill/RSS run, each in a fresh process (default 100000; --quick 10000)")
+    ap.add_argument("--fill-kinds", default=",".join(FILL_KINDS))
+    ap.add_argument("--fill-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--tables-from", type=Path, default=None, help="print the tables of a saved --json report")
     ap.add_argument("--caches", default="cachemux,cachemux-onnx,gptcache,inmemory,sqlite",
-                    help="semantic caches to run (cachemux-onnx: with the int8 ONNX embedder)")
+                    help="semantic caches to run (cachemux-onnx: the default int8 ONNX embedder; cachemux: torch fp32)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.simplefilter("ignore", DeprecationWarning)
+    if args.tables_from:
+        print_tables(json.loads(args.tables_from.read_text()))
+        return 0
+    if args.fill_child:
+        print(json.dumps(fill_child(args.fill_child, args.fill_entries, args.seed)))
+        return 0
     requests = args.requests or (300_000 if args.quick else 1_000_000)
     rounds = args.rounds or (1 if args.quick else 2)
     sizes = [int(s) for s in (args.sizes or ("1000,10000" if args.quick else "1000,10000,100000")).split(",")]
     report: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                           "platform": platform.platform(), "load_at_start": load()}}
     t0 = time.perf_counter()
+
+    def save() -> None:  # after each part, so a long run interrupted keeps what it measured
+        report["machine"]["load_at_end"] = load()
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
+
     if "policies" not in args.skip:
         report["policies"] = bench_policies(requests, args.cache, rounds)
+        save()
     if "semantic" not in args.skip:
         report["semantic"] = bench_semantic(sizes, args.queries or (50 if args.quick else 200), rounds,
                                             args.quality_pairs if args.quality_pairs is not None else (400 if args.quick else 2000),
                                             args.seed, args.caches.split(","))
-    report["machine"]["load_at_end"] = load()
-    report["seconds"] = round(time.perf_counter() - t0, 1)
+        save()
+    if "fill" not in args.skip:
+        report["fill"] = bench_fill(args.fill_entries or (10_000 if args.quick else 100_000), rounds,
+                                    args.fill_kinds.split(","), args.seed)
+    save()
     print_tables(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
     return 0
 
 
@@ -375,7 +532,8 @@ def print_tables(report: dict[str, Any]) -> None:
                       f"{r['miss_cost_vs_lec']:.3f}x |")
     sem = report.get("semantic")
     if sem:
-        print(f"\nsemantic caches: {sem['queries']} queries per kind x {sem['rounds']} round(s), threshold {sem['threshold']}")
+        print(f"\nsemantic caches: {sem['queries']} queries per kind x {sem['rounds']} round(s); cachemux: the default "
+              f"matcher (guard + verifier); GPTCache: cosine >= {sem['threshold']}")
         print("| cache | N | exact hit p50 / p99 ms | paraphrase hit p50 / p99 ms | miss p50 / p99 ms | recall | fill s | RSS growth MB |")
         print("|---|---|---|---|---|---|---|---|")
         for r in sem["runs"]:
@@ -384,11 +542,14 @@ def print_tables(report: dict[str, Any]) -> None:
             fill = r.get("fill_s", r.get("fill_and_probe_s", "-"))
             print(f"| {r['cache']} | {r['size']:,} | {f('exact_hit')} | {f('semantic_hit')} | {f('miss')} | "
                   f"{r.get('semantic_recall', '-')} | {fill} | {r.get('rss_growth_mb', '-')} |")
-        print("\n| cachemux | N | CacheMuxCache exact hit p50 / p99 ms | CacheMuxCache paraphrase hit p50 / p99 ms "
-              "| embedding alone p50 / p99 ms | index |\n|---|---|---|---|---|---|")
+        print("\n| cachemux | N | CacheMuxCache exact hit p50 / p99 ms | the same, first read in a process p50 / p99 ms "
+              "| CacheMuxCache paraphrase hit p50 / p99 ms | embedding alone p50 / p99 ms | index |\n|---|---|---|---|---|---|---|")
         for r in sem["runs"]:
             if "adapter_exact_hit" in r:
+                cold = r.get("adapter_exact_hit_cold")
+                cold_s = f"{cold['p50_ms']:.3f} / {cold['p99_ms']:.3f}" if cold else "-"
                 print(f"| {r['cache']} | {r['size']:,} | {r['adapter_exact_hit']['p50_ms']:.3f} / {r['adapter_exact_hit']['p99_ms']:.3f} "
+                      f"| {cold_s} "
                       f"| {r['adapter_semantic_hit']['p50_ms']:.2f} / {r['adapter_semantic_hit']['p99_ms']:.2f} "
                       f"| {r['embedding_alone']['p50_ms']:.2f} / {r['embedding_alone']['p99_ms']:.2f} | {r['index_backend']} |")
         q = sem.get("quality")
@@ -396,6 +557,16 @@ def print_tables(report: dict[str, Any]) -> None:
             print(f"\nQQP test, {q['pairs']} pairs ({q['duplicates']} duplicates): "
                   + "; ".join(f"{k}: {v['good_hits']} good hits, {v['wrong_hits']} wrong hits"
                               for k, v in q.items() if isinstance(v, dict)))
+    fill = report.get("fill")
+    if fill:
+        print(f"\nfill of {fill['entries']:,} entries, each run in a fresh process, median of {fill['rounds']} round(s)")
+        print("| cache | fill s | index build s | total s | total vs SQLiteCache | RSS growth MB | index |\n|---|---|---|---|---|---|---|")
+        for r in fill["rows"].values():
+            if "error" in r:
+                print(f"| {r['cache']} | failed: {r['error']} | | | | | |")
+                continue
+            print(f"| {r['cache']} | {r['fill_s']:.2f} | {r['index_s']:.2f} | {r['total_s']:.2f} | "
+                  f"{r.get('total_vs_sqlite', float('nan')):.2f}x | {r['rss_growth_mb']:.0f} | {r['index_backend']} |")
 
 
 if __name__ == "__main__":

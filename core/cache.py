@@ -95,7 +95,7 @@ import numpy as np
 
 from cachemux.paths import default_store_dir
 from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError, check_nonnegative, check_positive
-from cachemux.semantic.embedder import Embedder, TextEmbedder
+from cachemux.semantic.embedder import Embedder, TextEmbedder, default_embedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
 from cachemux.semantic.bounded import ErrorBound
@@ -162,7 +162,8 @@ class SemanticCache(IndexPersistence):
     ``default_store_dir()``, process-safe; ``MemoryStore()`` for an in-process cache,
     ``RedisStore(url)`` to share across hosts). ``policy``/``capacity`` configure the
     default store only (a given store has its own). ``embedder``: an ``Embedder``, a
-    sentence-transformers name/path, or None for the packaged all-MiniLM-L6-v2; ``semantic=False``
+    sentence-transformers name/path, or None for the packaged all-MiniLM-L6-v2 (``default_embedder()``:
+    its int8 ONNX export through onnxruntime, else the fp32 torch model); ``semantic=False``
     makes an exact-only cache that never loads a model.
     ``matcher``: what decides a semantic hit (``cachemux.semantic.matcher``): default the shipped
     verifier (cosine + lexical features, fitted on QQP dev, precision >= 0.90 on QQP test) when the
@@ -226,7 +227,9 @@ class SemanticCache(IndexPersistence):
         self.semantic = bool(semantic)
         if not self.semantic:
             self.embedder: TextEmbedder | None = None
-        elif embedder is None or isinstance(embedder, (str, os.PathLike)):
+        elif embedder is None:
+            self.embedder = default_embedder()
+        elif isinstance(embedder, (str, os.PathLike)):
             self.embedder = Embedder(embedder)
         elif isinstance(embedder, TextEmbedder):
             self.embedder = embedder
@@ -304,7 +307,10 @@ class SemanticCache(IndexPersistence):
         if threshold is not None:
             return CosineMatcher(threshold)
         if matcher is None:
-            return default_matcher(self._embedder_id, DEFAULT_THRESHOLD)
+            # an embedder may declare the model the shipped verifier knows its vectors as
+            # (OnnxEmbedder: the int8 MiniLM, measured on the verifier's QQP test pairs)
+            fitted = getattr(self.embedder, "matcher_model", None)
+            return default_matcher(fitted if isinstance(fitted, str) else self._embedder_id, DEFAULT_THRESHOLD)
         if isinstance(matcher, (str, os.PathLike)):
             return load_matcher(matcher)
         if isinstance(matcher, (int, float)) or not isinstance(matcher, Matcher):

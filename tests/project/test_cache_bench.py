@@ -25,7 +25,7 @@ def test_bench_cache_runs_and_reports(tmp_path, capsys):
     assert set(ours) == {"memory", "disk"}
     for r in ours.values():
         assert r["size"] == 300 and r["semantic_recall"] == 1.0 and r["false_hits_on_misses"] == 0
-        for kind in ("exact_hit", "semantic_hit", "miss", "embedding_alone", "adapter_exact_hit"):
+        for kind in ("exact_hit", "semantic_hit", "miss", "embedding_alone", "adapter_exact_hit", "adapter_exact_hit_cold"):
             assert r[kind]["n"] == 4 and r[kind]["p50_ms"] > 0
     assert {b["cache"] for b in report["baselines"]} >= {"langchain_core InMemoryCache"}
     assert "goals" in capsys.readouterr().out
