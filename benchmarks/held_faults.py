@@ -245,8 +245,11 @@ def redis_sigkill(root: Path, rounds: int = 3) -> dict:
                        socket_timeout=0.5, socket_connect_timeout=0.5)
     acked: list[str] = []
     recovered: list[float] = []
+    delayed: list[int] = []  # Redis's aof_delayed_fsync just before each kill: AOF writes it postponed
+    lost_per_round: list[int] = []
     try:
         for r in range(rounds):
+            first = len(acked)
             stop = threading.Event()
 
             def write() -> None:
@@ -263,6 +266,7 @@ def redis_sigkill(root: Path, rounds: int = 3) -> dict:
             t = threading.Thread(target=write)
             t.start()
             time.sleep(1.5)
+            delayed.append(_aof_delayed_fsync(server.url))
             server.kill()
             stop.set()
             t.join(10)
@@ -275,12 +279,26 @@ def redis_sigkill(root: Path, rounds: int = 3) -> dict:
                 except Exception:
                     time.sleep(0.001)
             recovered.append(round((time.monotonic() - t0) * 1e3, 1))
+            lost_per_round.append(sum(store.peek(k) is None for k in acked[first:]))
         lost = sum(store.peek(k) is None for k in acked)
         store.check_invariants()
     finally:
         store.close()
         server.stop()
-    return {"acknowledged": len(acked), "lost": lost, "recovered_ms": recovered}
+    return {"acknowledged": len(acked), "lost": lost, "lost_per_round": lost_per_round,
+            "aof_delayed_fsync_before_kill": delayed, "recovered_ms": recovered}
+
+
+def _aof_delayed_fsync(url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=0.5)
+    try:
+        return int(client.info("persistence").get("aof_delayed_fsync", -1))
+    except Exception:
+        return -1
+    finally:
+        client.close()
 
 
 # ---- 4 -----------------------------------------------------------------------------------------
