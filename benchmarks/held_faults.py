@@ -45,17 +45,18 @@ from store_workers import init_worker, make_entry, open_store, run_worker, verif
 from cachemux.stores import CHANGES_RESET, DiskStore  # noqa: E402
 
 
-def _redis_server(workdir: Path, everysec: bool = False) -> Any:
+def _redis_server(workdir: Path, appendfsync: str | None = None) -> Any:
+    """A Redis on a free port; ``appendfsync`` ("always" / "everysec"): with an append-only file."""
     import redis_server
 
     class Server(redis_server.RedisServer):
         def args(self) -> list[str]:
             a = super().args()
-            if everysec:
+            if appendfsync == "everysec":
                 a[a.index("always")] = "everysec"
             return a
 
-    return Server(workdir, persistent=everysec).start()
+    return Server(workdir, persistent=appendfsync is not None).start()
 
 
 # ---- 1 -----------------------------------------------------------------------------------------
@@ -237,10 +238,10 @@ def disk_sigkills(root: Path, rounds: int = 10, writers: int = 4, seed: int = 11
 
 
 # ---- 3 -----------------------------------------------------------------------------------------
-def redis_sigkill(root: Path, rounds: int = 3) -> dict:
+def redis_sigkill(root: Path, rounds: int = 3, appendfsync: str = "everysec") -> dict:
     from cachemux.stores import RedisStore
 
-    server = _redis_server(root / "aof", everysec=True)
+    server = _redis_server(root / "aof", appendfsync)
     store = RedisStore(server.url, namespace="held-aof", capacity=10**7, policy="lru",
                        socket_timeout=0.5, socket_connect_timeout=0.5)
     acked: list[str] = []
@@ -285,7 +286,7 @@ def redis_sigkill(root: Path, rounds: int = 3) -> dict:
     finally:
         store.close()
         server.stop()
-    return {"acknowledged": len(acked), "lost": lost, "lost_per_round": lost_per_round,
+    return {"appendfsync": appendfsync, "acknowledged": len(acked), "lost": lost, "lost_per_round": lost_per_round,
             "aof_delayed_fsync_before_kill": delayed, "recovered_ms": recovered}
 
 
@@ -370,6 +371,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", type=int, default=20_000, help="operations per process in part 1")
     ap.add_argument("--procs", type=int, default=8)
+    ap.add_argument("--appendfsync", choices=("everysec", "always"), default="everysec",
+                    help="the Redis SIGKILL part's AOF fsync policy")
     ap.add_argument("--only", default="", help="comma-separated parts: disk8,redis8,short,kill,aof,planted,tenants")
     a = ap.parse_args()
     only = set(filter(None, a.only.split(",")))
@@ -381,7 +384,7 @@ def main() -> None:
             "redis8": lambda: _with_redis(root, lambda url: shared_store("redis", url, a.procs, a.ops)),
             "short": lambda: short_waits(str(root / "short"), a.procs, a.ops),
             "kill": lambda: disk_sigkills(root),
-            "aof": lambda: redis_sigkill(root),
+            "aof": lambda: redis_sigkill(root, appendfsync=a.appendfsync),
             "planted": lambda: planted(root),
             "tenants": lambda: tenants(root),
         }
