@@ -41,9 +41,11 @@ chunks whose last item is the run's ``Generation``).
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import threading
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from typing import Any
 
@@ -73,8 +75,6 @@ def _text(answer: Any, fallback: str | None = None) -> str:
         if isinstance(t, str):
             calls = getattr(answer, "tool_calls", None)
             if calls and isinstance(calls, list):
-                import json
-
                 t += "\n" + json.dumps([{k: c.get(k) for k in ("name", "args")} if isinstance(c, dict) else str(c)
                                          for c in calls], sort_keys=True, default=str)
             return t
@@ -83,7 +83,6 @@ def _text(answer: Any, fallback: str | None = None) -> str:
 
 def same_text(cached: str, fresh: str) -> bool:
     """The default ``compare``: equal after Unicode NFC, case folding and collapsing whitespace."""
-    import unicodedata
 
     def norm(t: str) -> str:
         return " ".join(unicodedata.normalize("NFC", t).casefold().split())
