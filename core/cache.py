@@ -291,7 +291,8 @@ class SemanticCache(IndexPersistence):
         self._counts = dict.fromkeys(
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected", "feedback",
              "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries",
-             "too_large", "too_large_skipped", "expired", "expired_evicted", "snapshot_errors")
+             "too_large", "too_large_skipped", "expired", "expired_evicted", "snapshot_errors",
+             "semantic_verified", "semantic_declined")
             + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
         self._tokenizer: Any = _UNSET  # the embedder's tokenizer, looked up on first use
         self._loss_logged: set[str] = set()
@@ -504,6 +505,19 @@ class SemanticCache(IndexPersistence):
         except Exception as exc:
             self._fault("purge_expired", exc)
         return removed
+
+    def unserved(self, reason: str, cost: float = 0.0) -> None:
+        """A semantic hit this cache returned that the caller did not serve: it ran the model
+        instead (``reason`` "verified": error-bounded mode drew the hit for a check; "declined":
+        the route pricing found a model cheaper than the risk). Counted as a miss and in
+        ``stats()["semantic_<reason>"]``, not as a hit or as cost saved."""
+        if reason not in ("verified", "declined"):
+            raise ConfigError(f"unserved reason must be 'verified' or 'declined', got {reason!r}")
+        with self._lock:
+            self._counts["semantic_hits"] -= 1
+            self._counts["misses"] += 1
+            self._counts[f"semantic_{reason}"] += 1
+            self._cost_saved -= float(cost)
 
     def _hit(self, m: Match) -> Match:
         with self._lock:

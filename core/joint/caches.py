@@ -133,6 +133,10 @@ class SemanticPort:
                 return SemanticHit(answer, m.kind, m.similarity, m.cost, model, paid, m.verify, p_wrong=p_wrong)
         return Hit(answer, m.kind, m.similarity, m.cost, model, paid, m.kind == "semantic" and m.verify)
 
+    def unserved(self, hit: Hit, reason: str) -> None:
+        """The engine ran the model instead of serving ``hit`` (see ``SemanticCache.unserved``)."""
+        self.cache.unserved(reason, hit.price)
+
     def _revive(self, value: str) -> Any:
         return self.decode(json.loads(value)["answer"])
 

@@ -308,10 +308,12 @@ class _Flow:
         eng = self.engine
         hit: Hit | None = eng.cache.lookup(self.request) if eng.cache is not None else None
         check: Any = _Flow._NONE
+        unserved: tuple[Hit, str] | None = None
         with eng._lock:
             eng.requests += 1
             if hit is not None and getattr(hit, "verify", False):
                 eng.verify_runs += 1
+                unserved = (hit, "verified")
                 check, hit = hit.answer, None  # run the model anyway, compare, report
             p_wrong = getattr(hit, "p_wrong", None)
             if hit is not None and p_wrong is not None and eng.semantic_penalty is not None:
@@ -320,6 +322,7 @@ class _Flow:
                     routed = hit.paid if hit.paid is not None else hit.price
                 if p_wrong * eng.semantic_penalty > routed:
                     eng.semantic_declined += 1
+                    unserved = (hit, "declined")
                     if eng._learns:
                         check = hit.answer
                     hit = None  # the model routes are the cheaper bet
@@ -331,6 +334,8 @@ class _Flow:
                 eng.hits += 1
                 saved = hit.price if hit.paid is None else hit.paid
                 eng.saved += saved
+        if unserved is not None and hasattr(eng.cache, "unserved"):  # the cache counted it as a hit
+            eng.cache.unserved(*unserved)
         if hit is None:
             if check is _Flow._NONE and eng._learns:  # the neighbour the learned rule refused
                 got = eng.cache.candidate(self.request)  # type: ignore[union-attr]

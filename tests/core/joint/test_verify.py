@@ -98,6 +98,8 @@ def test_a_hit_drawn_for_verification_runs_the_model_and_reports(embedder, how, 
     state = entry_state(cache, Q)  # the verdict is the entry's own, in its metadata
     assert len(state["ok" if agree else "bad"]) == 1 and not state.get("bad" if agree else "ok")
     assert cache.stats()["feedback"] == 1
+    cs = cache.stats()  # the drawn hit was not served: not a hit in the cache's counters either
+    assert (cs["semantic_hits"], cs["semantic_verified"], cs["hits"], cs["cost_saved"]) == (0, 1, 0, 0.0)
 
 
 def test_a_cold_bounded_cache_learns_from_the_runs_it_refused(embedder):

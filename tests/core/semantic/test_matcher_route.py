@@ -48,6 +48,8 @@ def test_cheap_wrong_answers_serve_the_neighbour_dear_ones_route(embedder):
     eng, calls = engine(embedder, 1000.0)  # P(wrong) x 1000 > 1.0: the model route is cheaper
     s = eng.serve(Request(PARA, PARA, "cfg"))
     assert not s.hit and calls == [Q, PARA] and eng.stats()["semantic_declined"] == 1
+    cs = eng.cache.stats()  # the cache does not count the hit it offered and the engine declined
+    assert (cs["semantic_hits"], cs["semantic_declined"], cs["misses"], cs["cost_saved"]) == (0, 1, 2, 0.0)
     eng, calls = engine(embedder, None)  # no pricing: the matcher's point decides, as before
     assert eng.serve(Request(PARA, PARA, "cfg")).hit
 
