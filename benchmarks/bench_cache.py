@@ -66,6 +66,7 @@ def load_probes(n: int, threshold: float, embedder, seed: int) -> dict[str, Any]
     """Real duplicate pairs whose cosine reaches ``threshold`` (cached question, paraphrase) and
     real questions far from all of them (misses), with their embeddings."""
     from cachemux.lab.calibrate_semantic import _default_data, load_pairs
+    from cachemux.semantic.embed_form import embed_form
     from cachemux.semantic.keys import normalize_prompt
 
     data = _default_data()
@@ -80,8 +81,8 @@ def load_probes(n: int, threshold: float, embedder, seed: int) -> dict[str, Any]
     for start in range(0, len(dups), step):
         batch = [p for p in dups[start:start + step]
                  if normalize_prompt(p["text_a"]) != normalize_prompt(p["text_b"])]
-        va = embedder.embed([p["text_a"] for p in batch])
-        vb = embedder.embed([p["text_b"] for p in batch])
+        va = embedder.embed([embed_form(p["text_a"]) for p in batch])  # the form the cache embeds
+        vb = embedder.embed([embed_form(p["text_b"]) for p in batch])
         keep = np.nonzero(np.sum(va * vb, axis=1) >= threshold + 0.002)[0]  # margin for float noise
         seen = {a for a, _ in chosen}
         for i in keep:
@@ -94,7 +95,7 @@ def load_probes(n: int, threshold: float, embedder, seed: int) -> dict[str, Any]
             break
     va_m = np.stack(va_all)
     cand = [p["text_a"] for p in others[: 3 * n]]
-    vc = embedder.embed(cand)
+    vc = embedder.embed([embed_form(t) for t in cand])
     far = np.nonzero((vc @ va_m.T).max(axis=1) < threshold - 0.05)[0][:n]
     return {"cached": [a for a, _ in chosen], "paraphrases": [b for _, b in chosen], "cached_vecs": va_m,
             "misses": [cand[i] for i in far]}

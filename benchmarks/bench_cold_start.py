@@ -62,7 +62,7 @@ def fill(directory: Path, entries: int) -> None:
     store = DiskStore(directory / "store", capacity=None if exists else 2 * entries)
     cache = SemanticCache(store, embedder=Embedder(), threshold=THRESHOLD, index_path=False)
     _, part, _ = cache._prepare(PROMPT, LLM, None, "")
-    meta = {"ns": "", "llm": LLM, "emb": cache._embedder_id}
+    meta = {"ns": "", "llm": LLM, "emb": cache._vector_id}
     rng = np.random.default_rng(0)
     have = len(store)
     for start in range(have, entries, 1000):

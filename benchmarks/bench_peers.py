@@ -208,6 +208,7 @@ def semantic_quality(embedder, n_pairs: int, threshold: float, seed: int, tmp: P
     non-duplicates served = wrong hits (the same pairs for every cache)."""
     from cachemux.cache import SemanticCache
     from cachemux.lab.calibrate_semantic import _default_data, load_pairs
+    from cachemux.semantic.embed_form import embed_form
     from cachemux.stores import MemoryStore
 
     data = _default_data()
@@ -217,7 +218,7 @@ def semantic_quality(embedder, n_pairs: int, threshold: float, seed: int, tmp: P
     a = [p["text_a"] for p in pairs]
     va = embedder.embed(a)
     ours = SemanticCache(MemoryStore(10 * n_pairs, "lru"), embedder=embedder)
-    for q, v in zip(a, va):
+    for q, v in zip(a, embedder.embed([embed_form(q) for q in a])):  # the form cachemux embeds
         ours.update(q, LLM, f"answer to: {q}", cost=1.0, embedding=v)
     gpt = GPTCacheRun(tmp, "quality", n_pairs, embedder, threshold)
     gpt.fill(a, [f"answer to: {q}" for q in a], va)
@@ -225,7 +226,7 @@ def semantic_quality(embedder, n_pairs: int, threshold: float, seed: int, tmp: P
     runs = [("cachemux (torch fp32)", lambda p: ours.lookup(p["text_b"], LLM)), ("gptcache", lambda p: gpt.get(p["text_b"]))]
     if onnx is not None:  # the default embedder, with its own vectors for the cached questions
         ours_onnx = SemanticCache(MemoryStore(10 * n_pairs, "lru"), embedder=onnx)
-        for q, v in zip(a, onnx.embed(a)):
+        for q, v in zip(a, onnx.embed([embed_form(q) for q in a])):
             ours_onnx.update(q, LLM, f"answer to: {q}", cost=1.0, embedding=v)
         runs.insert(0, ("cachemux (default, ONNX int8)", lambda p: ours_onnx.lookup(p["text_b"], LLM)))
     for name, fn in runs:

@@ -101,6 +101,7 @@ from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
 from cachemux.semantic.bounded import ErrorBound
 from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.persist import SNAPSHOT_FOLDER, IndexPersistence  # noqa: F401 - SNAPSHOT_FOLDER re-exported
+from cachemux.semantic.embed_form import EMBED_FORM, embed_form
 from cachemux.semantic.keys import check_text, exact_key, model_id, normalize_prompt, partition_id
 from cachemux.semantic.matcher import CosineMatcher, Matcher, VerifierMatcher, default_matcher, load_matcher
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
@@ -237,6 +238,8 @@ class SemanticCache(IndexPersistence):
             raise ConfigError(f"embedder must be an Embedder, a model name/path or None, got {type(embedder).__name__}")
         self._embedder_id = "" if self.embedder is None else str(
             getattr(self.embedder, "model_name", type(self.embedder).__name__))
+        # the id stored with each vector: the model and the form of the text it embedded
+        self._vector_id = f"{self._embedder_id}|{EMBED_FORM}" if self._embedder_id else ""
         self.matcher = self._make_matcher(matcher, threshold)
         # plain-cosine threshold in use, or None when a verifier decides
         self.threshold = self.matcher.threshold if isinstance(self.matcher, CosineMatcher) else None
@@ -377,7 +380,7 @@ class SemanticCache(IndexPersistence):
     def _embed(self, text: str) -> np.ndarray | None:
         assert self.embedder is not None
         try:
-            return np.asarray(self.embedder.embed([text])[0], dtype=np.float32)
+            return np.asarray(self.embedder.embed([embed_form(text)])[0], dtype=np.float32)
         except ConfigError:
             raise  # the model cannot be loaded: a configuration problem the user must see
         except Exception as exc:
@@ -677,7 +680,8 @@ class SemanticCache(IndexPersistence):
         """Offer the answer to the store; True if admitted. A store fault drops it (logged).
         ``cost``: see the module docstring for what prices the entry without it. ``embed_text``
         and ``scope`` as in ``lookup`` (pass the same). ``embedding``: a vector already computed
-        for this prompt by the same model (bulk loads), used instead of running the model.
+        for this prompt by the same model (bulk loads), used instead of running the model: the
+        vector of ``cachemux.semantic.embed_form.embed_form(text)``, the form lookups embed.
         ``tokens``: the estimated tokens of question and answer (default: characters / 4 of
         ``prompt`` and ``value``; adapters storing serialised answers pass the plain texts')."""
         key, part, text = self._prepare(prompt, llm_string, embed_text, scope)
@@ -735,7 +739,7 @@ class SemanticCache(IndexPersistence):
         entry = Entry(value=value, cost=cost, size=size, partition=part, prompt=prompt[:PROMPT_KEEP_CHARS],
                       embedding=vec, created=created, expires=None if self.ttl is None else created + self.ttl,
                       meta={"ns": self.namespace, "llm": llm_string[:PROMPT_KEEP_CHARS], "llm_id": _llm_id(llm_string),
-                            "emb": self._embedder_id,
+                            "emb": self._vector_id,
                             **({"q": text[:PROMPT_KEEP_CHARS]} if vec is not None and text and text != prompt else {})})
         with self._index_lock:  # the put and its index update as one step (see __init__)
             try:
@@ -946,7 +950,7 @@ class SemanticCache(IndexPersistence):
 
     def _indexable(self, entry: Entry | None, dim: int, *, count: bool = True) -> bool:
         # gone, exact-only, or embedded by another model: served exactly only
-        if entry is None or entry.embedding is None or entry.meta.get("emb") != self._embedder_id:
+        if entry is None or entry.embedding is None or entry.meta.get("emb") != self._vector_id:
             return False
         if len(entry.embedding) != dim:  # our model's id but another shape: a damaged row
             if count:
@@ -958,7 +962,7 @@ class SemanticCache(IndexPersistence):
     def _similarity(self, entry: Entry, vec: np.ndarray) -> float | None:
         """The cosine between ``vec`` and ``entry``'s stored embedding, None if it has none we can use."""
         e = entry.embedding
-        if e is None or entry.meta.get("emb") != self._embedder_id or e.shape != vec.shape:
+        if e is None or entry.meta.get("emb") != self._vector_id or e.shape != vec.shape:
             return None
         ne, nv = float(np.linalg.norm(e)), float(np.linalg.norm(vec))
         if not (ne > 0 and nv > 0):

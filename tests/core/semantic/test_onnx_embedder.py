@@ -149,9 +149,9 @@ def test_entries_embedded_by_another_model_are_never_matched(tmp_path, writer_mo
     writer.update(question, "llm", "an answer", cost=1.0)
     assert writer.lookup(paraphrase, "llm") == "an answer"  # its own model matches the paraphrase
     entry = writer.store.peek(writer.key_for(question, "llm"))
-    assert entry.meta["emb"] == writer._embedder_id != ""
+    assert entry.meta["emb"] == writer._vector_id != ""
     reader = SemanticCache(DiskStore(tmp_path / "s"), embedder=reader_model, threshold=0.9)
-    assert reader._embedder_id != writer._embedder_id
+    assert reader._vector_id != writer._vector_id
     assert reader.lookup(paraphrase, "llm") is None  # the other model's vector is not compared
     assert reader.lookup(question, "llm") == "an answer"  # the exact key still serves it
     assert reader.stats()["indexed"] == 0
