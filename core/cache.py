@@ -95,7 +95,7 @@ import numpy as np
 
 from cachemux.paths import default_store_dir
 from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError, check_nonnegative, check_positive
-from cachemux.semantic.embedder import Embedder, TextEmbedder, default_embedder
+from cachemux.semantic.embedder import Embedder, TextEmbedder, default_embedder, is_text_embedder
 from cachemux.semantic.fidelity import REASONS as _LOSSES
 from cachemux.semantic.fidelity import embedding_loss, tokenizer_of
 from cachemux.semantic.bounded import ErrorBound
@@ -232,7 +232,7 @@ class SemanticCache(IndexPersistence):
             self.embedder = default_embedder()
         elif isinstance(embedder, (str, os.PathLike)):
             self.embedder = Embedder(embedder)
-        elif isinstance(embedder, TextEmbedder):
+        elif is_text_embedder(embedder):
             self.embedder = embedder
         else:
             raise ConfigError(f"embedder must be an Embedder, a model name/path or None, got {type(embedder).__name__}")

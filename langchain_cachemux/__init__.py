@@ -10,7 +10,9 @@ except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError("langchain_cachemux needs langchain-core: pip install 'cachemux[langchain]'") from exc
 
 from langchain_cachemux.cache import CacheMuxCache, prompt_parts, token_usage
+from langchain_cachemux.embeddings import LangChainEmbedder
 from langchain_cachemux.local import LocalChatModel, LocalLLM
 from langchain_cachemux.router import CacheMuxRouter
 
-__all__ = ["CacheMuxCache", "CacheMuxRouter", "LocalChatModel", "LocalLLM", "prompt_parts", "token_usage"]
+__all__ = ["CacheMuxCache", "CacheMuxRouter", "LangChainEmbedder", "LocalChatModel", "LocalLLM", "prompt_parts",
+           "token_usage"]

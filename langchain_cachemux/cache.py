@@ -53,6 +53,7 @@ from langchain_core.runnables.config import run_in_executor
 from cachemux import ConfigError, CostInfo, SemanticCache, Store, estimate_tokens
 from cachemux.cache import MAX_VALUE_BYTES
 
+from langchain_cachemux.embeddings import as_embedder
 from langchain_cachemux.revive import Revived, read_generations
 
 __all__ = ["CacheMuxCache", "prompt_parts", "token_usage"]
@@ -68,7 +69,8 @@ class CacheMuxCache(BaseCache):
     """A LangChain cache backed by ``cachemux.cache.SemanticCache``.
 
     Pass a ready ``cache`` or the ``SemanticCache`` arguments (``store``, ``embedder`` (an
-    ``Embedder``, a model name/path, or None for the packaged one), ``semantic``, ``threshold``
+    ``Embedder``, a model name/path, a LangChain ``Embeddings`` (``langchain_cachemux.embeddings``),
+    or None for the packaged one), ``semantic``, ``threshold``
     (None: the calibrated default), ``policy``, ``capacity``, ``namespace``, ``model_groups``,
     ``fallback_cost``, ``max_value_bytes``, ``ttl``: the limits of ``SemanticCache``). ``cost``: see
     the module docstring. ``stats()`` returns hits
@@ -105,7 +107,7 @@ class CacheMuxCache(BaseCache):
             self.cache = cache
         else:
             self.cache = SemanticCache(
-                store, embedder=embedder, semantic=semantic, policy=policy,
+                store, embedder=as_embedder(embedder), semantic=semantic, policy=policy,
                 capacity=capacity, namespace=namespace, model_groups=model_groups,
                 cost_fn=cost if callable(cost) else None, fallback_cost=fallback_cost,
                 max_value_bytes=max_value_bytes, ttl=ttl,

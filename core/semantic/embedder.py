@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import os
 import threading
@@ -18,7 +19,8 @@ passive_waits()  # before sentence-transformers (torch) can load: the policy is 
 
 from cachemux.errors import ConfigError  # noqa: E402
 
-__all__ = ["DEFAULT_MODEL", "ONNX_MODEL", "Embedder", "TextEmbedder", "default_embedder", "default_model_path"]
+__all__ = ["DEFAULT_MODEL", "ONNX_MODEL", "Embedder", "TextEmbedder", "default_embedder", "default_model_path",
+           "is_text_embedder"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,13 @@ class TextEmbedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def fits(self, text: str) -> bool: ...
+
+
+def is_text_embedder(obj: object) -> bool:
+    """Whether ``obj`` has what ``TextEmbedder`` asks, checked without evaluating ``dim`` (a
+    property that may have to run the model: ``isinstance`` on the protocol would)."""
+    return (inspect.getattr_static(obj, "dim", None) is not None and callable(getattr(obj, "embed", None))
+            and callable(getattr(obj, "fits", None)))
 
 
 def default_model_path() -> Path:
