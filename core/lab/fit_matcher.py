@@ -14,7 +14,7 @@ embed), the same folds, the same stumps. Steps:
 3. on test: precision/recall of plain cosine, of cosine + the rule guard, and of the verifier at
    each point (thresholds of the first two also chosen on dev), and GPTCache's default (cos >= 0.6).
 
-Writes the model JSON (``--model-out``, default the package's ``semantic/data/matcher_v1.json``)
+Writes the model JSON (``--model-out``, default the package's ``semantic/data/matcher_v2.json``)
 and ``matcher_report.json`` under ``--out``.
 """
 
@@ -36,7 +36,8 @@ from cachemux.semantic.matcher import FEATURES, VerifierMatcher, _guard, feature
 
 __all__ = ["choose_point", "fit_stumps", "main", "qqp_features"]
 
-DEFAULT_TARGET = 0.90   # out-of-fold dev precision of the default point
+DEFAULT_TARGET = 0.912  # out-of-fold dev precision of the default point: 0.90 + 1.28 standard errors
+#                        of a precision of 0.90 measured on ~1,100 served pairs (a one-sided 90% margin)
 POINT_TARGETS = (0.85, 0.88, 0.90, 0.91, 0.93, 0.95)
 _CUTS = 64
 
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=DEFAULT_TARGET, help="out-of-fold dev precision of the default point")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--same-words", action="store_true", help="serve same-words pairs whatever the stumps say (off: on dev it lowered out-of-fold recall at P 0.90 from 0.196 to 0.176)")
-    ap.add_argument("--model-out", type=Path, default=Path(__file__).resolve().parents[1] / "semantic" / "data" / "matcher_v1.json")
+    ap.add_argument("--model-out", type=Path, default=Path(__file__).resolve().parents[1] / "semantic" / "data" / "matcher_v2.json")
     ap.add_argument("--out", type=Path, default=paths.results_dir())
     args = ap.parse_args(argv)
 
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     fitted = fit_stumps(xd, yd, rounds=args.rounds, lr=args.lr)
     fit_s = time.perf_counter() - t0
-    model = {"name": "matcher_v1", "features": list(FEATURES), "min_cosine": args.min_cos, "veto_guard": True,
+    model = {"name": "matcher_v2", "features": list(FEATURES), "min_cosine": args.min_cos, "veto_guard": True,
              "same_words_match": args.same_words, **fitted,
              "points": points, "embedders": [DEFAULT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"],
              "fitted_on": {"data": "QQP dev_ids (shared/data/semantic)", "pairs": len(pairs["dev"]), "seed": args.seed,

@@ -11,7 +11,7 @@ score reaches its operating point:
   differ, an antonym replaces a word, or shared words swap order);
 * ``VerifierMatcher``: the guard's veto, then a calibrated P(same question | cosine, lexical
   features) from boosted stumps fitted on QQP dev pairs (``cachemux.lab.fit_matcher``), shipped as JSON in
-  ``cachemux/semantic/data/matcher_v1.json`` (never pickle). Its features are computed in plain
+  ``cachemux/semantic/data/matcher_v2.json`` (never pickle). Its features are computed in plain
   Python and the model is a sum of stump leaves, so it re-evaluates exactly anywhere.
 
 A fitted matcher is valid only with the embedding model it was fitted on (its ``embedders``):
@@ -37,7 +37,7 @@ from cachemux.errors import ConfigError
 __all__ = ["FEATURES", "CosineMatcher", "GuardMatcher", "Matcher", "VerifierMatcher", "default_matcher",
            "features", "guard_fires", "load_matcher"]
 
-SHIPPED = "matcher_v1.json"
+SHIPPED = "matcher_v2.json"
 
 # ---- lexical features -------------------------------------------------------------------------
 _TOKEN = re.compile(r"\d+(?:[.,:/]\d+)*|[^\W\d_]+(?:'[^\W\d_]+)?")
@@ -131,28 +131,18 @@ def _numbers_differ(a: _Parsed, b: _Parsed) -> bool:
     return not ((not a.numbers and not b.digits) or (not b.numbers and not a.digits))
 
 
-_ARTICLES = frozenset(("a", "an", "the"))
-
-
 def _swapped(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """Two content words both texts hold once trade places around a pivot both keep between them
-    ("10 miles to kilometers" / "10 kilometers to miles", "Messi better than Ronaldo"). The pivot
-    is what lies between the two words: it must be mostly the same words in both (Jaccard >= 0.5,
-    articles aside),
-    so a phrase moved to the front of a question is not a swap ("The Melrose Cup is awarded in
-    which ball sport?" / "In which ball sport is the Melrose Cup awarded?": "cup" and "ball" trade
-    places around "is awarded in which" and "sport is the melrose"); nor is "capital of France" /
-    "France's capital", where nothing stays between."""
+    """Two content words both texts hold once trade places around a word both keep between them
+    ("10 miles to kilometers" / "10 kilometers to miles"; not "capital of France" / "France's
+    capital", where nothing stays between)."""
     a, b = a[:64], b[:64]
     pa = {w: i for i, w in enumerate(a) if w not in _STOP and a.count(w) == 1}
     pb = {w: i for i, w in enumerate(b) if w in pa and b.count(w) == 1}
     shared = sorted(pb, key=pa.__getitem__)
     for i, x in enumerate(shared):
         for y in shared[i + 1:]:
-            if pb[x] > pb[y]:
-                ga, gb = set(a[pa[x] + 1:pa[y]]) - _ARTICLES, set(b[pb[y] + 1:pb[x]]) - _ARTICLES
-                if ga & gb and 2 * len(ga & gb) >= len(ga | gb):
-                    return True
+            if pb[x] > pb[y] and set(a[pa[x] + 1:pa[y]]) & set(b[pb[y] + 1:pb[x]]):
+                return True
     return False
 
 

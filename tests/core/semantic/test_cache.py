@@ -429,6 +429,6 @@ def test_plain_cosine_default_threshold_serves_only_near_identical_rewordings(sp
     m = cache.match("what is the capital of france?", LLM)  # another exact key; the uncased model: cos 1
     assert m is not None and m.kind == "semantic" and m.similarity >= 0.99
     assert cache.match("What's the capital of France?", LLM).similarity >= 0.99  # cos 0.9935
-    # no "?": the cache embeds prompts without their final punctuation (embed_form), so cos 1.0 (raw 0.9065)
+    # no "?": the cache embeds prompts with one final "?" (embed_form), so cos 1.0 (as written 0.9065)
     assert cache.match("What is the capital of France", LLM).similarity >= 0.999
     assert cache.lookup(Q1_PARA, LLM) is None  # cos 0.87

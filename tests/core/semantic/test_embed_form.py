@@ -1,4 +1,4 @@
-"""The text the semantic path embeds: the prompt without its final punctuation (real MiniLM)."""
+"""The text the semantic path embeds: the prompt with one final "?" for its final punctuation (real MiniLM)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ LLM = "llm"
 
 
 @pytest.mark.parametrize("text, form", [
-    ("What is the capital of France?", "What is the capital of France"),
-    ("  who plays the principal in santa clarita diet ?  ", "who plays the principal in santa clarita diet"),
-    ("Hi!!!", "Hi"), ("Really?!", "Really"), ("Node.js.", "Node.js"), ("Why\u3002", "Why"), ("Wait...", "Wait"),
-    ("Compute 5!", "Compute 5!"),          # a factorial stays
-    ("Is it 3.", "Is it 3."),              # a digit's dot stays
-    ("C++?", "C++"), ("What is 2+2?", "What is 2+2"),
-    ("???", "???"), ("", ""),              # nothing would be left: the text itself
-    ("Is it? Really", "Is it? Really"),    # only the end
+    ("What is the capital of France?", "What is the capital of France?"),   # QQP's usual form: kept
+    ("  who plays the principal in santa clarita diet  ", "who plays the principal in santa clarita diet?"),
+    ("Hi!!!", "Hi?"), ("Really?!", "Really?"), ("Node.js.", "Node.js?"), ("Why\u3002", "Why?"), ("Wait...", "Wait?"),
+    ("Compute 5!", "Compute 5!?"),        # a factorial stays
+    ("Is it 3.", "Is it 3.?"),            # a digit's dot stays
+    ("C++", "C++?"), ("What is 2+2 ?", "What is 2+2?"),
+    ("???", "???"), ("", ""),             # nothing but punctuation, or nothing: the text itself
+    ("Is it? Really", "Is it? Really?"),  # only the end
 ])
 def test_final_punctuation_only(text, form):
     assert embed_form(text) == form
