@@ -43,7 +43,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,8 @@ from cachemux.errors import ConfigError
 from cachemux.semantic.embed_form import embed_form
 from cachemux.semantic.keys import normalize_prompt
 
-__all__ = ["DEFAULT_LIMIT", "add_arguments", "choose_threshold", "form_of", "gptcache_hits", "pair_vectors", "pr_curve",
-           "run"]
+__all__ = ["DEFAULT_LIMIT", "add_arguments", "as_written", "choose_threshold", "form_of", "gptcache_hits", "pair_vectors",
+           "pr_curve", "run"]
 
 DEFAULT_LIMIT = 10_000
 GPTCACHE_SIMILARITY_THRESHOLD = 0.8   # gptcache.Config default
@@ -158,13 +158,20 @@ class EmbeddingCache:
 
 
 def form_of(text: str) -> str:
-    """The text ``SemanticCache`` embeds for a prompt (normalised, final punctuation removed)."""
+    """The text ``SemanticCache`` embeds for a prompt (normalised, its final punctuation one "?")."""
     return embed_form(normalize_prompt(text))
 
 
-def pair_vectors(cache: EmbeddingCache, pairs: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """The vectors ``SemanticCache`` compares for each pair (of ``form_of`` its texts), from ``cache``."""
-    return cache.get([form_of(p["text_a"]) for p in pairs]), cache.get([form_of(p["text_b"]) for p in pairs])
+def as_written(text: str) -> str:
+    """The text as it is (what GPTCache embeds)."""
+    return text
+
+
+def pair_vectors(cache: EmbeddingCache, pairs: Sequence[dict[str, Any]], form: Callable[[str], str] = form_of
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's two vectors from ``cache``, of ``form`` its texts (default: what ``SemanticCache``
+    compares; ``as_written`` for GPTCache's)."""
+    return cache.get([form(p["text_a"]) for p in pairs]), cache.get([form(p["text_b"]) for p in pairs])
 
 
 def embed_all(texts: Sequence[str], embedder: Any, cache: EmbeddingCache, *, progress: bool = True) -> dict[str, float]:
@@ -271,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     sims, labels, vecs = {}, {}, {}
     for split, ps in pairs.items():
         a, b = pair_vectors(cache, ps)
-        vecs[split] = (cache.get([p["text_a"] for p in ps]), cache.get([p["text_b"] for p in ps]))
+        vecs[split] = pair_vectors(cache, ps, as_written)
         sims[split] = np.sum(a * b, axis=1)
         labels[split] = np.array([int(p["label"]) for p in ps])
 

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from cachemux import paths
-from cachemux.lab.calibrate_semantic import (EmbeddingCache, _default_data, embed_all, form_of, gptcache_hits, load_pairs,
-                                             pair_vectors, pr_curve)
+from cachemux.lab.calibrate_semantic import (EmbeddingCache, _default_data, as_written, embed_all, form_of, gptcache_hits,
+                                             load_pairs, pair_vectors, pr_curve)
 from cachemux.semantic.matcher import FEATURES, VerifierMatcher, _guard, features, guard_fires
 
 __all__ = ["choose_point", "fit_stumps", "main", "qqp_features"]
@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, t in points.items():
         report["test"][f"verifier {name}"] = {"threshold": t, **_point(test_v >= t, labels["test"])}
     report["test"]["cosine >= 0.99 (old default)"] = {"threshold": 0.99, **_point(sims["test"] >= 0.99, labels["test"])}
-    a, b = cache.get([p["text_a"] for p in pairs["test"]]), cache.get([p["text_b"] for p in pairs["test"]])
-    report["test"]["GPTCache default (cos >= 0.6)"] = _point(gptcache_hits(a, b), labels["test"])
+    report["test"]["GPTCache default (cos >= 0.6)"] = _point(gptcache_hits(*pair_vectors(cache, pairs["test"], as_written)),
+                                                           labels["test"])
     exact = np.array([p["text_a"] == p["text_b"] for p in pairs["test"]])
     report["test"]["exact match (LangChain InMemoryCache)"] = _point(exact, labels["test"])
     report["curves_test"] = {"cosine": _curve(sims["test"], labels["test"], cos_grid),

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from cachemux import paths
-from cachemux.lab.calibrate_semantic import (EmbeddingCache, _default_data, embed_all, form_of, gptcache_hits, load_pairs,
-                                             pair_vectors, pr_curve)
+from cachemux.lab.calibrate_semantic import (EmbeddingCache, _default_data, as_written, embed_all, form_of, gptcache_hits,
+                                             load_pairs, pair_vectors, pr_curve)
 from cachemux.semantic.embedder import DEFAULT_MODEL
 from cachemux.semantic.matcher import VerifierMatcher, guard_fires, load_matcher
 
@@ -52,7 +52,7 @@ def score_pairs(pairs: list[dict[str, Any]], cache: EmbeddingCache, verifier: Ve
     guard = np.array([c if not guard_fires(p["text_b"], p["text_a"]) else 0.0 for c, p in zip(cos, pairs)])
     p_same = np.array([verifier.score(p["text_b"], p["text_a"], float(c)) for c, p in zip(cos, pairs)])
     if gptcache:  # GPTCache embeds the texts as written
-        gpt = gptcache_hits(cache.get([p["text_a"] for p in pairs]), cache.get([p["text_b"] for p in pairs]))
+        gpt = gptcache_hits(*pair_vectors(cache, pairs, as_written))
     else:
         gpt = np.zeros(len(pairs), dtype=bool)
     return {"cosine": cos, "cosine+guard": guard, "verifier": p_same, "gptcache": gpt,
@@ -238,15 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{split} ({report[split]['pairs']} pairs)")
         for name, p in report[split]["points"].items():
             print(f"  {name:<48} P {p['precision']}  R {p['recall']}  served {p['served']}")
-    pr = report["probe_heldout"]
-    print(f"held-out probe: paraphrases served {pr['paraphrase']['served']}/{pr['paraphrase']['of']}, "
-          f"near misses served {pr['near_miss']['served']}/{pr['near_miss']['of']}")
-    pr = report["probe_heldout_cosine_0.99"]
-    print(f"held-out probe, cosine >= 0.99: paraphrases served {pr['paraphrase']['served']}/{pr['paraphrase']['of']}, "
-          f"near misses served {pr['near_miss']['served']}/{pr['near_miss']['of']}")
-    for name in ("probe_v3", "probe_v3_cosine_0.99")[:2 if fresh else 0]:
-        pr = report[name]
-        print(f"{name}: paraphrases served {pr['paraphrase']['served']}/{pr['paraphrase']['of']}, "
+    probes = [("held-out probe", "probe_heldout"), ("held-out probe, cosine >= 0.99", "probe_heldout_cosine_0.99")]
+    if fresh:
+        probes += [("probe_v3", "probe_v3"), ("probe_v3_cosine_0.99", "probe_v3_cosine_0.99")]
+    for label, key in probes:
+        pr = report[key]
+        print(f"{label}: paraphrases served {pr['paraphrase']['served']}/{pr['paraphrase']['of']}, "
               f"near misses served {pr['near_miss']['served']}/{pr['near_miss']['of']}")
     print(f"{report['seconds']} s, loadavg {report['loadavg']}")
     return 0
