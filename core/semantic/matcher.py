@@ -10,9 +10,9 @@ score reaches its operating point:
 * ``GuardMatcher(t)``: cosine >= t and no lexical guard fires (numbers, negation or proper nouns
   differ, an antonym replaces a word, or shared words swap order);
 * ``VerifierMatcher``: the guard's veto, then a calibrated P(same question | cosine, lexical
-  features) from boosted stumps fitted on QQP dev pairs (``cachemux.lab.fit_matcher``), shipped as JSON in
-  ``cachemux/semantic/data/matcher_v2.json`` (never pickle). Its features are computed in plain
-  Python and the model is a sum of stump leaves, so it re-evaluates exactly anywhere.
+  features) from boosted depth-2 trees fitted on QQP dev pairs (``cachemux.lab.fit_matcher``), shipped
+  as JSON in ``cachemux/semantic/data/matcher_v3.json`` (never pickle). Its features are computed in
+  plain Python and the model is a sum of tree leaves, so it re-evaluates exactly anywhere.
 
 A fitted matcher is valid only with the embedding model it was fitted on (its ``embedders``):
 ``SemanticCache`` uses the shipped verifier with the packaged all-MiniLM-L6-v2 and falls back to
@@ -37,13 +37,13 @@ from cachemux.errors import ConfigError
 __all__ = ["FEATURES", "CosineMatcher", "GuardMatcher", "Matcher", "VerifierMatcher", "default_matcher",
            "features", "guard_fires", "load_matcher"]
 
-SHIPPED = "matcher_v2.json"
+SHIPPED = "matcher_v3.json"
 
 # ---- lexical features -------------------------------------------------------------------------
 _TOKEN = re.compile(r"\d+(?:[.,:/]\d+)*|[^\W\d_]+(?:'[^\W\d_]+)?")
 _NEGATIONS = frozenset("""not no never none nobody nothing nowhere neither nor cannot without
     isn't aren't wasn't weren't don't doesn't didn't can't couldn't won't wouldn't shouldn't hasn't
-    haven't hadn't mustn't ain't""".split())
+    haven't hadn't mustn't ain't non""".split())  # "non": the prefix of "non-duplicate", "non-empty"
 # number words as digits ("three sisters" = "3 sisters"); not "one" (a pronoun: "how does one ...")
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero _ two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -70,7 +70,28 @@ _ANTONYMS = [("ascending", "descending"), ("good", "bad"), ("best", "worst"), ("
              ("possible", "impossible"), ("happy", "sad"), ("long", "short"), ("early", "late"),
              ("above", "below"), ("inside", "outside"), ("internal", "external"), ("input", "output"),
              ("push", "pull"), ("send", "receive"), ("gain", "lose"), ("strong", "weak"),
-             ("celsius", "fahrenheit"), ("lowercase", "uppercase"), ("odd", "even"), ("yes", "no")]
+             ("celsius", "fahrenheit"), ("lowercase", "uppercase"), ("odd", "even"), ("yes", "no"),
+             # comparatives of the pairs above ("run faster" / "run slower")
+             ("faster", "slower"), ("bigger", "smaller"), ("larger", "smaller"), ("longer", "shorter"),
+             ("stronger", "weaker"), ("easier", "harder"), ("older", "younger"), ("older", "newer"),
+             ("richer", "poorer"), ("hotter", "colder"), ("cheaper", "costlier")]
+# units, by what they measure: two texts naming different units ask different things ("how many
+# kilometers" / "how many miles"); abbreviations and plurals map to one name
+_UNITS = {}
+for _names in ("km kilometer kilometers kilometre kilometres", "mi mile miles", "m meter meters metre metres",
+               "cm centimeter centimeters centimetre centimetres", "mm millimeter millimeters", "ft foot feet",
+               "in inch inches", "yd yard yards", "kg kilogram kilograms kilo kilos", "g gram grams",
+               "lb lbs pound pounds", "oz ounce ounces", "l liter liters litre litres", "ml milliliter milliliters",
+               "gal gallon gallons", "celsius centigrade", "fahrenheit", "kelvin", "mph", "kph kmh",
+               "usd dollar dollars", "eur euro euros", "gbp sterling", "inr rupee rupees", "yen", "bytes byte",
+               "kb kilobyte kilobytes", "mb megabyte megabytes", "gb gigabyte gigabytes", "tb terabyte terabytes",
+               "second seconds sec secs", "minute minutes min mins", "hour hours hr hrs", "day days",
+               "week weeks", "month months", "year years", "decade decades", "century centuries",
+               "acre acres", "hectare hectares"):
+    _n = _names.split()
+    for _w in _n:
+        _UNITS[_w] = _n[0]
+_AMBIGUOUS_UNITS = frozenset({"m", "in", "g", "l", "min", "mi", "sec"})  # also ordinary words: only beside a number
 _ANTONYM = {}
 for _a, _b in _ANTONYMS:
     _ANTONYM.setdefault(_a, set()).add(_b)
@@ -78,7 +99,10 @@ for _a, _b in _ANTONYMS:
 
 FEATURES = ("cos", "jaccard", "content_jaccard", "only_min", "only_max", "len_ratio", "same_norm",
             "numbers_differ", "numbers_reordered", "negation_differs", "entities_differ", "wh_differs",
-            "antonym", "order_discord", "swapped")
+            "antonym", "order_discord", "swapped",
+            # session 7: word forms, characters, lengths (a model lists the features it uses by name)
+            "stem_jaccard", "trigram_jaccard", "n_words_max", "n_content_min", "first_same", "only_long_max",
+            "stem_sym_diff", "units_differ")
 
 
 @dataclass(frozen=True)
@@ -123,6 +147,31 @@ def _discord(a: list[str], b: list[str]) -> float:
     return bad / (n * (n - 1) / 2)
 
 
+def _stem(w: str) -> str:
+    """A crude suffix strip, then one final "e" ("learning" / "learned" / "learns" -> "learn",
+    "squares" / "square" -> "squar"), enough to match word forms."""
+    for suf in ("ing", "edly", "ed", "es", "ly", "s"):
+        if len(w) > len(suf) + 2 and w.endswith(suf):
+            w = w[:-len(suf)]
+            break
+    return w[:-1] if len(w) > 3 and w.endswith("e") else w
+
+
+def _trigrams(words: tuple[str, ...]) -> set[str]:
+    s = " " + " ".join(words) + " "
+    return {s[i:i + 3] for i in range(len(s) - 2)}
+
+
+def _units(words: tuple[str, ...]) -> frozenset[str]:
+    """The units a text names (an ambiguous abbreviation only right after a number: "5 m", "10 in")."""
+    out = set()
+    for i, w in enumerate(words):
+        u = _UNITS.get(w)
+        if u is not None and (w not in _AMBIGUOUS_UNITS or (i and words[i - 1][0].isdigit())):
+            out.add(u)
+    return frozenset(out)
+
+
 def _numbers_differ(a: _Parsed, b: _Parsed) -> bool:
     """Different numbers; a number *word* on one side only with no number on the other ("the top
     ten ..." / "the best ...") does not count: such words are often not quantities."""
@@ -160,6 +209,11 @@ def features(query: str, cached: str, cos: float) -> list[float]:
     neg_a = sum(1 for w in a.words if w in _NEGATIONS or w.endswith("n't"))
     neg_b = sum(1 for w in b.words if w in _NEGATIONS or w.endswith("n't"))
     antonym = any(w in _ANTONYM and not (_ANTONYM[w] & sa) and (_ANTONYM[w] & sb) and w not in sb for w in sa)
+    stem_a, stem_b = {_stem(w) for w in ca}, {_stem(w) for w in cb}
+    stems = stem_a | stem_b
+    tri_a, tri_b = _trigrams(a.words), _trigrams(b.words)
+    long_a = sum(1 for w in sca - scb if len(w) >= 7 and _stem(w) not in stem_b)  # long words: rarer, carry meaning
+    long_b = sum(1 for w in scb - sca if len(w) >= 7 and _stem(w) not in stem_a)
     return [
         float(cos),
         len(sa & sb) / len(union) if union else 1.0,
@@ -176,6 +230,14 @@ def features(query: str, cached: str, cos: float) -> list[float]:
         float(antonym),
         _discord(ca, cb),
         float(_swapped(a.words, b.words)),
+        len(stem_a & stem_b) / len(stems) if stems else 1.0,
+        len(tri_a & tri_b) / len(tri_a | tri_b) if tri_a | tri_b else 1.0,
+        float(max(na, nb)),
+        float(min(len(ca), len(cb))),
+        float(bool(na and nb) and a.words[0] == b.words[0]),
+        float(max(long_a, long_b)),
+        float(len(stem_a ^ stem_b)),
+        float(_units(a.words) != _units(b.words) and bool(_units(a.words)) and bool(_units(b.words))),
     ]
 
 
@@ -186,7 +248,7 @@ def guard_fires(query: str, cached: str) -> bool:
 
 
 _GUARD = [FEATURES.index(n) for n in ("numbers_differ", "numbers_reordered", "negation_differs", "entities_differ",
-                                      "antonym", "swapped")]
+                                      "antonym", "swapped", "units_differ")]
 
 
 _SAME = FEATURES.index("same_norm")
@@ -237,23 +299,46 @@ class GuardMatcher(CosineMatcher):
 
 
 class VerifierMatcher:
-    """Boosted stumps over ``FEATURES``: P(same) = sigmoid(base + sum of stump leaves); serve iff
-    cosine >= ``min_cosine`` and P >= ``threshold`` (default: the model's "default" point). With
-    ``"veto_guard": true`` in the model (the shipped one), a pair the rule guard rejects scores 0
-    and the stumps were fitted on the pairs it lets through; with ``"same_words_match": true``, a
-    pair whose words are the same in the same order (only case and punctuation differ) scores 1
-    (QQP labels some such pairs "different": label noise the stumps would otherwise learn)."""
+    """Boosted trees over named ``FEATURES``: P(same) = sigmoid(base + the sum of one leaf per tree);
+    serve iff cosine >= ``min_cosine`` and P >= ``threshold`` (default: the model's "default" point).
+
+    A model holds ``"trees"``: complete binary trees of one ``"depth"``, each ``{"feature": [...],
+    "cut": [...], "leaf": [...]}`` over its internal nodes in breadth-first order (node k's children
+    are 2k+1 and 2k+2; a row goes right iff its feature > the cut; a null cut sends every row left),
+    or ``"stumps"`` ``[[feature, cut, left, right]]`` (depth 1, matcher_v2). With ``"veto_guard":
+    true`` (the shipped model), a pair the rule guard rejects scores 0 and the trees were fitted on
+    the pairs it lets through; with ``"same_words_match": true``, a pair whose words are the same in
+    the same order (only case and punctuation differ) scores 1."""
 
     def __init__(self, model: dict[str, Any], threshold: float | str = "default") -> None:
         try:
-            if tuple(model["features"]) != FEATURES:
-                raise ConfigError(f"matcher model features {model['features']} differ from this version's {FEATURES}")
+            unknown = [f for f in model["features"] if f not in FEATURES]
+            if unknown:
+                raise ConfigError(f"matcher model features {unknown} are unknown to this version (it has {FEATURES})")
             self.base = float(model["base"])
-            st = model["stumps"]
-            self._feat = np.asarray([FEATURES.index(s[0]) for s in st], dtype=np.int64)
-            self._cut = np.asarray([s[1] for s in st], dtype=np.float64)
-            self._left = np.asarray([s[2] for s in st], dtype=np.float64)
-            self._right = np.asarray([s[3] for s in st], dtype=np.float64)
+            if "trees" in model:
+                trees = model["trees"]
+                depth = int(model["depth"])
+                if depth < 1 or not trees:
+                    raise ValueError("a tree model needs depth >= 1 and at least one tree")
+                inner, leaves = 2 ** depth - 1, 2 ** depth
+                feat = [[FEATURES.index(f) for f in t["feature"]] for t in trees]
+                cut = [[math.inf if c is None else float(c) for c in t["cut"]] for t in trees]
+                leaf = [[float(v) for v in t["leaf"]] for t in trees]
+                if any(len(f) != inner or len(c) != inner or len(v) != leaves for f, c, v in zip(feat, cut, leaf)):
+                    raise ValueError(f"every depth-{depth} tree needs {inner} features and cuts and {leaves} leaves")
+            else:
+                st = model["stumps"]
+                depth = 1
+                feat = [[FEATURES.index(t[0])] for t in st]
+                cut = [[float(t[1])] for t in st]
+                leaf = [[float(t[2]), float(t[3])] for t in st]
+                if not st:
+                    raise ValueError("no stumps")
+            self.depth = depth
+            self._feat = np.asarray(feat, dtype=np.int64)
+            self._cut = np.asarray(cut, dtype=np.float64)
+            self._leaf = np.asarray(leaf, dtype=np.float64)
             self.min_cosine = float(model["min_cosine"])
             self.points = {str(k): float(v) for k, v in model["points"].items()}
             self.embedders = tuple(model.get("embedders", ()))
@@ -274,10 +359,16 @@ class VerifierMatcher:
         self.model = model
 
     def logit_many(self, x: np.ndarray) -> np.ndarray:
-        """Log-odds for rows of features (n, len(FEATURES))."""
+        """Log-odds for rows of all ``FEATURES`` (n, len(FEATURES))."""
         x = np.asarray(x, dtype=np.float64)
-        go_right = x[:, self._feat] > self._cut
-        return self.base + np.where(go_right, self._right, self._left).sum(axis=1)
+        n, t = len(x), len(self._feat)
+        trees = np.arange(t)
+        node = np.zeros((n, t), dtype=np.int64)
+        rows = np.arange(n)[:, None]
+        for _ in range(self.depth):
+            f = self._feat[trees, node]                              # (n, t) feature of each row's node
+            node = 2 * node + 1 + (x[rows, f] > self._cut[trees, node])
+        return self.base + self._leaf[trees, node - (2 ** self.depth - 1)].sum(axis=1)
 
     def score(self, query: str, cached: str, cos: float) -> float:
         if cos < self.min_cosine:

@@ -2,7 +2,7 @@
 embedder the shipped verifier (``cachemux.semantic.matcher``) was not fitted for.
 
 With the packaged MiniLM the default is no longer a cosine threshold but the verifier
-(``cachemux/semantic/data/matcher_v2.json``; figures in the README and in
+(``cachemux/semantic/data/matcher_v3.json``; figures in the README and in
 ``cachemux.lab.fit_matcher``). For any other embedding model cosine is all there is, and no
 calibration on that model exists, so the fallback stays the conservative 0.99 below (measured
 for MiniLM only: another model's cosines may run higher or lower). Calibrate your own with ``cachemux calibrate-semantic --model ...``, or fit a

@@ -13,8 +13,9 @@ from cachemux.paths import data_file
 from cachemux.semantic.matcher import load_matcher
 
 
-def test_the_held_out_probe_is_real_prompts_with_written_partners():
-    d = json.loads(PROBE.read_text())
+@pytest.mark.parametrize("name", ["semantic_probe_heldout", "semantic_probe_v3", "semantic_probe_v4"])
+def test_the_later_probes_are_real_prompts_with_written_partners(name):
+    d = json.loads(PROBE.with_name(f"{name}.json").read_text())
     assert len(d["paraphrase"]) >= 30 and len(d["near_miss"]) >= 30
     try:
         questions = {q["question"] for q in json.loads(data_file("routing", "dcrouter", "test.json").read_text())}

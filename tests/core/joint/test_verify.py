@@ -103,7 +103,7 @@ def test_a_hit_drawn_for_verification_runs_the_model_and_reports(embedder, how, 
 
 
 def test_a_cold_bounded_cache_learns_from_the_runs_it_refused(embedder):
-    cache = bounded(embedder, max_error=0.1, verify_rate=0.0)
+    cache = bounded(embedder, max_error=0.25, verify_rate=0.0)  # ~5 agreeing runs before a hit (0.1: ~18)
     port = Port({})
     answer = "s[::-1]"
     asks = [Q, PARA, "how to reverse a string in python", "How do I reverse a string in Python",

