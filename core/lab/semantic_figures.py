@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import time
+from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -37,19 +38,15 @@ __all__ = ["main", "probe", "score_pairs"]
 PROBE = Path(__file__).resolve().parents[2] / "tests" / "data" / "semantic_probe_heldout.json"  # and its siblings
 
 
-def score_pairs(pairs: list[dict[str, Any]], cache: EmbeddingCache, verifier: VerifierMatcher, *,
-                gptcache: bool = True) -> dict[str, np.ndarray]:
+def score_pairs(pairs: list[dict[str, Any]], cache: EmbeddingCache, verifier: VerifierMatcher) -> dict[str, np.ndarray]:
     """Per pair (b looked up while a is cached): cosine, cosine + guard (0 when the guard fires),
-    the verifier's P, GPTCache's decision (``gptcache``: from the vectors of the texts as written;
-    False: not computed, all False), exact equality, and the label."""
+    the verifier's P, GPTCache's decision (from the vectors of the texts as written, as GPTCache
+    embeds them), exact equality, and the label."""
     a, b = pair_vectors(cache, pairs)  # what the cache compares
     cos = np.sum(a * b, axis=1).astype(np.float64)
     guard = np.array([c if not guard_fires(p["text_b"], p["text_a"]) else 0.0 for c, p in zip(cos, pairs)])
     p_same = np.array([verifier.score(p["text_b"], p["text_a"], float(c)) for c, p in zip(cos, pairs)])
-    if gptcache:  # GPTCache embeds the texts as written
-        gpt = gptcache_hits(*pair_vectors(cache, pairs, as_written))
-    else:
-        gpt = np.zeros(len(pairs), dtype=bool)
+    gpt = gptcache_hits(*pair_vectors(cache, pairs, as_written))
     return {"cosine": cos, "cosine+guard": guard, "verifier": p_same, "gptcache": gpt,
             "exact": np.array([p["text_a"] == p["text_b"] for p in pairs]),
             "label": np.array([int(p["label"]) for p in pairs])}
@@ -104,15 +101,21 @@ def plot_pr(ax: Any, s: dict[str, np.ndarray], verifier: VerifierMatcher, title:
     ax.legend(fontsize=7, loc="lower left")
 
 
+@lru_cache(maxsize=1)
+def _embedder() -> Any:
+    from cachemux.semantic.embedder import Embedder
+
+    return Embedder().load()
+
+
 def probe(path: Path = PROBE, **cache_kw: Any) -> dict[str, Any]:
     """The default ``SemanticCache`` (MiniLM, shipped matcher; ``cache_kw`` e.g. ``threshold=0.99``
     for another rule) on a probe file: each pair's first text cached, the second looked up; what
-    was served."""
+    was served. The model is loaded once per process."""
     from cachemux.cache import SemanticCache
-    from cachemux.semantic.embedder import Embedder
     from cachemux.stores.memory import MemoryStore
 
-    emb = Embedder().load()
+    emb = _embedder()
     d = json.loads(path.read_text())
     out: dict[str, Any] = {"file": path.name}
     for kind in ("paraphrase", "near_miss"):

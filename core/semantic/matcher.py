@@ -111,6 +111,9 @@ class _Parsed:
     entities: frozenset[str]        # lowercased capitalised words that are not sentence-initial
     numbers: tuple[str, ...]        # digits, and number words as digits
     digits: int                     # how many of them were written with digits
+    stems: frozenset[str]           # ``_stem`` of the content words
+    trigrams: frozenset[str]        # character trigrams of the words joined by spaces
+    units: frozenset[str]           # ``_units`` of the words
 
 
 @lru_cache(maxsize=4096)
@@ -123,7 +126,8 @@ def _parse(text: str) -> _Parsed:
             ents.add(w.lower())
     nums = tuple(w.replace(",", "") if w[0].isdigit() else _NUMBER_WORDS[w]
                  for w in words if w[0].isdigit() or w in _NUMBER_WORDS)
-    return _Parsed(words, frozenset(ents), nums, sum(1 for w in words if w[0].isdigit()))
+    return _Parsed(words, frozenset(ents), nums, sum(1 for w in words if w[0].isdigit()),
+                   frozenset(_stem(w) for w in words if w not in _STOP), frozenset(_trigrams(words)), _units(words))
 
 
 def _wh(words: set[str]) -> set[str]:
@@ -209,9 +213,9 @@ def features(query: str, cached: str, cos: float) -> list[float]:
     neg_a = sum(1 for w in a.words if w in _NEGATIONS or w.endswith("n't"))
     neg_b = sum(1 for w in b.words if w in _NEGATIONS or w.endswith("n't"))
     antonym = any(w in _ANTONYM and not (_ANTONYM[w] & sa) and (_ANTONYM[w] & sb) and w not in sb for w in sa)
-    stem_a, stem_b = {_stem(w) for w in ca}, {_stem(w) for w in cb}
+    stem_a, stem_b = a.stems, b.stems
     stems = stem_a | stem_b
-    tri_a, tri_b = _trigrams(a.words), _trigrams(b.words)
+    tri_a, tri_b = a.trigrams, b.trigrams
     long_a = sum(1 for w in sca - scb if len(w) >= 7 and _stem(w) not in stem_b)  # long words: rarer, carry meaning
     long_b = sum(1 for w in scb - sca if len(w) >= 7 and _stem(w) not in stem_a)
     return [
@@ -237,7 +241,7 @@ def features(query: str, cached: str, cos: float) -> list[float]:
         float(bool(na and nb) and a.words[0] == b.words[0]),
         float(max(long_a, long_b)),
         float(len(stem_a ^ stem_b)),
-        float(_units(a.words) != _units(b.words) and bool(_units(a.words)) and bool(_units(b.words))),
+        float(a.units != b.units and bool(a.units) and bool(b.units)),
     ]
 
 
