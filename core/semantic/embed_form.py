@@ -15,17 +15,21 @@ never compared with these.
 
 from __future__ import annotations
 
-import re
-
 __all__ = ["EMBED_FORM", "embed_form"]
 
 EMBED_FORM = "final-qmark-1"
-_FINAL = re.compile(r"(?:[?\uff1f]|(?<!\d)[.!\u2026\u3002\uff01])+\s*$")
+_MARKS = "?\uff1f"                     # always part of the closing run
+_STOPS = ".!\u2026\u3002\uff01"           # part of it unless right after a digit ("5!", "3.")
 
 
 def embed_form(text: str) -> str:
     """``text`` without surrounding whitespace, its final punctuation replaced by one "?" (the
     text itself if only punctuation would be left, or if it is empty)."""
     t = text.strip()
-    out = _FINAL.sub("", t).rstrip()
+    # one backward scan for the closing run (a regex anchored at "$" retries from every start of a
+    # run of marks that the text continues after, which is quadratic in the run's length)
+    i = len(t)
+    while i > 0 and (t[i - 1] in _MARKS or (t[i - 1] in _STOPS and not (i > 1 and t[i - 2].isdecimal()))):
+        i -= 1
+    out = t[:i].rstrip()
     return out + "?" if out else t

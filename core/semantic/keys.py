@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 
 from cachemux.errors import ConfigError
 
 __all__ = ["GROUP_MARK", "check_text", "exact_key", "model_id", "normalize_prompt", "partition_id"]
 
-_TRAILING_WS = re.compile(r"[ \t\f\v]+(?=\n)")
+_LINE_END_WS = " \t\f\v"  # what normalisation strips at line ends (not "\n": lines stay lines)
 
 GROUP_MARK = "\x00group:"  # model_id of a model group: "\x00group:" + its name
 _LLM_ESCAPE = "\x00llm:"    # prefixed to an llm_string that starts with NUL
@@ -34,7 +33,11 @@ def normalize_prompt(prompt: str, *, casefold: bool = False) -> str:
     text = unicodedata.normalize("NFC", check_text("prompt", prompt))
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _TRAILING_WS.sub("", text).strip()
+    if "\n" in text:
+        # line by line, not a regex: a lookahead for "\n" after a whitespace run backtracks over
+        # every run with no newline after it, which made long runs of spaces quadratic
+        text = "\n".join(line.rstrip(_LINE_END_WS) for line in text.split("\n"))
+    text = text.strip()
     return text.casefold() if casefold else text
 
 
