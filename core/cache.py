@@ -103,6 +103,7 @@ from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.persist import SNAPSHOT_FOLDER, IndexPersistence  # noqa: F401 - SNAPSHOT_FOLDER re-exported
 from cachemux.semantic.embed_form import EMBED_FORM, embed_form
 from cachemux.semantic.keys import check_text, exact_key, model_id, normalize_prompt, partition_id
+from cachemux.semantic.identity import callable_identity
 from cachemux.semantic.matcher import CosineMatcher, Matcher, VerifierMatcher, default_matcher, load_matcher
 from cachemux.semantic.threshold import DEFAULT_THRESHOLD
 from cachemux.stores.base import CHANGES_RESET, Entry, Store
@@ -340,7 +341,7 @@ class SemanticCache(IndexPersistence):
         check_text("llm_string", llm_string)
         model = self._model(llm_string)  # type: ignore[arg-type]
         normalized = normalize_prompt(prompt, casefold=self.casefold)  # type: ignore[arg-type]
-        key = exact_key(normalized, model, self.namespace, normalized=True)
+        key = exact_key(normalized, model, self.namespace, normalized=True, casefold=self.casefold)
         part = partition_id(self.namespace, model, check_text("scope", scope))
         if embed_text is None:
             text: str | None = normalized
@@ -1057,7 +1058,19 @@ def _model_groups(groups: Mapping[str, Iterable[str]] | Callable[[str], str | No
     if groups is None:
         return None
     if callable(groups) and not isinstance(groups, Mapping):
-        return groups
+        # a group is keyed by what decides its members: the function's behaviour, not its name
+        ident = callable_identity(groups)
+        if ident is None:
+            raise ConfigError(f"model_groups function {groups!r:.80} cannot be keyed by what it does (it reads "
+                              "objects that are not plain data); pass {group: [llm_string, ...]} instead")
+
+        def group_of(llm_string: str) -> str | None:
+            group = groups(llm_string)
+            if group is not None and not isinstance(group, str):
+                raise ConfigError(f"model_groups function must return a group name (str) or None, got {group!r}")
+            return None if group is None else f"{group}\x00{ident}"
+
+        return group_of
     if not isinstance(groups, Mapping):
         raise ConfigError(f"model_groups must be {{group: [llm_string, ...]}} or a function, got {groups!r}")
     member: dict[str, str] = {}
@@ -1070,4 +1083,9 @@ def _model_groups(groups: Mapping[str, Iterable[str]] | Callable[[str], str | No
             if llm in member and member[llm] != group:
                 raise ConfigError(f"llm_string {llm!r:.80} is in two model groups: {member[llm]!r} and {group!r}")
             member[llm] = group
-    return member.get
+    # a group is keyed by its members: two apps that each call a group "G" share answers only if
+    # their "G" holds the same configurations
+    tag = {g: hashlib.blake2b("\x00".join(sorted(m for m, h in member.items() if h == g)).encode(
+        "utf-8", "surrogatepass"), digest_size=12).hexdigest() for g in set(member.values())}
+    keyed = {llm: f"{g}\x00{tag[g]}" for llm, g in member.items()}
+    return keyed.get

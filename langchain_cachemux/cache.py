@@ -51,6 +51,7 @@ from langchain_core.outputs import Generation
 from langchain_core.runnables.config import run_in_executor
 
 from cachemux import ConfigError, CostInfo, SemanticCache, Store, estimate_tokens
+from cachemux.joint.engine import empty_answer
 from cachemux.cache import MAX_VALUE_BYTES
 
 from langchain_cachemux.embeddings import as_embedder
@@ -73,7 +74,8 @@ class CacheMuxCache(BaseCache):
     or None for the packaged one), ``semantic``, ``threshold``
     (None: the calibrated default), ``policy``, ``capacity``, ``namespace``, ``model_groups``,
     ``fallback_cost``, ``max_value_bytes``, ``ttl``: the limits of ``SemanticCache``). ``cost``: see
-    the module docstring. ``stats()`` returns hits
+    the module docstring. An update whose generations are all empty (blank text, no tool calls)
+    is not cached (``stats()["empty"]``) unless ``admit_empty=True``. ``stats()`` returns hits
     (exact/semantic), misses, cost saved, evictions and faults. Store faults never reach the
     chain: a lookup becomes a miss, an update is dropped, both logged. Bad arguments (a prompt or
     llm_string that is not ``str``, unknown ``clear`` keywords) raise ``ConfigError``.
@@ -86,7 +88,7 @@ class CacheMuxCache(BaseCache):
                  model_groups: Mapping[str, Iterable[str]] | Callable[[str], str | None] | None = None,
                  cost: str | Callable[[CostInfo], float] = "latency",
                  fallback_cost: float | None = None, max_value_bytes: int | None = MAX_VALUE_BYTES,
-                 ttl: float | None = None) -> None:
+                 ttl: float | None = None, admit_empty: bool = False) -> None:
         if not (callable(cost) or cost in _COSTS):
             raise ConfigError(f"cost must be one of {', '.join(_COSTS)} or a function CostInfo -> float, got {cost!r}")
         self.cost = cost
@@ -112,8 +114,10 @@ class CacheMuxCache(BaseCache):
                 cost_fn=cost if callable(cost) else None, fallback_cost=fallback_cost,
                 max_value_bytes=max_value_bytes, ttl=ttl,
                 **({} if threshold is None else {"threshold": threshold}))
+        self.admit_empty = bool(admit_empty)
         self._unreadable = 0
         self._unstorable = 0
+        self._empty = 0
         self._revived = Revived()  # values read or written lately, revived once (langchain_cachemux.revive)
 
     def __repr__(self) -> str:
@@ -141,6 +145,9 @@ class CacheMuxCache(BaseCache):
                 isinstance(g, Generation) for g in return_val):
             raise ConfigError(f"return_val must be a list of langchain_core Generation objects, got "
                               f"{type(return_val).__name__}: {return_val!r:.80}")
+        if not self.admit_empty and all(empty_answer(getattr(g, "message", None) or g.text) for g in return_val):
+            self._empty += 1  # a blank answer is a failed call, not an answer to serve again
+            return
         try:
             value = dumps(list(return_val))
             revived = read_generations(value)  # never store what could not be read back
@@ -194,6 +201,7 @@ class CacheMuxCache(BaseCache):
         s = self.cache.stats()
         s["unreadable"] = self._unreadable
         s["unstorable"] = self._unstorable
+        s["empty"] = self._empty
         return s
 
 

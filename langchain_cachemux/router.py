@@ -72,7 +72,8 @@ class CacheMuxRouter(BaseChatModel):
     ``judge(query, model, text) -> bool | None`` grades answers for cascades; ``query_fn(messages)
     -> hashable`` is what the selector sees (default: the last human message's text). An answer is
     cached once the selector knows its price (``Selector.settled``), or at once with
-    ``admit_unsettled=True``.
+    ``admit_unsettled=True``; never an answer the judge rejected, nor a blank one unless
+    ``admit_empty=True``.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
@@ -87,6 +88,8 @@ class CacheMuxRouter(BaseChatModel):
     stop: list[str] | None = None
     streaming: bool = False  # LangChain runs invoke through the stream when True
     admit_unsettled: bool = False  # cache answers before the selector knows their price (JointEngine)
+    admit_empty: bool = False  # cache blank answers too (JointEngine)
+    admit_failed: bool = False  # cache answers the judge rejected too: experiments only (JointEngine)
 
     _cachemux_cache: Any = PrivateAttr(default=None)
     _engine: Any = PrivateAttr()
@@ -119,7 +122,8 @@ class CacheMuxRouter(BaseChatModel):
         super().__init__(cache=False, **data)  # the cachemux cache below is the only one
         self._cachemux_cache = cache
         self._engine = cachemux.JointEngine(_cache_port(cache), selector, _Models(self.models),
-                                            costs=self.costs, judge=self.judge, admit_unsettled=self.admit_unsettled)
+                                            costs=self.costs, judge=self.judge, admit_unsettled=self.admit_unsettled,
+                                            admit_empty=self.admit_empty, admit_failed=self.admit_failed)
 
     @property
     def _llm_type(self) -> str:

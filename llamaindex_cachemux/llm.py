@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,8 +52,11 @@ from llama_index.core.llms.llm import LLM
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr
 
 from cachemux import Chunk, ConfigError, Generation, JointEngine, Request, Selector, SemanticPort, Served
+from cachemux.semantic.identity import callable_identity
 
 __all__ = ["CacheMuxLLM"]
+
+log = logging.getLogger(__name__)
 
 # model fields never written into a cache key (the key is stored with each entry)
 _SECRET = re.compile(r"api_?key|secret|password|token$|^key$|_key$|auth|credential", re.I)
@@ -77,19 +81,21 @@ class CacheMuxLLM(LLM):
     ``costs``: ``{model: cost}``, ``"latency"`` (measured seconds, the default), ``"flops"``
     (``additional_kwargs["flops"]``, as ``LocalLLM`` reports it), ``"tokens"`` (its
     ``tokens_in + tokens_out``) or ``f(model, text, seconds)``. ``judge(query, model, text) ->
-    bool | None`` grades answers for cascade routes.
+    bool | None`` grades answers for cascade routes. An answer the judge rejected is served but
+    never cached, nor a blank one unless ``admit_empty=True``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     models: dict[str, Any]
     _engine: JointEngine = PrivateAttr()
     _query_fn: Callable[[str], Any] | None = PrivateAttr(default=None)
+    _unkeyable: set[str] = PrivateAttr(default_factory=set)
 
     def __init__(self, models: Mapping[str, LLM], selector: Selector, *,
                  costs: Mapping[str, float] | str | Callable[[str, Any, float], float] = "latency",
                  cache: Any = None, judge: Callable[[Any, str, str], bool | None] | None = None,
                  query_fn: Callable[[str], Any] | None = None, system_prompt: str | None = None,
-                 callback_manager: Any = None) -> None:
+                 callback_manager: Any = None, admit_empty: bool = False) -> None:
         if not isinstance(models, Mapping) or not models:
             raise ConfigError("models must be a non-empty mapping {name: LlamaIndex LLM}")
         for n, m in models.items():
@@ -108,7 +114,7 @@ class CacheMuxLLM(LLM):
         base = {"system_prompt": system_prompt, "callback_manager": callback_manager}
         super().__init__(models=dict(models), **{k: v for k, v in base.items() if v is not None})
         self._engine = JointEngine(None if semantic is None else SemanticPort(semantic), selector,
-                                   _Port(self.models), costs=costs, judge=judge)
+                                   _Port(self.models), costs=costs, judge=judge, admit_empty=admit_empty)
         self._query_fn = query_fn
 
     @classmethod
@@ -139,10 +145,19 @@ class CacheMuxLLM(LLM):
             model_name="cachemux[" + ",".join(f"{k}={m.model_name}" for k, m in zip(self.models, metas)) + "]")
 
     # ---- framework input -> Request ---------------------------------------------------------------
-    def _config(self, kind: str, options: Mapping[str, Any]) -> str:
-        return json.dumps({"call": kind, "models": {k: _llm_config(m) for k, m in self.models.items()},
-                           "options": dict(options)},
-                          sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_plain)
+    def _config(self, kind: str, options: Mapping[str, Any]) -> tuple[str, bool]:
+        """The serialised configuration and whether it can be keyed: a callable field or option
+        whose behaviour cannot be told (``callable_identity`` None) makes the call uncacheable,
+        since a key could then match an answer made under another formatter."""
+        config = {"call": kind, "models": {k: _llm_config(m) for k, m in self.models.items()},
+                  "options": dict(options)}
+        try:
+            return json.dumps(config, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_plain), True
+        except _Unkeyable as exc:
+            if exc.what not in self._unkeyable:
+                self._unkeyable.add(exc.what)
+                log.warning("cachemux: %s cannot be keyed by what it does; calls with it are not cached", exc.what)
+            return "", False
 
     def _completion(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> Request:
         """A completion's request. With a ``query_fn`` that finds the question inside the prompt,
@@ -156,7 +171,8 @@ class CacheMuxLLM(LLM):
             if isinstance(query, str) and query.strip() and query in prompt:
                 i = prompt.rfind(query)
                 embed, scope = query, prompt[:i] + "\x00" + prompt[i + len(query):]
-        return Request(query, prompt, self._config("complete", call.kwargs), embed, scope, call)
+        config, cacheable = self._config("complete", call.kwargs)
+        return Request(query, prompt, config, embed, scope, call, cacheable=cacheable)
 
     def _chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Request:
         """A chat's request: its last user message is compared by meaning, the earlier ones are
@@ -168,8 +184,9 @@ class CacheMuxLLM(LLM):
         user = turns[-1][0] == "user" and len(turns[-1]) == 2
         scope = json.dumps(turns[:-1], ensure_ascii=False) if user else ""
         query = self._query_fn(last) if self._query_fn is not None else last
-        return Request(query, json.dumps(turns, ensure_ascii=False), self._config("chat", kwargs),
-                       last if user else False, scope, _Call(True, list(messages), dict(kwargs)))
+        config, cacheable = self._config("chat", kwargs)
+        return Request(query, json.dumps(turns, ensure_ascii=False), config,
+                       last if user else False, scope, _Call(True, list(messages), dict(kwargs)), cacheable=cacheable)
 
     # ---- Served -> framework output ---------------------------------------------------------------
     @staticmethod
@@ -300,10 +317,11 @@ def _llm_config(llm: LLM) -> dict[str, Any]:
 
 
 def _plain(o: Any) -> Any:
-    """JSON for an option or field that is not JSON already: a function by its qualified name (so
-    keys are stable across processes), a pydantic model by its fields; anything else by its
-    ``repr`` (one with an address makes a key that never matches again, never one that matches
-    wrongly)."""
+    """JSON for an option or field that is not JSON already: a function by what it does
+    (``callable_identity``: its code, defaults, closure and the globals it reads, so two closures
+    of one factory differ and keys are stable across processes; ``_Unkeyable`` when that cannot
+    be told), a pydantic model by its fields; anything else by its ``repr`` (one with an address
+    makes a key that never matches again, never one that matches wrongly)."""
     if isinstance(o, enum.Enum):
         return o.value
     if isinstance(o, (set, frozenset)):
@@ -313,6 +331,17 @@ def _plain(o: Any) -> Any:
             return {"type": type(o).__qualname__, **o.model_dump(mode="json")}
         except Exception:
             return repr(o)
-    if callable(o) and hasattr(o, "__qualname__"):
-        return f"{getattr(o, '__module__', '')}.{o.__qualname__}"
+    if callable(o):
+        ident = callable_identity(o)
+        if ident is None:
+            raise _Unkeyable(f"{getattr(o, '__module__', '')}.{getattr(o, '__qualname__', type(o).__name__)}")
+        return {"callable": getattr(o, "__qualname__", type(o).__name__), "does": ident}
     return repr(o)
+
+
+class _Unkeyable(TypeError):
+    """A callable whose behaviour cannot be keyed (see ``callable_identity``)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Hashable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -44,16 +45,21 @@ class PolicyCache:
     """A key policy (``make_policy``) plus an optional value store (a dict): the simulator's cache.
 
     Without a store only hits are known (``Hit.answer`` is None); with one the answers are kept for
-    the keys the policy holds and dropped as it evicts them.
+    the keys the policy holds and dropped as it evicts them. Thread-safe: policies are pure and
+    unlocked, so each lookup and admit holds one lock.
     """
 
     def __init__(self, policy: Policy, store: MutableMapping[Hashable, Any] | None = None) -> None:
         self.policy = policy
         self.store = store
         self._made: dict[Hashable, tuple[str | None, float | None, float]] = {}  # key -> (model, paid, price)
+        self._lock = threading.Lock()
 
     def lookup(self, request: Any) -> Hit | None:
-        key = _key(request)
+        with self._lock:
+            return self._lookup(_key(request))
+
+    def _lookup(self, key: Hashable) -> Hit | None:
         if not self.policy.lookup(key):
             return None
         if self.store is None:
@@ -69,7 +75,11 @@ class PolicyCache:
 
     def admit(self, request: Any, answer: Any, price: float, size: float = 1, *,
               model: str | None = None, paid: float | None = None) -> bool:
-        key = _key(request)
+        with self._lock:
+            return self._admit(_key(request), answer, price, size, model, paid)
+
+    def _admit(self, key: Hashable, answer: Any, price: float, size: float, model: str | None,
+               paid: float | None) -> bool:
         policy, store = self.policy, self.store
         evicted = policy.admit(key, price, size)
         kept = key in policy

@@ -56,7 +56,7 @@ from cachemux.joint.types import Attempt, Generation, Hit, Request, Served
 from cachemux.multiplexer.routes import Route, route_cost
 from cachemux.multiplexer.selectors import Selector
 
-__all__ = ["Chunk", "JointEngine", "same_text"]
+__all__ = ["Chunk", "JointEngine", "empty_answer", "same_text"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,31 @@ def _text(answer: Any, fallback: str | None = None) -> str:
                                          for c in calls], sort_keys=True, default=str)
             return t
     return fallback if fallback is not None else str(answer)
+
+
+def empty_answer(answer: Any, text: str | None = None) -> bool:
+    """Whether an answer says nothing: None, or a text (``text`` if given, else a str answer or
+    its ``text``/``content``) that is blank, with no tool calls beside it. Answers with no text
+    form (a record, a number) are not judged empty."""
+    if answer is None:
+        return True
+    if getattr(answer, "tool_calls", None) or getattr(answer, "invalid_tool_calls", None):
+        return False
+    content = getattr(answer, "content", None)
+    if isinstance(content, list) and content:  # content blocks (images, audio...): not judged by text
+        return False
+    if text is None:
+        if isinstance(answer, str):
+            text = answer
+        else:
+            for name in ("text", "content"):
+                t = getattr(answer, name, None)
+                if isinstance(t, str):
+                    text = t
+                    break
+            else:
+                return False
+    return not text.strip()
 
 
 def same_text(cached: str, fresh: str) -> bool:
@@ -126,15 +151,23 @@ class JointEngine:
     with a fresh run's (verification, above; default ``same_text``: equal after case folding and
     collapsing whitespace, which suits deterministic models; pass a looser one, e.g. an answer
     embedding's cosine, for sampled ones). None: no verdict, nothing is reported.
-    ``stats()``: ``verify_runs`` (hits the cache asked to verify, served fresh) and ``checks``
-    (comparisons that agreed / disagreed / gave no verdict).
+    Only answers that succeeded are offered to the cache: never one the judge (or the
+    generation's ``success``) rejected, which the last model of a route still serves as it is, and
+    never an empty one (``empty_answer``: None, blank text, no tool calls) unless
+    ``admit_empty=True``. ``admit_failed=True`` caches the last model's answer whatever its verdict:
+    the paper's setting (its cascade accepts the last model as it is), for experiments that
+    replicate it with a grading judge; never for serving. A model call that raises, or a stream that raises or is abandoned before
+    its end, is never offered either (``finish`` does not run).
+    ``stats()``: ``verify_runs`` (hits the cache asked to verify, served fresh), ``checks``
+    (comparisons that agreed / disagreed / gave no verdict) and ``refused`` (answers not offered
+    to the cache: ``failed``, ``empty``).
     Thread-safe: selector decisions and the counters are serialised, model calls are not.
     """
 
     def __init__(self, cache: Any, selector: Selector, generate: Any, store: Any = None, *,
                  costs: Costs | CostModel | None = None, judge: Judge | None = None,
                  detail: bool = True, admit_unsettled: bool = False, semantic_penalty: float | None = None,
-                 compare: Compare | None = None) -> None:
+                 compare: Compare | None = None, admit_empty: bool = False, admit_failed: bool = False) -> None:
         if not isinstance(selector, Selector):
             raise ConfigError(f"selector must be a cachemux Selector, got {type(selector).__name__}")
         if store is not None:
@@ -161,6 +194,9 @@ class JointEngine:
         self.verify_runs = 0
         self.checks = {"agreed": 0, "disagreed": 0, "no_verdict": 0}
         self.admit_unsettled = bool(admit_unsettled)
+        self.admit_empty = bool(admit_empty)
+        self.admit_failed = bool(admit_failed)
+        self.refused = {"failed": 0, "empty": 0}
         if semantic_penalty is not None:
             from cachemux.errors import check_nonnegative
 
@@ -271,7 +307,8 @@ class JointEngine:
             s: dict[str, Any] = {"requests": self.requests, "hits": self.hits, "calls": dict(self.calls),
                                  "answered": dict(self.answered), "total_cost": self.total_cost,
                                  "saved": self.saved, "semantic_declined": self.semantic_declined,
-                                 "verify_runs": self.verify_runs, "checks": dict(self.checks)}
+                                 "verify_runs": self.verify_runs, "checks": dict(self.checks),
+                                 "refused": dict(self.refused)}
         cache_stats = getattr(self.cache, "stats", None)
         if callable(cache_stats):
             s["cache"] = cache_stats()
@@ -288,7 +325,7 @@ class _Flow:
     """One request's decisions, free of I/O: the drivers above only run the models it names."""
 
     __slots__ = ("engine", "request", "query", "route", "attempts", "expected", "_i", "_done", "_streamed",
-                 "_gen", "_check")
+                 "_gen", "_check", "_cache")
 
     _NONE: Any = object()  # no neighbour to compare with
 
@@ -306,7 +343,8 @@ class _Flow:
         """A ``Served`` for a cache hit, else None and the route is chosen (a hit drawn for
         verification, or declined by the route pricing, is routed and compared in ``finish``)."""
         eng = self.engine
-        hit: Hit | None = eng.cache.lookup(self.request) if eng.cache is not None else None
+        self._cache = eng.cache if type(self.request) is not Request or self.request.cacheable else None
+        hit: Hit | None = self._cache.lookup(self.request) if self._cache is not None else None
         check: Any = _Flow._NONE
         unserved: tuple[Hit, str] | None = None
         with eng._lock:
@@ -337,7 +375,7 @@ class _Flow:
         if unserved is not None and hasattr(eng.cache, "unserved"):  # the cache counted it as a hit
             eng.cache.unserved(*unserved)
         if hit is None:
-            if check is _Flow._NONE and eng._learns:  # the neighbour the learned rule refused
+            if check is _Flow._NONE and eng._learns and self._cache is not None:  # the neighbour the learned rule refused
                 got = eng.cache.candidate(self.request)  # type: ignore[union-attr]
                 if got is not None:
                     check = got
@@ -388,11 +426,16 @@ class _Flow:
         if paid is None:  # pragma: no cover - the loop runs the route until it is decided
             paid = sum(ran.values())
         final = attempts[-1]
+        # a failed or empty answer is served (the route ends with it) but never cached
+        refused = ("failed" if final.success is False and not eng.admit_failed else
+                   "empty" if not eng.admit_empty and empty_answer(final.answer, self._gen.text) else None)
         with eng._lock:
             sel = eng.selector
             sel.observe(q, ran, success)
             price = sel.entry_price(q, paid)
-            offer = sel.settled(q) or eng.admit_unsettled
+            offer = refused is None and (sel.settled(q) or eng.admit_unsettled)
+            if refused is not None:
+                eng.refused[refused] += 1
             estimates = ({">".join(r): c for r, c in sel.route_estimates(q).items()}
                          if eng.detail and _hashable(q) else {})
             eng.total_cost += paid
@@ -401,8 +444,8 @@ class _Flow:
             eng.answered[final.model] = eng.answered.get(final.model, 0) + 1
         checked = None if self._check is _Flow._NONE else self._verify(final)
         admitted = None
-        if eng.cache is not None:
-            admitted = offer and eng.cache.admit(self.request, final.answer, price, self._gen.size, model=final.model, paid=paid)
+        if self._cache is not None:
+            admitted = offer and self._cache.admit(self.request, final.answer, price, self._gen.size, model=final.model, paid=paid)
         return Served(final.answer, False, paid, route, tuple(ran), tuple(attempts), model=final.model,
                       price=price, admitted=admitted, expected_cost=self.expected, route_costs=estimates,
                       streamed=self._streamed, checked=checked)

@@ -23,6 +23,8 @@ class Request:
     (None: the prompt; False: exact only); ``scope``: the rest of the prompt, which a semantic
     match must share exactly (a chat's system prompt and earlier turns). ``payload``: whatever the
     generate port needs to call the models (the framework's input and call options).
+    ``cacheable=False``: the configuration cannot be told apart from others (a prompt formatter
+    whose behaviour cannot be keyed), so the request neither reads nor fills the cache.
     """
 
     query: Hashable
@@ -31,6 +33,7 @@ class Request:
     embed_text: str | bool | None = None
     scope: str = ""
     payload: Any = None
+    cacheable: bool = True
 
 
 @dataclass(frozen=True, slots=True)

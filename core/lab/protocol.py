@@ -193,8 +193,11 @@ class Protocol:
             raise UnknownNameError("cache", cache, CACHES)
         name, options = ONLINE_POLICIES[cache]
         store = MemoryStore(capacity=capacity, policy=name, **options)
+        # admit_failed: the paper's setting, where the last model's answer is cached as it is; the
+        # gold judge grades the cascade here, it does not decide what a replicated cache keeps
         return CacheMuxRouter(dict(models), selector, costs=cost_of(unit), judge=self.judge,
-                              cache=CacheMuxCache(store=store, semantic=False))
+                              cache=CacheMuxCache(store=store, semantic=False, admit_empty=True), admit_failed=True,
+                              admit_empty=True)
 
     def serve(self, trace: Sequence[int], cache: str, selector: Selector, capacity: int, unit: str, *,
               models: Mapping[str, BaseChatModel] | None = None,
@@ -253,7 +256,8 @@ class Protocol:
             tally.charge(r)
             return Generation((role, r["answer"]), self.unit_cost(unit, role, i), self.correct[role][i], 1)
 
-        engine = JointEngine(policy_for(cache, capacity), selector, generate, store={}, detail=False)
+        engine = JointEngine(policy_for(cache, capacity), selector, generate, store={}, detail=False,
+                             admit_failed=True, admit_empty=True)
         t0 = time.perf_counter()
         for i in trace:
             served = engine.serve(self.texts[i])

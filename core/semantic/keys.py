@@ -11,7 +11,7 @@ __all__ = ["GROUP_MARK", "check_text", "exact_key", "model_id", "normalize_promp
 
 _LINE_END_WS = " \t\f\v"  # what normalisation strips at line ends (not "\n": lines stay lines)
 
-GROUP_MARK = "\x00group:"  # model_id of a model group: "\x00group:" + its name
+GROUP_MARK = "\x00group:"  # model_id of a model group: "\x00group:" + its name + NUL + its members' digest
 _LLM_ESCAPE = "\x00llm:"    # prefixed to an llm_string that starts with NUL
 
 
@@ -78,7 +78,11 @@ def exact_key(prompt: str, model: str, namespace: str = "", *, casefold: bool = 
 
     ``model`` is the LLM configuration string (LangChain's ``llm_string``: model, temperature,
     stop...) or the name of a model group configured to share answers. Pass ``normalized=True``
-    when ``prompt`` already went through ``normalize_prompt``.
+    when ``prompt`` already went through ``normalize_prompt`` (with the same ``casefold``, which
+    is keyed either way).
     """
     text = prompt if normalized else normalize_prompt(prompt, casefold=casefold)
-    return "x" + _digest("exact", check_text("namespace", namespace), check_text("llm_string", model), text)
+    parts = ("exact", check_text("namespace", namespace), check_text("llm_string", model), text)
+    # how the prompt was normalised is part of the key: a case-folding cache's entries answer a
+    # spelling that a case-sensitive cache on the same store must not be served
+    return "x" + _digest(*parts, "casefold") if casefold else "x" + _digest(*parts)
