@@ -38,11 +38,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
+from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError, InvariantError, StoreError
 from cachemux.stores import _redis_lua as lua
 from cachemux.stores._policy import StorePolicy, resolve_policy
 from cachemux.stores._shares import REST, check_share_state, check_shares, share_capacity, share_part
-from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Signer, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
 __all__ = ["RedisStore"]
@@ -89,6 +89,11 @@ class RedisStore(Store):
     decisions ``DiskStore(shares=...)`` makes. Entries with ``Entry.expires`` (``ttl=``) whose
     time passed leave before any policy victim when room is needed (``stats()["expired"]``),
     judged by the writing client's clock.
+
+    ``signing_key`` (bytes or str, the same for every client of the namespace): values are
+    HMAC-signed on write and checked on read (``base.Signer``); one written by anyone without the
+    key, altered or moved to another key is a miss, counted in this client's ``stats()["forged"]``
+    and logged (the server's hit counters still count the read).
     """
 
     def __init__(self, url: str | None = None, *, client: Any = None, namespace: str = "default",
@@ -96,8 +101,9 @@ class RedisStore(Store):
                  socket_timeout: float = 1.0, socket_connect_timeout: float = 1.0,
                  log_size: int | None = None, breaker: CircuitBreaker | bool = True,
                  breaker_reset: float = 1.0, probe_timeout: float = 0.1, shares: Any = None,
-                 **policy_options: Any) -> None:
+                 signing_key: bytes | str | None = None, **policy_options: Any) -> None:
         self.shares = check_shares(shares)
+        self._signer = None if signing_key is None else Signer(signing_key)
         redis = _import_redis()
         for name, v in (("socket_timeout", socket_timeout), ("socket_connect_timeout", socket_connect_timeout),
                         ("probe_timeout", probe_timeout)):
@@ -269,9 +275,17 @@ class RedisStore(Store):
 
     def _parse(self, key: str, text: Any) -> Entry:
         try:
-            return Entry.from_json(text)
+            return Entry.from_json(text if self._signer is None else self._signer.open(key, text))
         except CorruptEntryError as exc:
-            raise CorruptEntryError(f"{self._where}: entry {key!r}: {exc}") from None
+            raise type(exc)(f"{self._where}: entry {key!r}: {exc}") from None
+
+    def _entry(self, key: str, text: Any) -> Entry | None:
+        """``_parse`` for reads: a value failing its signature check is a miss (counted, logged)."""
+        try:
+            return self._parse(key, text)
+        except ForgedEntryError as exc:
+            self._signer.rejected(exc)  # type: ignore[union-attr]
+            return None
 
     # ---- the Store API --------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
@@ -279,12 +293,12 @@ class RedisStore(Store):
         out = self._run("GET", key)
         if int(out[0]) == 0:
             return None
-        return self._parse(key, out[1])
+        return self._entry(key, out[1])
 
     def peek(self, key: str) -> Entry | None:
         check_key(key)
         text = self._plain(self.client.hget, self._keys[2], key)
-        return None if text is None else self._parse(key, text)
+        return None if text is None else self._entry(key, text)
 
     def put(self, key: str, entry: Entry) -> PutResult:
         check_key(key)
@@ -293,7 +307,8 @@ class RedisStore(Store):
         if not self._ready:  # the shares are known once the namespace is read
             self._plain(lambda: None, urgent=True)
         part = share_part(self.shares, entry) if self.shares else REST
-        out = self._run("PUT", key, entry.to_json(), repr(float(entry.cost)), repr(float(entry.size)), part,
+        text = entry.to_json() if self._signer is None else self._signer.seal(key, entry.to_json())
+        out = self._run("PUT", key, text, repr(float(entry.cost)), repr(float(entry.size)), part,
                         "" if entry.expires is None else repr(float(entry.expires)), repr(time.time()))
         return PutResult(int(out[0]) == 1, tuple(_s(k) for k in out[2:]), int(out[1]))
 
@@ -343,6 +358,8 @@ class RedisStore(Store):
         for k in ("admissions", "rejections", "evictions", "deletes", "replaced", "expired"):
             out[k] = int(st.get(k, 0))
         out["clock"] = st.get("clock", 0.0)
+        if self._signer is not None:
+            out["forged"] = self._signer.forged
         if self.shares:
             used = {_s(k): float(_s(v).split()[0]) for k, v in
                     self._plain(self.client.hgetall, self._keys[8]).items()}
