@@ -8,6 +8,7 @@ __all__ = [
     "CacheMuxError",
     "ConfigError",
     "CorruptEntryError",
+    "ForgedEntryError",
     "InvariantError",
     "MissingCostError",
     "StoreError",
@@ -51,6 +52,11 @@ class StoreError(CacheMuxError):
 
 class CorruptEntryError(StoreError):
     """One stored entry cannot be decoded (a damaged or planted row); the rest of the store is fine."""
+
+
+class ForgedEntryError(CorruptEntryError):
+    """A stored value fails its signature check (a store opened with ``signing_key``): written
+    without the key, altered, or copied from another key. Reads treat it as a miss."""
 
 
 def check_positive(name: str, value: object) -> float:

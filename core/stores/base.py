@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import logging
 import math
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from cachemux.errors import ConfigError, CorruptEntryError
+from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError
 
-__all__ = ["CHANGES_RESET", "Entry", "PutResult", "Store", "check_key"]
+__all__ = ["CHANGES_RESET", "Entry", "PutResult", "Signer", "Store", "check_key"]
+
+log = logging.getLogger(__name__)
 
 # The op ``changes()`` returns when the caller's cursor is outside the retained change log
 # (trimmed, taken on another or a recreated store, or 0 on first use): drop the derived index and
@@ -73,6 +80,8 @@ class Entry:
     def from_json(cls, text: str | bytes) -> Entry:
         try:
             d = json.loads(text)
+            if isinstance(d, dict) and "sig" in d and "entry" in d and "value" not in d:
+                raise CorruptEntryError("the value is signed: open the store with its signing_key")
             emb = d.get("embedding")
             vec = None if emb is None else np.frombuffer(base64.b64decode(emb), dtype="<f4").copy()
             return cls(value=d["value"], cost=float(d["cost"]), size=float(d["size"]),
@@ -81,6 +90,68 @@ class Entry:
                        expires=None if d.get("expires") is None else float(d["expires"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptEntryError(f"corrupt cache entry: {exc}") from exc
+
+
+class Signer:
+    """HMAC-SHA256 of every stored value under a secret key, so that whoever can write the
+    backend (a shared Redis, the cache directory) but lacks the key cannot have an answer served:
+    a value written without the key, with one byte altered, or copied from another store key
+    (the key is in the MAC) fails ``open``. A signed value stays JSON:
+    ``{"sig":"<64 hex>","entry":<Entry.to_json()>}``. The key is never logged or shown.
+    ``rejected`` counts (``forged``) and logs, at most one warning per 10 s, the failures that
+    reads served as misses. (``MemoryStore`` takes no key: its values never leave the process.)"""
+
+    _HEAD, _MID = '{"sig":"', '","entry":'
+    _WARN_EVERY_S = 10.0
+
+    def __init__(self, key: bytes | str) -> None:
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        if not isinstance(key, bytes) or not key:
+            what = "an empty key" if isinstance(key, bytes) else type(key).__name__
+            raise ConfigError(f"signing_key must be non-empty bytes or str, got {what}")
+        self._key = key
+        self.forged = 0
+        self._lock = threading.Lock()
+        self._last_warning = -math.inf
+        self._suppressed = 0
+
+    def __repr__(self) -> str:
+        return "Signer(<key hidden>)"
+
+    def _mac(self, key: str, entry: str) -> bytes:
+        k = key.encode("utf-8")
+        msg = b"cachemux-entry-v1\0%d:%s%s" % (len(k), k, entry.encode("utf-8"))
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest().encode("ascii")
+
+    def seal(self, key: str, entry: str) -> str:
+        """The stored text of ``entry`` (``Entry.to_json()``) under store key ``key``."""
+        return f"{self._HEAD}{self._mac(key, entry).decode('ascii')}{self._MID}{entry}}}"
+
+    def open(self, key: str, text: str | bytes) -> str:
+        """The ``Entry.to_json()`` text sealed for ``key``; ``ForgedEntryError`` if ``text`` is
+        unsigned or its signature does not verify."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        start = len(self._HEAD) + 64
+        body = text[start + len(self._MID):-1]
+        if not (text.startswith(self._HEAD) and text.startswith(self._MID, start) and text.endswith("}")):
+            raise ForgedEntryError("the value is not signed")
+        if not hmac.compare_digest(text[len(self._HEAD):start].encode("utf-8"), self._mac(key, body)):
+            raise ForgedEntryError("the value's signature does not verify")
+        return body
+
+    def rejected(self, exc: ForgedEntryError) -> None:
+        """Count a value a read served as a miss for failing ``open``; warn (rate-limited)."""
+        with self._lock:
+            self.forged += 1
+            now = time.monotonic()
+            if now - self._last_warning < self._WARN_EVERY_S:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed, self._last_warning = self._suppressed, 0, now
+        more = f" ({suppressed} more since the last warning)" if suppressed else ""
+        log.warning("%s; served as a miss%s", exc, more)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ the network and took at least ``min_cost`` seconds (a socket timeout against a h
 slow connect): operations raise ``Unavailable`` at once, with no network round trip; after
 ``reset_after`` seconds the next operation is let through as the one **probe** (one at a time;
 the others keep failing fast while it runs). A probe that gets an answer closes the breaker; one
-that fails reopens it for another ``reset_after``.
+that fails reopens it for another ``reset_after``. An ``urgent`` operation (a write, whose failure
+drops data) is let through as the probe whenever none is running, not only once per
+``reset_after``: the first write after the backend answers again is not lost. That is cheap only
+if the store bounds its probes with a short timeout (``RedisStore(probe_timeout=...)``).
 
 A fault that cost less than ``min_cost`` (a refused connection: the server process is gone but
 the host answers in microseconds) does not open it: failing fast would save nothing, and the
@@ -60,13 +63,14 @@ class CircuitBreaker:
                 return "half-open"
             return "open"
 
-    def before(self) -> bool:
-        """Call before an operation: True if it is the probe; raises ``Unavailable`` (fast) while open."""
+    def before(self, urgent: bool = False) -> bool:
+        """Call before an operation: True if it is the probe; raises ``Unavailable`` (fast) while
+        open. ``urgent``: probe now if no probe is running, even before ``reset_after`` passed."""
         with self._lock:
             if not self._open:
                 return False
             now = time.monotonic()
-            if not self._probing and now >= self._opened_at + self.reset_after:
+            if not self._probing and (urgent or now >= self._opened_at + self.reset_after):
                 self._probing = True
                 self._counts["probes"] += 1
                 return True

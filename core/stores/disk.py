@@ -79,11 +79,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
+from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError, InvariantError, StoreError
 from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT, StorePolicy, resolve_policy
 from cachemux.stores._shares import REST as _REST
 from cachemux.stores._shares import check_share_state, check_shares, share_capacity, share_part
-from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Signer, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
 try:  # diskcache is a core dependency; keep the import error readable anyway
@@ -266,7 +266,9 @@ class DiskStore(Store):
     ``shares={namespace: fraction}`` (fixed at creation, None on reopen = the stored ones): each
     listed namespace (``Entry.meta["ns"]``) holds at most its fraction of ``capacity`` and is
     evicted only by its own newcomers, the others share the rest; within a share the policy
-    decides as ``MemoryStore(capacity, policy, shares=...)`` does.
+    decides as ``MemoryStore(capacity, policy, shares=...)`` does. ``signing_key`` (bytes or
+    str): values are HMAC-signed and checked on read (``base.Signer``); a forged, altered or
+    moved value is a miss, counted in ``stats()["forged"]`` and logged.
     """
 
     LOOKUP_TIMEOUT = 0.1  # seconds get() waits for another process's write lock
@@ -277,6 +279,7 @@ class DiskStore(Store):
                  update_timeout: float | None = None, log_size: int | None = None,
                  durable: bool = False, verify: bool = False, breaker: CircuitBreaker | bool = True,
                  readonly: bool | None = None, shares: dict[str, float] | None = None,
+                 signing_key: bytes | str | None = None,
                  **policy_options: Any) -> None:
         self.directory = Path(directory).expanduser()
         self._cache: Any = None  # diskcache.Cache, or _ReadOnlyCache when read-only
@@ -297,6 +300,7 @@ class DiskStore(Store):
         self._local = threading.local()  # per thread: the busy timeout set on its connection
         self._uncounted = 0
         self._last_warning = -1e9
+        self._signer = None if signing_key is None else Signer(signing_key)
         if breaker is True:
             breaker = CircuitBreaker(1.0, min_cost=0.0, name=f"disk store {self.directory}")
         elif breaker is not False and not isinstance(breaker, CircuitBreaker):
@@ -725,9 +729,17 @@ class DiskStore(Store):
 
     def _parse(self, key: str, text: str) -> Entry:
         try:
-            return Entry.from_json(text)
+            return Entry.from_json(text if self._signer is None else self._signer.open(key, text))
         except CorruptEntryError as exc:
-            raise CorruptEntryError(f"disk store {self.directory}: entry {key!r}: {exc}") from None
+            raise type(exc)(f"disk store {self.directory}: entry {key!r}: {exc}") from None
+
+    def _entry(self, key: str, text: str) -> Entry | None:
+        """``_parse`` for reads: a value failing its signature check is a miss (counted, logged)."""
+        try:
+            return self._parse(key, text)
+        except ForgedEntryError as exc:
+            self._signer.rejected(exc)  # type: ignore[union-attr]
+            return None
 
     def _log(self, sql: Any, st: _State, op: str, key: str) -> None:
         st.logseq += 1
@@ -975,13 +987,13 @@ class DiskStore(Store):
             st.hits += 1
             self._on_hit(sql, st, key, *row)
             self._save(sql, st)
-        return self._parse(key, text)
+        return self._entry(key, text)
 
     def peek(self, key: str) -> Entry | None:
         check_key(key)
         with self._read():
             text = self._value(key)
-        return None if text is None else self._parse(key, text)
+        return None if text is None else self._entry(key, text)
 
     def peek_many(self, keys: list[str]) -> dict[str, Entry | None]:
         """``peek`` of many keys, 500 per SQL query (a change-log replay reads ~1,000 at once);
@@ -999,7 +1011,7 @@ class DiskStore(Store):
                         (*chunk, time.time())):
                     texts[key] = _TextDisk.fetch(None, mode, filename, value, False)  # type: ignore[arg-type]
         for key, text in texts.items():
-            out[key] = self._parse(key, text)
+            out[key] = self._entry(key, text)
         return out
 
     def put(self, key: str, entry: Entry) -> PutResult:
@@ -1007,7 +1019,7 @@ class DiskStore(Store):
         if not isinstance(entry, Entry):
             raise ConfigError(f"put() needs an Entry, got {type(entry).__name__}")
         cost, size = float(entry.cost), float(entry.size)
-        text = entry.to_json()
+        text = entry.to_json() if self._signer is None else self._signer.seal(key, entry.to_json())
         with self._txn(self.update_timeout) as sql:
             st = self._state(sql)
             if self._remove(sql, st, key):  # Policy.admit: re-offering a cached key replaces it
@@ -1071,7 +1083,8 @@ class DiskStore(Store):
 
     def stats(self) -> dict[str, Any]:
         base = {"store": "disk", "directory": str(self.directory), "read_only": self.read_only,
-                "read_only_drops": self._read_only_drops, "gone_ops": self._gone_ops}
+                "read_only_drops": self._read_only_drops, "gone_ops": self._gone_ops,
+                **({"forged": self._signer.forged} if self._signer is not None else {})}
         shares: dict[str, Any] = {}
         try:
             with self._read() as sql:

@@ -11,8 +11,12 @@ Faults: every redis-py error (connection refused, timeout, server error) becomes
 client is built with ``socket_timeout``/``socket_connect_timeout`` (seconds) and no retries, so
 an operation against a dead or hung server fails within about that time, and a
 ``CircuitBreaker`` (``cachemux.stores.breaker``) then makes every operation fail at once, with no
-network round trip, until a probe (one operation, once per ``breaker_reset`` second) gets an
-answer: a hung server costs one timeout, not one per operation. The store connects lazily:
+network round trip, until a probe gets an answer: a hung server costs one timeout, not one per
+operation. A probe is a ``PING`` on a connection of its own with the short ``probe_timeout``
+(not ``socket_timeout``), then the operation: once per ``breaker_reset`` second for reads, and
+for every write (``put``/``delete``/``clear``) that finds no probe running, so while the server
+hangs a probe costs at most ``probe_timeout``, and the first write after it answers again goes
+through instead of being dropped. The store connects lazily:
 ``RedisStore(url)`` builds while the server is down (a logged warning) and reads or creates its
 namespace on the first operation that reaches it. If the namespace vanished (a server restarted without
 persistence, ``FLUSHALL``), the next operation re-creates it empty with this store's
@@ -34,11 +38,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cachemux.errors import ConfigError, CorruptEntryError, InvariantError, StoreError
+from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError, InvariantError, StoreError
 from cachemux.stores import _redis_lua as lua
 from cachemux.stores._policy import StorePolicy, resolve_policy
 from cachemux.stores._shares import REST, check_share_state, check_shares, share_capacity, share_part
-from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Store, check_key
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Signer, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
 __all__ = ["RedisStore"]
@@ -76,6 +80,8 @@ class RedisStore(Store):
 
     ``breaker``: a ``CircuitBreaker`` (default: one opening after a fault that cost >= 50 ms and
     probing after ``breaker_reset`` = 1 s), or False to send every operation to the server.
+    ``probe_timeout``: seconds a probe's ``PING`` waits (default 0.1 s; raise it for a server
+    whose round trip is not well under that, or probes never succeed).
 
     ``shares={namespace: fraction}`` (fixed when the namespace is created; None = the stored
     ones): each listed cache namespace (``Entry.meta["ns"]``) holds at most its fraction of
@@ -83,16 +89,24 @@ class RedisStore(Store):
     decisions ``DiskStore(shares=...)`` makes. Entries with ``Entry.expires`` (``ttl=``) whose
     time passed leave before any policy victim when room is needed (``stats()["expired"]``),
     judged by the writing client's clock.
+
+    ``signing_key`` (bytes or str, the same for every client of the namespace): values are
+    HMAC-signed on write and checked on read (``base.Signer``); one written by anyone without the
+    key, altered or moved to another key is a miss, counted in this client's ``stats()["forged"]``
+    and logged (the server's hit counters still count the read).
     """
 
     def __init__(self, url: str | None = None, *, client: Any = None, namespace: str = "default",
                  prefix: str = "cachemux", capacity: float | None = None, policy: str | None = None,
                  socket_timeout: float = 1.0, socket_connect_timeout: float = 1.0,
                  log_size: int | None = None, breaker: CircuitBreaker | bool = True,
-                 breaker_reset: float = 1.0, shares: Any = None, **policy_options: Any) -> None:
+                 breaker_reset: float = 1.0, probe_timeout: float = 0.1, shares: Any = None,
+                 signing_key: bytes | str | None = None, **policy_options: Any) -> None:
         self.shares = check_shares(shares)
+        self._signer = None if signing_key is None else Signer(signing_key)
         redis = _import_redis()
-        for name, v in (("socket_timeout", socket_timeout), ("socket_connect_timeout", socket_connect_timeout)):
+        for name, v in (("socket_timeout", socket_timeout), ("socket_connect_timeout", socket_connect_timeout),
+                        ("probe_timeout", probe_timeout)):
             if not isinstance(v, (int, float)) or not (v > 0) or math.isinf(v):
                 raise ConfigError(f"{name} must be a finite number of seconds > 0, got {v!r}")
         for name, v in (("namespace", namespace), ("prefix", prefix)):
@@ -138,6 +152,8 @@ class RedisStore(Store):
         elif breaker is not False and not isinstance(breaker, CircuitBreaker):
             raise ConfigError(f"breaker must be a CircuitBreaker, True or False, got {breaker!r}")
         self.breaker: CircuitBreaker | None = breaker or None
+        self.probe_timeout = float(probe_timeout)
+        self._probe_conn: Any = None  # one probe at a time (the breaker's rule): one connection
         self.spec = self._requested  # until the namespace is read from the server
         self._ready = False
         try:
@@ -189,14 +205,35 @@ class RedisStore(Store):
         self._ready = True
         return stored
 
-    def _guard(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _ping(self) -> None:
+        """The probe: PING on its own connection with ``probe_timeout`` (a hung server costs that,
+        not ``socket_timeout``); the same connection class and address as the client's pool."""
+        conn = self._probe_conn
+        if conn is None:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            conn = self._probe_conn = self.client.connection_pool.make_connection()
+            conn.socket_timeout = conn.socket_connect_timeout = self.probe_timeout
+            conn.retry = Retry(NoBackoff(), 0)
+        try:
+            conn.send_command("PING")
+            conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+
+    def _guard(self, fn: Callable[..., Any], *args: Any, urgent: bool = False) -> Any:
         """Run ``fn`` against the server through the breaker (connecting first if needed);
-        network faults -> ``Unavailable``, other redis-py errors -> ``StoreError``."""
+        network faults -> ``Unavailable``, other redis-py errors -> ``StoreError``. ``urgent``:
+        a write, which probes whenever the breaker is open and no probe is running."""
         breaker = self.breaker
-        probe = breaker.before() if breaker is not None else False
+        probe = breaker.before(urgent) if breaker is not None else False
         t = time.monotonic()
         fault: BaseException | None = None
         try:
+            if probe:
+                self._ping()
             if not self._ready:
                 self._init()
             return fn(*args)
@@ -228,19 +265,27 @@ class RedisStore(Store):
                     raise self._error(exc) from exc
             raise AssertionError("unreachable")  # pragma: no cover
 
-        return self._guard(run)
+        return self._guard(run, urgent=name in ("PUT", "DELETE", "CLEAR"))
 
-    def _plain(self, fn: Any, *args: Any) -> Any:
+    def _plain(self, fn: Any, *args: Any, urgent: bool = False) -> Any:
         try:
-            return self._guard(fn, *args)
+            return self._guard(fn, *args, urgent=urgent)
         except self._redis.ResponseError as exc:
             raise self._error(exc) from exc
 
     def _parse(self, key: str, text: Any) -> Entry:
         try:
-            return Entry.from_json(text)
+            return Entry.from_json(text if self._signer is None else self._signer.open(key, text))
         except CorruptEntryError as exc:
-            raise CorruptEntryError(f"{self._where}: entry {key!r}: {exc}") from None
+            raise type(exc)(f"{self._where}: entry {key!r}: {exc}") from None
+
+    def _entry(self, key: str, text: Any) -> Entry | None:
+        """``_parse`` for reads: a value failing its signature check is a miss (counted, logged)."""
+        try:
+            return self._parse(key, text)
+        except ForgedEntryError as exc:
+            self._signer.rejected(exc)  # type: ignore[union-attr]
+            return None
 
     # ---- the Store API --------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
@@ -248,21 +293,22 @@ class RedisStore(Store):
         out = self._run("GET", key)
         if int(out[0]) == 0:
             return None
-        return self._parse(key, out[1])
+        return self._entry(key, out[1])
 
     def peek(self, key: str) -> Entry | None:
         check_key(key)
         text = self._plain(self.client.hget, self._keys[2], key)
-        return None if text is None else self._parse(key, text)
+        return None if text is None else self._entry(key, text)
 
     def put(self, key: str, entry: Entry) -> PutResult:
         check_key(key)
         if not isinstance(entry, Entry):
             raise ConfigError(f"put() needs an Entry, got {type(entry).__name__}")
         if not self._ready:  # the shares are known once the namespace is read
-            self._plain(lambda: None)
+            self._plain(lambda: None, urgent=True)
         part = share_part(self.shares, entry) if self.shares else REST
-        out = self._run("PUT", key, entry.to_json(), repr(float(entry.cost)), repr(float(entry.size)), part,
+        text = entry.to_json() if self._signer is None else self._signer.seal(key, entry.to_json())
+        out = self._run("PUT", key, text, repr(float(entry.cost)), repr(float(entry.size)), part,
                         "" if entry.expires is None else repr(float(entry.expires)), repr(time.time()))
         return PutResult(int(out[0]) == 1, tuple(_s(k) for k in out[2:]), int(out[1]))
 
@@ -312,6 +358,8 @@ class RedisStore(Store):
         for k in ("admissions", "rejections", "evictions", "deletes", "replaced", "expired"):
             out[k] = int(st.get(k, 0))
         out["clock"] = st.get("clock", 0.0)
+        if self._signer is not None:
+            out["forged"] = self._signer.forged
         if self.shares:
             used = {_s(k): float(_s(v).split()[0]) for k, v in
                     self._plain(self.client.hgetall, self._keys[8]).items()}
@@ -367,6 +415,8 @@ class RedisStore(Store):
                            clock=clock, parse=self._parse)
 
     def close(self) -> None:
+        if self._probe_conn is not None:
+            self._probe_conn.disconnect()
         if self._own_client:
             try:
                 self.client.close()
