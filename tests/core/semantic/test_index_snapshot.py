@@ -183,35 +183,58 @@ def test_unwritable_snapshot_folder_is_a_logged_fault(tmp_path, embedder):
     cache.close()
 
 
-def test_damaged_row_inside_the_snapshot_never_serves_another_answer(tmp_path, embedder, monkeypatch):
-    """Rows are not checksummed on load (memory-mapped, read when searched): a row overwritten
-    with another question's vector proposes the wrong entry, which the hit-time re-check on the
+def test_damaged_row_in_the_loaded_index_never_serves_another_answer(tmp_path, embedder, monkeypatch):
+    """A row of the loaded index holding another question's vector (rows are checksummed on
+    load; this is damage after it) proposes the wrong entry, which the hit-time re-check on the
     entry's own stored embedding refuses (and repairs in the index). Exact search, so that every
-    row is scored (with the ANN the damaged row's entry would only be missed: its graph node is
-    intact and its row scores low)."""
+    row is scored."""
     exact = {"ann_threshold": None}
     first = _filled(tmp_path, embedder, exact)
     first.save_index()
     first.close()
-    manifest = _manifest(tmp_path)
-    head = json.loads(manifest.read_text())
-    from cachemux.semantic.snapshot import _map
-
-    tensors = _map(manifest.parent, head["data"])
-    parts = json.loads(tensors["parts"].tobytes())
-    keys = parts[0]["keys"]
     cache, rebuilds = _reopen(tmp_path, embedder, monkeypatch, exact)
+    cache.lookup("Tell me the boiling point of water", LLM)  # a semantic lookup: loads the snapshot
     france, hamlet = cache.key_for(QUESTIONS[0], LLM), cache.key_for("Who wrote Hamlet?", LLM)
-    rows = np.memmap(manifest.parent / head["data"]["file"], dtype=np.float32, mode="r+",
-                     offset=tensors["rows.0"].offset, shape=tensors["rows.0"].shape)
+    ix = cache._index.part(next(iter(cache._index.partitions())))
     query = "What's the capital city of France?"
-    rows[keys.index(hamlet)] = embedder.embed([embed_form(query)])[0]  # Hamlet's row: the best match of the query
-    rows.flush()
-    del rows, tensors
+    ix._mat[ix._rows[hamlet]] = embedder.embed([embed_form(query)])[0]  # Hamlet's row: the best match of the query
     m = cache.match(query, LLM)
     assert m is not None and m.value == "answer: What is the capital of France?" and m.key == france
     assert cache.lookup("Who is the author of Hamlet?", LLM) == "answer: Who wrote Hamlet?"  # repaired
     assert rebuilds == [] and cache.stats()["snapshot_errors"] == 0
+    cache.check_invariants()
+    cache.close()
+
+
+def test_randomised_rows_in_the_snapshot_are_detected_and_rebuilt(tmp_path, embedder, monkeypatch, caplog):
+    """Random bytes over 30 of 120 saved rows: the data file's CRC-32 no longer matches, the
+    snapshot is logged and rebuilt from the store, and all 120 semantic hits still come (loaded
+    unchecked, the damaged rows' entries miss)."""
+    questions = [f"What is fact number {i} about the history of city{i}?" for i in range(120)]
+    vecs = embedder.embed([embed_form(q) for q in questions])
+    first = SemanticCache(DiskStore(tmp_path / "store", capacity=1000), embedder=embedder, threshold=0.9,
+                          index_options=OPTS)
+    for q, v in zip(questions, vecs):
+        first.update(q, LLM, f"answer: {q}", embed_text=q, embedding=v)
+    first.save_index()
+    first.close()
+    head = json.loads(_manifest(tmp_path).read_text())
+    data = _manifest(tmp_path).parent / head["data"]["file"]
+    raw = bytearray(data.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    start = 8 + n + json.loads(raw[8:8 + n])["rows.0"]["data_offsets"][0]
+    width = embedder.dim * 4
+    rng = np.random.default_rng(5)
+    for row in rng.choice(120, 30, replace=False):
+        at = start + int(row) * width
+        raw[at:at + width] = rng.integers(0, 256, width, dtype=np.uint8).tobytes()
+    data.write_bytes(bytes(raw))
+    caplog.set_level(logging.WARNING, logger="cachemux.cache")
+    cache, rebuilds = _reopen(tmp_path, embedder, monkeypatch)
+    hits = [cache.lookup(f"{q} (asked again)", LLM, embed_text=q) for q in questions]
+    assert hits == [f"answer: {q}" for q in questions]
+    assert rebuilds == [1] and cache.stats()["snapshot_errors"] == 1
+    assert any("is damaged (CRC-32" in r.getMessage() for r in caplog.records)
     cache.check_invariants()
     cache.close()
 
