@@ -13,14 +13,17 @@ A snapshot is three kinds of file in one folder (for a ``DiskStore``: ``<store>/
 No pickle: JSON, safetensors and usearch's format. A new manifest names new data files, so a
 reader holding the old manifest never sees a half-written file; the files of older snapshots
 are removed at a later save (once no manifest names them and they are 5 minutes old, so
-another process's snapshot being written is left alone). ``load`` checks sizes and checksums
-*before* any byte reaches a parser (usearch is native code; the data and graph files are
-checksummed whole: ~0.06 s for the 160 MB of rows of 100k entries), then the parts against each
-other; the rows are then memory-mapped copy-on-write (pages already in the page cache). Anything
-wrong raises ``SnapshotError`` and the cache logs it and rebuilds from the store. A loaded
-snapshot is only a starting point: the cache replays the store's change log from ``cursor`` (a
-reset there, e.g. the log was trimmed past it or the store was recreated, means a full
-rebuild), and every semantic hit is re-checked against the matched entry's own stored embedding.
+another process's snapshot being written is left alone). Each file is written as a hidden temp
+file (``.<name>.<random>.tmp``) locked (``flock``) until it is renamed into place; a save also
+removes the temp files a killed save left: those no live save holds locked (without ``fcntl``:
+those 5 minutes old). ``load`` checks sizes and checksums *before* any byte reaches a parser
+(usearch is native code; the data and graph files are checksummed whole: ~0.06 s for the 160 MB
+of rows of 100k entries), then the parts against each other; the rows are then memory-mapped
+copy-on-write (pages already in the page cache). Anything wrong raises ``SnapshotError`` and the
+cache logs it and rebuilds from the store. A loaded snapshot is only a starting point: the cache
+replays the store's change log from ``cursor`` (a reset there, e.g. the log was trimmed past it
+or the store was recreated, means a full rebuild), and every semantic hit is re-checked against
+the matched entry's own stored embedding.
 """
 
 from __future__ import annotations
@@ -39,12 +42,17 @@ import numpy as np
 from cachemux.errors import CacheMuxError
 from cachemux.semantic.index import PartitionedIndex, VectorIndex, _usearch
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; killed saves' temp files are removed by age only
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["FORMAT", "Captured", "SnapshotError", "capture", "load", "save", "write"]
 
 FORMAT = "cachemux-semantic-index"
 VERSION = 1
 # data files no manifest names are removed once this old: younger ones may belong to a snapshot
-# another process is writing right now
+# another process is writing right now (so are unlocked empty temp files: see _sweep_temps)
 ORPHAN_AGE_S = 300.0
 
 
@@ -60,14 +68,38 @@ def _write(path: Path, data: bytes) -> dict[str, Any]:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "wb") as f:
+            if fcntl is not None:  # held until renamed: another save's sweep leaves a live temp file alone
+                fcntl.flock(f, fcntl.LOCK_EX)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if fcntl is not None:
+                os.replace(tmp, path)
+        if fcntl is None:  # (Windows cannot rename an open file)
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
     return {"file": path.name, "bytes": len(data), "crc32": _crc(data)}
+
+
+def _sweep_temps(folder: Path, stem: str) -> None:
+    """Remove the temp files (``_write``) of saves of snapshot ``stem`` killed mid-write: those
+    no live save holds locked. An empty one may be a save between creating and locking it, so it
+    waits ``ORPHAN_AGE_S``; without ``fcntl`` every one does."""
+    cutoff = time.time() - ORPHAN_AGE_S
+    for tmp in folder.glob(f".{stem}[.-]*.tmp"):
+        with contextlib.suppress(OSError):  # (BlockingIOError: a live save holds it; gone meanwhile)
+            if fcntl is None:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                continue
+            with open(tmp, "rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_size or st.st_mtime < cutoff:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if os.stat(tmp).st_ino == st.st_ino:  # still that file, not renamed into place
+                        tmp.unlink()
 
 
 class Captured:
@@ -134,6 +166,7 @@ def write(manifest: Path, snap: Captured, *, source: str, embedder: str) -> int:
         with contextlib.suppress(OSError):
             if old.name not in keep and old.stat().st_mtime < cutoff:
                 old.unlink()
+    _sweep_temps(manifest.parent, stem)
     return written
 
 

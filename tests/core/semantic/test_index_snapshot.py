@@ -239,6 +239,64 @@ def test_randomised_rows_in_the_snapshot_are_detected_and_rebuilt(tmp_path, embe
     cache.close()
 
 
+_SAVER = """
+import os, sys, time
+from cachemux.cache import SemanticCache
+from cachemux.semantic import Embedder
+from cachemux.stores import DiskStore
+
+real, stop_at = os.fsync, int(sys.argv[2])
+calls = []
+
+def fsync(fd):  # the snapshot's files are fsynced before their rename: stop after the stop_at-th
+    real(fd)
+    calls.append(fd)
+    if len(calls) == stop_at:
+        print("writing", flush=True)
+        time.sleep(600)
+
+os.fsync = fsync
+cache = SemanticCache(DiskStore(sys.argv[1]), embedder=Embedder().load(), threshold=0.9,
+                      index_options={"ann_threshold": 8})
+cache.save_index()
+"""
+
+
+def test_temp_files_of_killed_saves_are_removed_by_the_next_save(tmp_path, embedder):
+    """Real child processes stopped inside a save (after fsyncing the graph, data or manifest
+    temp file, before its rename), then SIGKILLed: nothing renames or removes their hidden temp
+    files but the next save's sweep. A live save's temp file (locked) survives another process's
+    save; once its writer is killed, the next save removes it."""
+    import signal
+    import subprocess
+    import sys
+
+    cache = _filled(tmp_path, embedder)
+    assert cache.save_index()
+    folder = _manifest(tmp_path).parent
+    for stop_at in (1, 2, 3, 2):
+        dead = set(folder.glob(".*.tmp"))  # the previous killed save's
+        child = subprocess.Popen([sys.executable, "-c", _SAVER, str(tmp_path / "store"), str(stop_at)],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().strip() == "writing"
+            live = set(folder.glob(".*.tmp")) - dead
+            assert len(live) == 1 and next(iter(live)).stat().st_size > 0
+            assert cache.save_index()
+            left = set(folder.glob(".*.tmp"))
+            assert live <= left  # being written by a live process: left alone
+            assert not dead & left  # the killed save's: removed
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(60)
+            child.stdout.close()
+    assert len(list(folder.glob(".*.tmp"))) == 1  # the last kill's: the others were removed
+    assert cache.save_index()
+    assert list(folder.glob(".*.tmp")) == []
+    assert cache.lookup("What's the capital city of France?", LLM) == "answer: What is the capital of France?"
+    cache.close()
+
+
 def test_deferred_graph_inserts_are_searched_exactly_until_drained():
     from cachemux.errors import InvariantError
     from cachemux.semantic.index import NO_LABEL, VectorIndex
