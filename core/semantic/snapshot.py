@@ -4,7 +4,9 @@ A snapshot is three kinds of file in one folder (for a ``DiskStore``: ``<store>/
 
 * ``<name>.json``: the manifest, replaced atomically (temp file + ``os.replace``) and written
   last: format and version, the embedder id and dimension, the store's identity and its
-  change-log position (``cursor``) the index reflects, and for every data file its size and CRC-32;
+  change-log position (``cursor``) the index reflects with the store's change at that position
+  (``change``: ``[op, key]``, or null when the log no longer held it), and for every data file its
+  size and CRC-32;
 * ``<name>-<token>.safetensors``: every partition's float32 rows (the exact vectors the threshold
   is decided on), ANN labels, and the keys and partition names as JSON bytes;
 * ``<name>-<token>-<i>.usearch``: usearch's own file of partition ``i``'s HNSW graph (only for
@@ -23,7 +25,10 @@ copy-on-write (pages already in the page cache). Anything wrong raises ``Snapsho
 cache logs it and rebuilds from the store. A loaded snapshot is only a starting point: the cache
 replays the store's change log from ``cursor`` (a reset there, e.g. the log was trimmed past it
 or the store was recreated, means a full rebuild), and every semantic hit is re-checked against
-the matched entry's own stored embedding.
+the matched entry's own stored embedding. A store restored from a backup older than the
+snapshot has a log that went on differently from ``cursor``'s history: ``load`` compares the
+store's change at ``cursor`` with the recorded one (``change_at``), so such a snapshot is
+rebuilt rather than replayed from a position whose earlier changes it never saw.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import os
 import secrets
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +56,7 @@ except ImportError:  # Windows: no flock; killed saves' temp files are removed b
 __all__ = ["FORMAT", "Captured", "SnapshotError", "capture", "load", "save", "write"]
 
 FORMAT = "cachemux-semantic-index"
-VERSION = 1
+VERSION = 2  # 2: the change at ``cursor`` is recorded (version-1 snapshots are rebuilt once)
 # data files no manifest names are removed once this old: younger ones may belong to a snapshot
 # another process is writing right now (so are unlocked empty temp files: see _sweep_temps)
 ORPHAN_AGE_S = 300.0
@@ -106,10 +112,11 @@ class Captured:
     """A consistent copy of an index at one change-log position (``capture``), written by
     ``write`` without holding the index lock."""
 
-    __slots__ = ("cursor", "dim", "entries", "graphs", "index_options", "parts", "tensors")
+    __slots__ = ("change", "cursor", "dim", "entries", "graphs", "index_options", "parts", "tensors")
 
-    def __init__(self, index: PartitionedIndex, cursor: int) -> None:
+    def __init__(self, index: PartitionedIndex, cursor: int, change: list[str] | None = None) -> None:
         self.cursor, self.dim, self.entries = int(cursor), index.dim, len(index)
+        self.change = change
         self.index_options = _jsonable(index.index_options)
         self.tensors: dict[str, np.ndarray] = {}
         self.parts: list[dict[str, Any]] = []
@@ -125,16 +132,18 @@ class Captured:
             self.graphs.append(graph)
 
 
-def capture(index: PartitionedIndex, cursor: int) -> Captured:
-    """Copy what a snapshot of ``index`` (at change-log position ``cursor``) needs: the rows (with
-    spare room, see ``VectorIndex.export``), keys, labels and serialised graphs. The only part of
-    a save that needs the index lock (one memory copy: ~0.1-0.3 s at 100k entries)."""
-    return Captured(index, cursor)
+def capture(index: PartitionedIndex, cursor: int, change: list[str] | None = None) -> Captured:
+    """Copy what a snapshot of ``index`` (at change-log position ``cursor``, whose change was
+    ``change``: ``[op, key]`` or None) needs: the rows (with spare room, see
+    ``VectorIndex.export``), keys, labels and serialised graphs. The only part of a save that
+    needs the index lock (one memory copy: ~0.1-0.3 s at 100k entries)."""
+    return Captured(index, cursor, change)
 
 
-def save(manifest: Path, index: PartitionedIndex, *, cursor: int, source: str, embedder: str) -> int:
-    """``write(manifest, capture(index, cursor), ...)``: returns the bytes written."""
-    return write(manifest, capture(index, cursor), source=source, embedder=embedder)
+def save(manifest: Path, index: PartitionedIndex, *, cursor: int, source: str, embedder: str,
+         change: list[str] | None = None) -> int:
+    """``write(manifest, capture(index, cursor, change), ...)``: returns the bytes written."""
+    return write(manifest, capture(index, cursor, change), source=source, embedder=embedder)
 
 
 def write(manifest: Path, snap: Captured, *, source: str, embedder: str) -> int:
@@ -153,7 +162,7 @@ def write(manifest: Path, snap: Captured, *, source: str, embedder: str) -> int:
     data = _write(manifest.with_name(f"{stem}-{token}.safetensors"), safetensors.numpy.save(tensors))
     data["parts_crc32"] = _crc(listing)
     head = {"format": FORMAT, "version": VERSION, "embedder": embedder, "dim": snap.dim, "source": source,
-            "cursor": snap.cursor, "entries": snap.entries, "data": data, "graphs": graphs,
+            "cursor": snap.cursor, "change": snap.change, "entries": snap.entries, "data": data, "graphs": graphs,
             "index_options": snap.index_options}
     _write(manifest, (json.dumps(head, indent=1) + "\n").encode("utf-8"))
     written = data["bytes"] + sum(g["bytes"] for g in graphs if g)
@@ -236,10 +245,13 @@ def _map(folder: Path, ref: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def load(manifest: Path, *, dim: int, source: str, embedder: str, index_options: dict[str, Any]
-         ) -> tuple[PartitionedIndex, int] | None:
+def load(manifest: Path, *, dim: int, source: str, embedder: str, index_options: dict[str, Any],
+         change_at: Callable[[int], list[str] | None] | None = None) -> tuple[PartitionedIndex, int] | None:
     """``(index, cursor)`` from the snapshot, or None when there is none; ``SnapshotError`` when
-    it is damaged or was made for another store, embedder or index configuration."""
+    it is damaged or was made for another store, embedder or index configuration, or when
+    ``change_at(cursor)`` (the store's change at the snapshot's position now) is not the change
+    recorded there: the store's log went on differently (an older copy of it restored), so
+    replaying it from ``cursor`` would skip changes."""
     try:
         text = manifest.read_bytes()
     except FileNotFoundError:
@@ -260,6 +272,9 @@ def load(manifest: Path, *, dim: int, source: str, embedder: str, index_options:
     graphs = head.get("graphs")
     if isinstance(cursor, bool) or not isinstance(cursor, int) or not isinstance(graphs, list):
         raise SnapshotError(f"{manifest}: bad cursor or graph list")
+    if change_at is not None and (now := change_at(cursor)) != head.get("change"):
+        raise SnapshotError(f"{manifest}: the store's change at position {cursor} is {now!r:.120}, the snapshot's "
+                            f"{head.get('change')!r:.120} (the store was restored from an older copy?)")
     folder = manifest.parent
     try:
         tensors = _map(folder, head.get("data"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -235,6 +236,47 @@ def test_randomised_rows_in_the_snapshot_are_detected_and_rebuilt(tmp_path, embe
     assert hits == [f"answer: {q}" for q in questions]
     assert rebuilds == [1] and cache.stats()["snapshot_errors"] == 1
     assert any("is damaged (CRC-32" in r.getMessage() for r in caplog.records)
+    cache.check_invariants()
+    cache.close()
+
+
+def test_snapshot_newer_than_a_restored_store_is_rebuilt(tmp_path, embedder, monkeypatch):
+    """cache.db backed up, the snapshot saved later (300 entries on), the old cache.db restored
+    beside it, then 400 new entries: the store's log passed the snapshot's position with other
+    changes than the snapshot saw. Replayed from there, 300 of the 400 would stay invisible;
+    the change recorded at the snapshot's position differs from the store's, so it is rebuilt."""
+    store_dir = tmp_path / "store"
+    cache = SemanticCache(DiskStore(store_dir, capacity=5000), embedder=embedder, threshold=0.9, index_options=OPTS)
+    for q in QUESTIONS:
+        cache.update(q, LLM, f"answer: {q}")
+    cache.save_index()
+    cache.close()
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for f in store_dir.glob("cache.db*"):
+        shutil.copy2(f, backup / f.name)
+    rng = np.random.default_rng(6)
+    cache, _ = _reopen(tmp_path, embedder)
+    for i, v in enumerate(rng.standard_normal((300, embedder.dim))):
+        cache.update(f"later question {i}", LLM, "x", embedding=v)
+    assert cache.save_index()
+    cache.close()
+    for f in store_dir.glob("cache.db*"):
+        f.unlink()
+    for f in backup.iterdir():
+        shutil.copy2(f, store_dir / f.name)
+    writer = SemanticCache(DiskStore(store_dir), embedder=embedder, threshold=0.9, index_path=False)
+    new = rng.standard_normal((400, embedder.dim)).astype(np.float32)
+    for i, v in enumerate(new):
+        writer.update(f"new question {i}", LLM, "y", embedding=v)
+    writer.close()
+    cache, rebuilds = _reopen(tmp_path, embedder, monkeypatch)
+    assert cache.lookup("What's the capital city of France?", LLM) == "answer: What is the capital of France?"
+    part = next(iter(cache._index.partitions()))
+    found = [cache._index.search(part, v, 1) for v in new]
+    invisible = [i for i, f in enumerate(found) if not f or f[0][0] != cache.key_for(f"new question {i}", LLM)]
+    assert invisible == [] and len(cache._index) == len(QUESTIONS) + 400
+    assert rebuilds == [1] and cache.stats()["snapshot_errors"] == 1
     cache.check_invariants()
     cache.close()
 
