@@ -6,7 +6,10 @@ sync, and saving without stalling other threads: under the index lock only a con
 taken (``snapshot.capture``, one memory copy), the files are written after the lock is released
 (``snapshot.write``), one writer at a time. A save after a full rebuild, and with
 ``save_every=N`` one after every N index changes, is written by a background thread; ``close()``
-waits for it and writes what changed since.
+waits for it and writes what changed since. A snapshot records the store's change at its
+change-log position, and is loaded only if the store still has that change there (see
+``snapshot.load``): a store restored from an older copy gets a rebuild, not a replay that would
+skip the changes its log went on with.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 from cachemux.errors import ConfigError
 from cachemux.semantic import snapshot
 from cachemux.semantic.index import PartitionedIndex
-from cachemux.stores.base import Store
+from cachemux.stores.base import CHANGES_RESET, Store
 from cachemux.stores.disk import DiskStore
 
 __all__ = ["SNAPSHOT_FOLDER", "IndexPersistence"]
@@ -93,7 +96,7 @@ class IndexPersistence:
         if manifest is None:
             return False
         kw = {"dim": index.dim, "source": self._snapshot_source(), "embedder": self._vector_id,  # type: ignore[attr-defined]
-              "index_options": self._index_options}  # type: ignore[attr-defined]
+              "index_options": self._index_options, "change_at": self._change_at}  # type: ignore[attr-defined]
         try:
             try:
                 seen = _stamp(manifest)
@@ -117,14 +120,30 @@ class IndexPersistence:
         log.info("semantic index: %d entries loaded from %s (change-log position %d)", len(index), manifest, cursor)
         return True
 
+    def _change_at(self, cursor: int) -> list[str] | None:
+        """The store's change at log position ``cursor``: ``[op, key]``; None when its log does not
+        hold it (trimmed, or the position of an empty log); ``["end", ""]`` when the log ends
+        just before it (the store is behind). Reads the log from ``cursor`` on."""
+        _, ops = self.store.changes(cursor - 1)
+        if not ops:
+            return ["end", ""]
+        op, key = ops[0]
+        return None if op == CHANGES_RESET else [op, key]
+
     # ---- saving ----------------------------------------------------------------------------------
     def _capture(self, index: PartitionedIndex) -> tuple[Path, snapshot.Captured] | None:
-        """A copy of ``index`` at the current change-log position (caller holds the index lock)."""
+        """A copy of ``index`` at the current change-log position (caller holds the index lock);
+        None when there is nothing to save or the store's log cannot be read (a logged fault)."""
         manifest = self._snapshot_manifest(index.dim)
         if manifest is None or not self._synced:  # type: ignore[attr-defined]
             return None
+        try:
+            change = self._change_at(self._cursor)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._fault("saving the semantic index", exc)  # type: ignore[attr-defined]
+            return None
         t = time.perf_counter()
-        snap = snapshot.capture(index, self._cursor)  # type: ignore[attr-defined]
+        snap = snapshot.capture(index, self._cursor, change)  # type: ignore[attr-defined]
         self._snapshot_changes = 0
         self.last_save = {"lock_s": time.perf_counter() - t, "entries": snap.entries}
         return manifest, snap

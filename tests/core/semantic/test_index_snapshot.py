@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -183,36 +184,158 @@ def test_unwritable_snapshot_folder_is_a_logged_fault(tmp_path, embedder):
     cache.close()
 
 
-def test_damaged_row_inside_the_snapshot_never_serves_another_answer(tmp_path, embedder, monkeypatch):
-    """Rows are not checksummed on load (memory-mapped, read when searched): a row overwritten
-    with another question's vector proposes the wrong entry, which the hit-time re-check on the
+def test_damaged_row_in_the_loaded_index_never_serves_another_answer(tmp_path, embedder, monkeypatch):
+    """A row of the loaded index holding another question's vector (rows are checksummed on
+    load; this is damage after it) proposes the wrong entry, which the hit-time re-check on the
     entry's own stored embedding refuses (and repairs in the index). Exact search, so that every
-    row is scored (with the ANN the damaged row's entry would only be missed: its graph node is
-    intact and its row scores low)."""
+    row is scored."""
     exact = {"ann_threshold": None}
     first = _filled(tmp_path, embedder, exact)
     first.save_index()
     first.close()
-    manifest = _manifest(tmp_path)
-    head = json.loads(manifest.read_text())
-    from cachemux.semantic.snapshot import _map
-
-    tensors = _map(manifest.parent, head["data"])
-    parts = json.loads(tensors["parts"].tobytes())
-    keys = parts[0]["keys"]
     cache, rebuilds = _reopen(tmp_path, embedder, monkeypatch, exact)
+    cache.lookup("Tell me the boiling point of water", LLM)  # a semantic lookup: loads the snapshot
     france, hamlet = cache.key_for(QUESTIONS[0], LLM), cache.key_for("Who wrote Hamlet?", LLM)
-    rows = np.memmap(manifest.parent / head["data"]["file"], dtype=np.float32, mode="r+",
-                     offset=tensors["rows.0"].offset, shape=tensors["rows.0"].shape)
+    ix = cache._index.part(next(iter(cache._index.partitions())))
     query = "What's the capital city of France?"
-    rows[keys.index(hamlet)] = embedder.embed([embed_form(query)])[0]  # Hamlet's row: the best match of the query
-    rows.flush()
-    del rows, tensors
+    ix._mat[ix._rows[hamlet]] = embedder.embed([embed_form(query)])[0]  # Hamlet's row: the best match of the query
     m = cache.match(query, LLM)
     assert m is not None and m.value == "answer: What is the capital of France?" and m.key == france
     assert cache.lookup("Who is the author of Hamlet?", LLM) == "answer: Who wrote Hamlet?"  # repaired
     assert rebuilds == [] and cache.stats()["snapshot_errors"] == 0
     cache.check_invariants()
+    cache.close()
+
+
+def test_randomised_rows_in_the_snapshot_are_detected_and_rebuilt(tmp_path, embedder, monkeypatch, caplog):
+    """Random bytes over 30 of 120 saved rows: the data file's CRC-32 no longer matches, the
+    snapshot is logged and rebuilt from the store, and all 120 semantic hits still come (loaded
+    unchecked, the damaged rows' entries miss)."""
+    questions = [f"What is fact number {i} about the history of city{i}?" for i in range(120)]
+    vecs = embedder.embed([embed_form(q) for q in questions])
+    first = SemanticCache(DiskStore(tmp_path / "store", capacity=1000), embedder=embedder, threshold=0.9,
+                          index_options=OPTS)
+    for q, v in zip(questions, vecs):
+        first.update(q, LLM, f"answer: {q}", embed_text=q, embedding=v)
+    first.save_index()
+    first.close()
+    head = json.loads(_manifest(tmp_path).read_text())
+    data = _manifest(tmp_path).parent / head["data"]["file"]
+    raw = bytearray(data.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    start = 8 + n + json.loads(raw[8:8 + n])["rows.0"]["data_offsets"][0]
+    width = embedder.dim * 4
+    rng = np.random.default_rng(5)
+    for row in rng.choice(120, 30, replace=False):
+        at = start + int(row) * width
+        raw[at:at + width] = rng.integers(0, 256, width, dtype=np.uint8).tobytes()
+    data.write_bytes(bytes(raw))
+    caplog.set_level(logging.WARNING, logger="cachemux.cache")
+    cache, rebuilds = _reopen(tmp_path, embedder, monkeypatch)
+    hits = [cache.lookup(f"{q} (asked again)", LLM, embed_text=q) for q in questions]
+    assert hits == [f"answer: {q}" for q in questions]
+    assert rebuilds == [1] and cache.stats()["snapshot_errors"] == 1
+    assert any("is damaged (CRC-32" in r.getMessage() for r in caplog.records)
+    cache.check_invariants()
+    cache.close()
+
+
+def test_snapshot_newer_than_a_restored_store_is_rebuilt(tmp_path, embedder, monkeypatch):
+    """cache.db backed up, the snapshot saved later (300 entries on), the old cache.db restored
+    beside it, then 400 new entries: the store's log passed the snapshot's position with other
+    changes than the snapshot saw. Replayed from there, 300 of the 400 would stay invisible;
+    the change recorded at the snapshot's position differs from the store's, so it is rebuilt."""
+    store_dir = tmp_path / "store"
+    cache = SemanticCache(DiskStore(store_dir, capacity=5000), embedder=embedder, threshold=0.9, index_options=OPTS)
+    for q in QUESTIONS:
+        cache.update(q, LLM, f"answer: {q}")
+    cache.save_index()
+    cache.close()
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for f in store_dir.glob("cache.db*"):
+        shutil.copy2(f, backup / f.name)
+    rng = np.random.default_rng(6)
+    cache, _ = _reopen(tmp_path, embedder)
+    for i, v in enumerate(rng.standard_normal((300, embedder.dim))):
+        cache.update(f"later question {i}", LLM, "x", embedding=v)
+    assert cache.save_index()
+    cache.close()
+    for f in store_dir.glob("cache.db*"):
+        f.unlink()
+    for f in backup.iterdir():
+        shutil.copy2(f, store_dir / f.name)
+    writer = SemanticCache(DiskStore(store_dir), embedder=embedder, threshold=0.9, index_path=False)
+    new = rng.standard_normal((400, embedder.dim)).astype(np.float32)
+    for i, v in enumerate(new):
+        writer.update(f"new question {i}", LLM, "y", embedding=v)
+    writer.close()
+    cache, rebuilds = _reopen(tmp_path, embedder, monkeypatch)
+    assert cache.lookup("What's the capital city of France?", LLM) == "answer: What is the capital of France?"
+    part = next(iter(cache._index.partitions()))
+    found = [cache._index.search(part, v, 1) for v in new]
+    invisible = [i for i, f in enumerate(found) if not f or f[0][0] != cache.key_for(f"new question {i}", LLM)]
+    assert invisible == [] and len(cache._index) == len(QUESTIONS) + 400
+    assert rebuilds == [1] and cache.stats()["snapshot_errors"] == 1
+    cache.check_invariants()
+    cache.close()
+
+
+_SAVER = """
+import os, sys, time
+from cachemux.cache import SemanticCache
+from cachemux.semantic import Embedder
+from cachemux.stores import DiskStore
+
+real, stop_at = os.fsync, int(sys.argv[2])
+calls = []
+
+def fsync(fd):  # the snapshot's files are fsynced before their rename: stop after the stop_at-th
+    real(fd)
+    calls.append(fd)
+    if len(calls) == stop_at:
+        print("writing", flush=True)
+        time.sleep(600)
+
+os.fsync = fsync
+cache = SemanticCache(DiskStore(sys.argv[1]), embedder=Embedder().load(), threshold=0.9,
+                      index_options={"ann_threshold": 8})
+cache.save_index()
+"""
+
+
+def test_temp_files_of_killed_saves_are_removed_by_the_next_save(tmp_path, embedder):
+    """Real child processes stopped inside a save (after fsyncing the graph, data or manifest
+    temp file, before its rename), then SIGKILLed: nothing renames or removes their hidden temp
+    files but the next save's sweep. A live save's temp file (locked) survives another process's
+    save; once its writer is killed, the next save removes it."""
+    import signal
+    import subprocess
+    import sys
+
+    cache = _filled(tmp_path, embedder)
+    assert cache.save_index()
+    folder = _manifest(tmp_path).parent
+    for stop_at in (1, 2, 3, 2):
+        dead = set(folder.glob(".*.tmp"))  # the previous killed save's
+        child = subprocess.Popen([sys.executable, "-c", _SAVER, str(tmp_path / "store"), str(stop_at)],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().strip() == "writing"
+            live = set(folder.glob(".*.tmp")) - dead
+            assert len(live) == 1 and next(iter(live)).stat().st_size > 0
+            assert cache.save_index()
+            left = set(folder.glob(".*.tmp"))
+            assert live <= left  # being written by a live process: left alone
+            assert not dead & left  # the killed save's: removed
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(60)
+            child.stdout.close()
+    assert len(list(folder.glob(".*.tmp"))) == 1  # the last kill's: the others were removed
+    assert cache.save_index()
+    assert list(folder.glob(".*.tmp")) == []
+    assert cache.lookup("What's the capital city of France?", LLM) == "answer: What is the capital of France?"
     cache.close()
 
 
