@@ -453,6 +453,12 @@ def _usearch() -> Any:
     """``usearch.index`` or None (logged once) when it is not installed."""
     global _warned_no_usearch
     try:
+        # onnxruntime (the default embedder) crashes the process (SIGSEGV in its native module's
+        # initialisation) when it is imported after usearch's native module; the other order works
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+    try:
         import usearch.index
     except ImportError:
         if not _warned_no_usearch:
