@@ -60,12 +60,17 @@ read-only (``readonly=None``, the default; ``readonly=True`` forces it): lookups
 committed entries without counting requests, and ``put``/``delete``/``clear`` raise
 ``ReadOnlyStoreError`` (counted in ``stats()["read_only_drops"]``). ``readonly=False`` refuses
 such a directory, naming the reason. On a read-only filesystem a database without its ``-shm``
-file is opened ``immutable`` (nobody can write it there).
+file is opened ``immutable`` (nobody can write it there). A full disk (SQLITE_FULL, ENOSPC) that
+stops the writable open opens the store read-only the same way, with the reason in
+``read_only_reason`` and ``stats()``: a restart on a full disk keeps serving the committed
+entries. Only a file that fails SQLite's ``quick_check`` through a read-only connection is
+called damaged (with the advice to move the directory aside).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -166,6 +171,31 @@ def _read_only_fs(path: Path) -> bool:
         return False
 
 
+def _disk_full(exc: BaseException, directory: Path) -> str | None:
+    """Why ``exc`` (or an error it was raised from) means the disk is full, else None: SQLite's
+    SQLITE_FULL, an OSError ENOSPC/EDQUOT, or an I/O error while the filesystem has no free block
+    or inode for this user (SQLite reports a -shm file it cannot grow as a plain I/O error)."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF == 13
+                                               or "database or disk is full" in str(exc)):
+            return f"its disk is full (SQLite: {exc})"
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"its disk is full ({exc.strerror})"
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if any(isinstance(e, OSError) or (isinstance(e, sqlite3.Error) and (
+            getattr(e, "sqlite_errorcode", 0) & 0xFF == 10 or "disk I/O error" in str(e))) for e in seen):
+        try:
+            fs = os.statvfs(directory if directory.exists() else directory.parent)
+        except OSError:
+            return None
+        if fs.f_bavail == 0 or fs.f_favail == 0:
+            cause = next(e for e in seen if isinstance(e, (OSError, sqlite3.Error)))
+            return f"its disk is full (no space left on device; {type(cause).__name__}: {cause})"
+    return None
+
+
 def _ro_uri(db: Path, immutable: bool = False) -> str:
     return f"file:{urllib.parse.quote(str(db))}?{'immutable=1' if immutable else 'mode=ro'}"
 
@@ -262,7 +292,8 @@ class DiskStore(Store):
     ``durable=True`` syncs every commit (SQLite ``synchronous=FULL``) so that committed entries
     survive power loss too, not only process crashes. ``verify=True`` runs SQLite's
     ``quick_check`` on open (O(size of the database)). ``readonly``: None opens a directory this
-    process cannot write read-only, True forces it, False refuses it (module docstring).
+    process cannot write (or on a full disk) read-only, True forces it, False refuses it
+    (module docstring).
     ``shares={namespace: fraction}`` (fixed at creation, None on reopen = the stored ones): each
     listed namespace (``Entry.meta["ns"]``) holds at most its fraction of ``capacity`` and is
     evicted only by its own newcomers, the others share the rest; within a share the policy
@@ -281,6 +312,7 @@ class DiskStore(Store):
         self.directory = Path(directory).expanduser()
         self._cache: Any = None  # diskcache.Cache, or _ReadOnlyCache when read-only
         self.read_only = False
+        self.read_only_reason: str | None = None  # why it opened read-only
         self._identity: tuple[int, ...] | None = None  # (dev, inode) of the directory and cache.db
         self._gone: str | None = None
         self._gone_ops = self._read_only_drops = 0
@@ -318,6 +350,20 @@ class DiskStore(Store):
         if why_ro is not None or readonly:
             self._open_read_only(requested, given, log_size, why_ro or "opened with readonly=True")
             return
+        try:
+            self._open_writable(requested, given, log_size, timeout, durable, verify)
+        except StoreError as exc:
+            full = _disk_full(exc, self.directory)
+            if full is None or isinstance(exc, ConfigError):
+                raise
+            self.close()
+            if readonly is False:
+                raise StoreError(f"disk store {self.directory}: {full}, and readonly=False was given (pass "
+                                 "readonly=None to open it read-only: lookups work, updates drop)") from exc
+            self._open_read_only(requested, given, log_size, full)
+
+    def _open_writable(self, requested: StorePolicy, given: dict[str, bool], log_size: int | None,
+                       timeout: float, durable: bool, verify: bool) -> None:
         initialised, store_id = self._claim_directory()
         db = self.directory / DBNAME
         if initialised and not db.exists():
@@ -370,11 +416,10 @@ class DiskStore(Store):
             con.execute("SELECT count(*) FROM sqlite_master").fetchone()
             return con
         except sqlite3.DatabaseError as exc:
-            if not _read_only_fs(db.parent) or "unable to open" not in str(exc):
+            if not self._immutable_ok(db, exc):
                 raise StoreError(f"disk store {self.directory}: {why}, and SQLite cannot read {db} "
                                  f"read-only ({type(exc).__name__}: {exc}); a WAL database needs "
                                  f"its {DBNAME}-shm file or a writable directory") from exc
-        # a read-only filesystem and no -shm file: nobody can write it here, read it as immutable
         try:
             con = sqlite3.connect(_ro_uri(db, immutable=True), uri=True, check_same_thread=False,
                                   isolation_level=None)
@@ -383,11 +428,25 @@ class DiskStore(Store):
         except sqlite3.DatabaseError as exc:
             raise self._damaged(db, exc) from exc
 
+    def _immutable_ok(self, db: Path, exc: BaseException) -> bool:
+        """Whether a database SQLite cannot read ``mode=ro`` may be read ``immutable`` (no locks,
+        no -shm): on a read-only filesystem without its -shm file nobody can write it; on a full
+        disk with no room for a -shm file and an empty or no WAL file, the main file holds every
+        commit and nobody can add one (writes after space is freed are seen once reopened)."""
+        if _read_only_fs(db.parent) and "unable to open" in str(exc):
+            return True
+        wal = db.with_name(f"{DBNAME}-wal")
+        try:
+            no_wal = not wal.exists() or wal.stat().st_size == 0
+        except OSError:
+            return False
+        return no_wal and _disk_full(exc, self.directory) is not None
+
     def _open_read_only(self, requested: StorePolicy, given: dict[str, bool], log_size: int | None,
                         why: str) -> None:
         d, marker, db = self.directory, self.directory / MARKER, self.directory / DBNAME
         if not d.is_dir():
-            raise StoreError(f"disk store {d}: readonly=True but the directory does not exist")
+            raise StoreError(f"disk store {d}: {why}, and the directory does not exist")
         if not marker.exists():
             raise StoreError(f"disk store {d}: {why}, and it is not a cachemux store (no {MARKER}): "
                              "nothing to read, and a new store cannot be created there")
@@ -397,7 +456,7 @@ class DiskStore(Store):
                              f"(no {DBNAME} or no entries yet): a new store cannot be created there")
         self._check_database(db, True, store_id, why=why)
         self._cache = _ReadOnlyCache(self._connect_ro(db, why))
-        self.read_only = True
+        self.read_only, self.read_only_reason = True, why
         try:
             with self._read() as sql:
                 self.spec, self.log_size = self._check_config(sql, requested, given, log_size)
@@ -425,8 +484,8 @@ class DiskStore(Store):
             finally:
                 con.close()
         except sqlite3.DatabaseError as exc:
-            if why and "unable to open" in str(exc) and _read_only_fs(d):
-                return  # a read-only filesystem without the -shm file: checked after the immutable open
+            if why and self._immutable_ok(db, exc):
+                return  # no -shm file and none can be made: checked after the immutable open
             raise self._damaged(db, exc) from exc
         if "cachemux_config" in tables:
             found = ident[0] if ident else None
@@ -479,10 +538,28 @@ class DiskStore(Store):
         raise StoreGoneError(self._gone)
 
     def _damaged(self, db: Path, exc: BaseException) -> StoreError:
-        return StoreError(f"disk store {self.directory}: cannot open {db} "
-                             f"({type(exc).__name__}: {exc}): damaged (truncated?) or not a valid SQLite "
-                             "database. Nothing was changed: move the directory aside to start an "
-                             "empty cache (sqlite3's .recover may salvage entries)")
+        """The error for a database SQLite could not open. Advises moving the directory aside only
+        when the file is really damaged: a full disk, or a file that passes ``quick_check`` read
+        through an immutable (lock-free, read-only) connection, is named as such instead."""
+        where = f"disk store {self.directory}: cannot open {db} ({type(exc).__name__}: {exc})"
+        full = _disk_full(exc, self.directory)
+        if full is not None:
+            return StoreError(f"{where}: {full}; the store itself is not damaged and nothing was changed")
+        try:
+            con = sqlite3.connect(_ro_uri(db, immutable=True), uri=True)
+            try:
+                check = [r[0] for r in con.execute("PRAGMA quick_check")]
+            finally:
+                con.close()
+        except sqlite3.Error as err:
+            check = [f"{type(err).__name__}: {err}"]
+        if check == ["ok"]:
+            return StoreError(f"{where}; the file reads as a valid SQLite database (quick_check ok), so it "
+                              "is not damaged: look at the disk, permissions and other processes using it. "
+                              "Nothing was changed")
+        return StoreError(f"{where}: damaged (truncated?) or not a valid SQLite database "
+                          f"({'; '.join(check[:3])}). Nothing was changed: move the directory aside to "
+                          "start an empty cache (sqlite3's .recover may salvage entries)")
 
     # ---- directory marker -----------------------------------------------------------------
     def _claim_directory(self) -> tuple[bool, str | None]:
@@ -1071,6 +1148,7 @@ class DiskStore(Store):
 
     def stats(self) -> dict[str, Any]:
         base = {"store": "disk", "directory": str(self.directory), "read_only": self.read_only,
+                "read_only_reason": self.read_only_reason,
                 "read_only_drops": self._read_only_drops, "gone_ops": self._gone_ops}
         shares: dict[str, Any] = {}
         try:
