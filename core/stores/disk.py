@@ -39,15 +39,21 @@ writes and a crash leaves either all of an operation or none of it. Each operati
 O(1 + evicted) rows through B-tree indexes: O(log n). Only a decay rescale of LEC's history
 (every ~500 half-lives of requests, with ``half_life``) rewrites all rows.
 
-Lock waits: a process stopped or frozen inside a transaction (SIGSTOP, a debugger, a swapped-out
-host) holds SQLite's write lock. ``get`` waits at most ``lookup_timeout`` (``LOOKUP_TIMEOUT`` =
-100 ms) for it, then serves the committed value without counting the request (WAL readers are
-never blocked by a writer; counted in ``stats()["uncounted"]``, logged); ``put``/``delete`` wait
-at most ``update_timeout`` (``UPDATE_TIMEOUT`` = 200 ms), then raise ``StoreError`` (the cache
-drops the update and logs it). A lock timeout opens the store's ``CircuitBreaker``
-(``cachemux.stores.breaker``): until an operation gets the lock again, each makes a single
-attempt (~20 ms) instead of waiting, so a frozen process costs one wait, not one per operation,
-and a released lock is used at once. Opening, ``clear`` and ``check_invariants`` wait ``timeout``.
+Lock waits: a process stopped or frozen inside a transaction (SIGSTOP, a debugger) holds
+SQLite's write lock. ``get`` waits at most ``lookup_timeout`` (``LOOKUP_TIMEOUT`` = 100 ms) for
+it, then serves the committed value without counting the request (WAL readers are never blocked
+by a writer; counted in ``stats()["uncounted"]``, logged); ``put``/``delete`` wait at most
+``update_timeout`` (``UPDATE_TIMEOUT`` = 200 ms), then raise ``StoreError`` (the cache drops the
+update and logs it). Other processes that are merely busy are waited for: while commits go on
+(``PRAGMA data_version``) up to ``timeout``, and a holder that commits nothing for longer than
+those bounds but is running (descheduled on a loaded machine, in I/O; on Linux its state is read
+through ``/proc/locks``) up to ``busy_timeout`` (``BUSY_TIMEOUT`` = 10 s): contention alone never
+drops an update nor leaves a lookup uncounted. Where the holder cannot be identified (not Linux,
+another PID namespace) the short bounds apply to any holder without a commit. A lock timeout
+opens the store's ``CircuitBreaker`` (``cachemux.stores.breaker``): until an operation gets the
+lock again, each makes a single attempt (~20 ms) instead of waiting, so a frozen process costs
+one wait, not one per operation, and a released lock is used at once. Opening, ``clear`` and
+``check_invariants`` wait ``timeout``.
 
 Deleted or replaced: every operation compares the device and inode of the directory and of
 ``cache.db`` with those seen at open (two ``stat`` calls, microseconds). If the directory was
@@ -112,6 +118,7 @@ _DEFAULT_LOG_SIZE = 100_000
 _TRIM_EVERY = 1_000  # trim the change log in batches, not on every append
 _PRESENT_EVERY = 0.1  # seconds between presence checks of plain reads (transactions: every one)
 _BUSY_SLICE_MS = 20  # SQLite's lock wait per attempt; between attempts _txn looks for progress
+_WAL_WRITE_LOCK = 120  # the byte of the -shm file SQLite's unix VFS locks for a WAL writer
 
 _STATE_FIELDS = ("clock", "used", "count", "seq", "inc", "total", "epoch", "logseq", "trimmed",
                  "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced", "expired")
@@ -194,6 +201,30 @@ def _disk_full(exc: BaseException, directory: Path) -> str | None:
             cause = next(e for e in seen if isinstance(e, (OSError, sqlite3.Error)))
             return f"its disk is full (no space left on device; {type(cause).__name__}: {cause})"
     return None
+
+
+def _wal_writer(shm: Path) -> tuple[int, str] | None:
+    """(pid, state) of the process holding SQLite's WAL write lock on ``shm``, from /proc/locks
+    and /proc/<pid>/stat (state "T"/"t": stopped, e.g. SIGSTOP or a debugger); None when it
+    cannot be told (not Linux, a holder in another PID namespace); (0, "free") when none holds it."""
+    try:
+        st = os.stat(shm)
+        dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks", encoding="ascii") as f:
+            for line in f:  # "1: POSIX  ADVISORY  WRITE 9206 fe:00:2155402 120 120" ("->": a waiter)
+                p = line.split()
+                if (len(p) == 8 and p[1] == "POSIX" and p[3] == "WRITE" and p[5] == dev
+                        and int(p[6]) <= _WAL_WRITE_LOCK and (p[7] == "EOF" or int(p[7]) >= _WAL_WRITE_LOCK)):
+                    pid = int(p[4])
+                    break
+            else:
+                return 0, "free"  # released meanwhile
+        if pid <= 0:
+            return None
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return pid, f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _ro_uri(db: Path, immutable: bool = False) -> str:
@@ -286,8 +317,9 @@ class DiskStore(Store):
     ``admission``, ``half_life``), and the store makes the same decisions as
     ``MemoryStore(capacity, policy, **options)`` on the same sequence of operations.
 
-    ``lookup_timeout`` / ``update_timeout`` bound the wait for another process's transaction in
-    ``get`` (then an uncounted read) and ``put``/``delete`` (then ``StoreError``); ``timeout``
+    ``lookup_timeout`` / ``update_timeout`` bound the wait for a stopped process's transaction in
+    ``get`` (then an uncounted read) and ``put``/``delete`` (then ``StoreError``);
+    ``busy_timeout`` that for a running one that commits nothing; ``timeout`` all waiting, and
     that of opening, ``clear`` and ``check_invariants``;
     ``durable=True`` syncs every commit (SQLite ``synchronous=FULL``) so that committed entries
     survive power loss too, not only process crashes. ``verify=True`` runs SQLite's
@@ -300,12 +332,14 @@ class DiskStore(Store):
     decides as ``MemoryStore(capacity, policy, shares=...)`` does.
     """
 
-    LOOKUP_TIMEOUT = 0.1  # seconds get() waits for another process's write lock
+    LOOKUP_TIMEOUT = 0.1  # seconds get() waits for a stopped (or unidentified) holder of the write lock
     UPDATE_TIMEOUT = 0.2  # seconds put()/delete() wait for it
+    BUSY_TIMEOUT = 10.0  # seconds any of them waits for a running holder that commits nothing
 
     def __init__(self, directory: str | os.PathLike[str], capacity: float | None = None,
                  policy: str | None = None, *, timeout: float = 60.0, lookup_timeout: float | None = None,
-                 update_timeout: float | None = None, log_size: int | None = None,
+                 update_timeout: float | None = None, busy_timeout: float | None = None,
+                 log_size: int | None = None,
                  durable: bool = False, verify: bool = False, breaker: CircuitBreaker | bool = True,
                  readonly: bool | None = None, shares: dict[str, float] | None = None,
                  **policy_options: Any) -> None:
@@ -321,11 +355,13 @@ class DiskStore(Store):
             raise ConfigError(f"readonly must be None (detect), True or False, got {readonly!r}")
         lookup_timeout = self.LOOKUP_TIMEOUT if lookup_timeout is None else lookup_timeout
         update_timeout = self.UPDATE_TIMEOUT if update_timeout is None else update_timeout
+        busy_timeout = self.BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         for name, v in (("timeout", timeout), ("lookup_timeout", lookup_timeout),
-                        ("update_timeout", update_timeout)):
+                        ("update_timeout", update_timeout), ("busy_timeout", busy_timeout)):
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 < v < 1e6):
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {v!r}")
         self.timeout, self.lookup_timeout, self.update_timeout = float(timeout), float(lookup_timeout), float(update_timeout)
+        self.busy_timeout = float(busy_timeout)
         self._local = threading.local()  # per thread: the busy timeout set on its connection
         self._uncounted = 0
         self._last_warning = -1e9
@@ -711,8 +747,12 @@ class DiskStore(Store):
         """One ``BEGIN IMMEDIATE`` transaction through diskcache; backend faults -> StoreError.
 
         While another connection holds the write lock, wait as long as it makes progress (any
-        commit, seen through ``PRAGMA data_version``) up to ``timeout``, but give up after ``wait``
-        seconds (default ``timeout``) with no commit at all: the holder is stuck, not busy."""
+        commit, seen through ``PRAGMA data_version``) up to ``timeout``. With no commit at all for
+        ``wait`` seconds (default ``timeout``), ask whose lock it is (``_wal_writer``): a holder
+        that is running (descheduled on a busy machine, in I/O, in a long transaction) is waited
+        for up to ``busy_timeout`` without a commit; a stopped one (SIGSTOP, a debugger), or one
+        that cannot be identified, is stuck: give up. While the breaker is open (a holder was
+        stuck), one attempt and no wait."""
         cache = self._cache
         if cache is None:
             raise StoreError(f"disk store {self.directory}: closed")
@@ -722,7 +762,8 @@ class DiskStore(Store):
             raise ReadOnlyStoreError(f"disk store {self.directory} is open read-only: updates are dropped "
                                      f"({self._read_only_drops} so far)")
         breaker = self.breaker if wait is not None else None  # the short waits only
-        if breaker is not None and breaker.state != "closed":
+        patient = breaker is None or breaker.state == "closed"
+        if not patient:
             wait = 0.0  # another process seemed stuck: one attempt (~20 ms), no wait, until it moves
         settled = breaker is None
         wait = self.timeout if wait is None else wait
@@ -732,6 +773,7 @@ class DiskStore(Store):
             if getattr(local, "con", None) is not con:
                 con.execute(f"PRAGMA busy_timeout = {_BUSY_SLICE_MS}")  # SQLite's wait per attempt
                 local.con = con
+            shm = self.directory / f"{DBNAME}-shm"
             with contextlib.ExitStack() as stack:
                 start = stalled = time.monotonic()
                 version = None
@@ -746,15 +788,24 @@ class DiskStore(Store):
                             version = seen
                         elif seen != version:  # someone committed meanwhile: contention, not a stuck holder
                             version, stalled = seen, now
-                        if now - stalled >= wait or now - start >= self.timeout:
-                            exc = _LockTimeout(
-                                f"disk store {self.directory}: timed out after {now - start:.2g}s waiting "
-                                f"for another process's transaction, {now - stalled:.2g}s without any commit "
-                                "(frozen or stopped inside one?)")
-                            if breaker is not None:
-                                settled = True
-                                breaker.after(False, exc, now - start)
-                            raise exc from None
+                        if now - start >= self.timeout:
+                            holder = None
+                        elif now - stalled < wait:
+                            continue
+                        else:  # a holder still running is busy (descheduled, in I/O), not frozen
+                            holder = _wal_writer(shm)
+                            if patient and now - stalled < self.busy_timeout and holder is not None \
+                                    and holder[1] not in "Tt":
+                                continue
+                        exc = _LockTimeout(
+                            f"disk store {self.directory}: timed out after {now - start:.2g}s waiting "
+                            f"for another process's transaction, {now - stalled:.2g}s without any commit "
+                            + (f"(the holder, process {holder[0]}, is stopped)" if holder and holder[1] in "Tt"
+                               else "(frozen or stopped inside one?)"))
+                        if breaker is not None:
+                            settled = True
+                            breaker.after(False, exc, now - start)
+                        raise exc from None
                 if not settled:
                     settled = True
                     breaker.after(False, None, 0.0)  # type: ignore[union-attr]
