@@ -39,15 +39,21 @@ writes and a crash leaves either all of an operation or none of it. Each operati
 O(1 + evicted) rows through B-tree indexes: O(log n). Only a decay rescale of LEC's history
 (every ~500 half-lives of requests, with ``half_life``) rewrites all rows.
 
-Lock waits: a process stopped or frozen inside a transaction (SIGSTOP, a debugger, a swapped-out
-host) holds SQLite's write lock. ``get`` waits at most ``lookup_timeout`` (``LOOKUP_TIMEOUT`` =
-100 ms) for it, then serves the committed value without counting the request (WAL readers are
-never blocked by a writer; counted in ``stats()["uncounted"]``, logged); ``put``/``delete`` wait
-at most ``update_timeout`` (``UPDATE_TIMEOUT`` = 200 ms), then raise ``StoreError`` (the cache
-drops the update and logs it). A lock timeout opens the store's ``CircuitBreaker``
-(``cachemux.stores.breaker``): until an operation gets the lock again, each makes a single
-attempt (~20 ms) instead of waiting, so a frozen process costs one wait, not one per operation,
-and a released lock is used at once. Opening, ``clear`` and ``check_invariants`` wait ``timeout``.
+Lock waits: a process stopped or frozen inside a transaction (SIGSTOP, a debugger) holds
+SQLite's write lock. ``get`` waits at most ``lookup_timeout`` (``LOOKUP_TIMEOUT`` = 100 ms) for
+it, then serves the committed value without counting the request (WAL readers are never blocked
+by a writer; counted in ``stats()["uncounted"]``, logged); ``put``/``delete`` wait at most
+``update_timeout`` (``UPDATE_TIMEOUT`` = 200 ms), then raise ``StoreError`` (the cache drops the
+update and logs it). Other processes that are merely busy are waited for: while commits go on
+(``PRAGMA data_version``) up to ``timeout``, and a holder that commits nothing for longer than
+those bounds but is running (descheduled on a loaded machine, in I/O; on Linux its state is read
+through ``/proc/locks``) up to ``busy_timeout`` (``BUSY_TIMEOUT`` = 10 s): contention alone never
+drops an update nor leaves a lookup uncounted. Where the holder cannot be identified (not Linux,
+another PID namespace) the short bounds apply to any holder without a commit. A lock timeout
+opens the store's ``CircuitBreaker`` (``cachemux.stores.breaker``): until an operation gets the
+lock again, each makes a single attempt (~20 ms) instead of waiting, so a frozen process costs
+one wait, not one per operation, and a released lock is used at once. Opening, ``clear`` and
+``check_invariants`` wait ``timeout``.
 
 Deleted or replaced: every operation compares the device and inode of the directory and of
 ``cache.db`` with those seen at open (two ``stat`` calls, microseconds). If the directory was
@@ -60,12 +66,17 @@ read-only (``readonly=None``, the default; ``readonly=True`` forces it): lookups
 committed entries without counting requests, and ``put``/``delete``/``clear`` raise
 ``ReadOnlyStoreError`` (counted in ``stats()["read_only_drops"]``). ``readonly=False`` refuses
 such a directory, naming the reason. On a read-only filesystem a database without its ``-shm``
-file is opened ``immutable`` (nobody can write it there).
+file is opened ``immutable`` (nobody can write it there). A full disk (SQLITE_FULL, ENOSPC) that
+stops the writable open opens the store read-only the same way, with the reason in
+``read_only_reason`` and ``stats()``: a restart on a full disk keeps serving the committed
+entries. Only a file that fails SQLite's ``quick_check`` through a read-only connection is
+called damaged (with the advice to move the directory aside).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -107,6 +118,7 @@ _DEFAULT_LOG_SIZE = 100_000
 _TRIM_EVERY = 1_000  # trim the change log in batches, not on every append
 _PRESENT_EVERY = 0.1  # seconds between presence checks of plain reads (transactions: every one)
 _BUSY_SLICE_MS = 20  # SQLite's lock wait per attempt; between attempts _txn looks for progress
+_WAL_WRITE_LOCK = 120  # the byte of the -shm file SQLite's unix VFS locks for a WAL writer
 
 _STATE_FIELDS = ("clock", "used", "count", "seq", "inc", "total", "epoch", "logseq", "trimmed",
                  "hits", "misses", "admissions", "rejections", "evictions", "deletes", "replaced", "expired")
@@ -164,6 +176,55 @@ def _read_only_fs(path: Path) -> bool:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+def _disk_full(exc: BaseException, directory: Path) -> str | None:
+    """Why ``exc`` (or an error it was raised from) means the disk is full, else None: SQLite's
+    SQLITE_FULL, an OSError ENOSPC/EDQUOT, or an I/O error while the filesystem has no free block
+    or inode for this user (SQLite reports a -shm file it cannot grow as a plain I/O error)."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF == 13
+                                               or "database or disk is full" in str(exc)):
+            return f"its disk is full (SQLite: {exc})"
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"its disk is full ({exc.strerror})"
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if any(isinstance(e, OSError) or (isinstance(e, sqlite3.Error) and (
+            getattr(e, "sqlite_errorcode", 0) & 0xFF == 10 or "disk I/O error" in str(e))) for e in seen):
+        try:
+            fs = os.statvfs(directory if directory.exists() else directory.parent)
+        except OSError:
+            return None
+        if fs.f_bavail == 0 or fs.f_favail == 0:
+            cause = next(e for e in seen if isinstance(e, (OSError, sqlite3.Error)))
+            return f"its disk is full (no space left on device; {type(cause).__name__}: {cause})"
+    return None
+
+
+def _wal_writer(shm: Path) -> tuple[int, str] | None:
+    """(pid, state) of the process holding SQLite's WAL write lock on ``shm``, from /proc/locks
+    and /proc/<pid>/stat (state "T"/"t": stopped, e.g. SIGSTOP or a debugger); None when it
+    cannot be told (not Linux, a holder in another PID namespace); (0, "free") when none holds it."""
+    try:
+        st = os.stat(shm)
+        dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks", encoding="ascii") as f:
+            for line in f:  # "1: POSIX  ADVISORY  WRITE 9206 fe:00:2155402 120 120" ("->": a waiter)
+                p = line.split()
+                if (len(p) == 8 and p[1] == "POSIX" and p[3] == "WRITE" and p[5] == dev
+                        and int(p[6]) <= _WAL_WRITE_LOCK and (p[7] == "EOF" or int(p[7]) >= _WAL_WRITE_LOCK)):
+                    pid = int(p[4])
+                    break
+            else:
+                return 0, "free"  # released meanwhile
+        if pid <= 0:
+            return None
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return pid, f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _ro_uri(db: Path, immutable: bool = False) -> str:
@@ -256,13 +317,15 @@ class DiskStore(Store):
     ``admission``, ``half_life``), and the store makes the same decisions as
     ``MemoryStore(capacity, policy, **options)`` on the same sequence of operations.
 
-    ``lookup_timeout`` / ``update_timeout`` bound the wait for another process's transaction in
-    ``get`` (then an uncounted read) and ``put``/``delete`` (then ``StoreError``); ``timeout``
+    ``lookup_timeout`` / ``update_timeout`` bound the wait for a stopped process's transaction in
+    ``get`` (then an uncounted read) and ``put``/``delete`` (then ``StoreError``);
+    ``busy_timeout`` that for a running one that commits nothing; ``timeout`` all waiting, and
     that of opening, ``clear`` and ``check_invariants``;
     ``durable=True`` syncs every commit (SQLite ``synchronous=FULL``) so that committed entries
     survive power loss too, not only process crashes. ``verify=True`` runs SQLite's
     ``quick_check`` on open (O(size of the database)). ``readonly``: None opens a directory this
-    process cannot write read-only, True forces it, False refuses it (module docstring).
+    process cannot write (or on a full disk) read-only, True forces it, False refuses it
+    (module docstring).
     ``shares={namespace: fraction}`` (fixed at creation, None on reopen = the stored ones): each
     listed namespace (``Entry.meta["ns"]``) holds at most its fraction of ``capacity`` and is
     evicted only by its own newcomers, the others share the rest; within a share the policy
@@ -271,12 +334,14 @@ class DiskStore(Store):
     moved value is a miss, counted in ``stats()["forged"]`` and logged.
     """
 
-    LOOKUP_TIMEOUT = 0.1  # seconds get() waits for another process's write lock
+    LOOKUP_TIMEOUT = 0.1  # seconds get() waits for a stopped (or unidentified) holder of the write lock
     UPDATE_TIMEOUT = 0.2  # seconds put()/delete() wait for it
+    BUSY_TIMEOUT = 10.0  # seconds any of them waits for a running holder that commits nothing
 
     def __init__(self, directory: str | os.PathLike[str], capacity: float | None = None,
                  policy: str | None = None, *, timeout: float = 60.0, lookup_timeout: float | None = None,
-                 update_timeout: float | None = None, log_size: int | None = None,
+                 update_timeout: float | None = None, busy_timeout: float | None = None,
+                 log_size: int | None = None,
                  durable: bool = False, verify: bool = False, breaker: CircuitBreaker | bool = True,
                  readonly: bool | None = None, shares: dict[str, float] | None = None,
                  signing_key: bytes | str | None = None,
@@ -284,6 +349,7 @@ class DiskStore(Store):
         self.directory = Path(directory).expanduser()
         self._cache: Any = None  # diskcache.Cache, or _ReadOnlyCache when read-only
         self.read_only = False
+        self.read_only_reason: str | None = None  # why it opened read-only
         self._identity: tuple[int, ...] | None = None  # (dev, inode) of the directory and cache.db
         self._gone: str | None = None
         self._gone_ops = self._read_only_drops = 0
@@ -292,11 +358,13 @@ class DiskStore(Store):
             raise ConfigError(f"readonly must be None (detect), True or False, got {readonly!r}")
         lookup_timeout = self.LOOKUP_TIMEOUT if lookup_timeout is None else lookup_timeout
         update_timeout = self.UPDATE_TIMEOUT if update_timeout is None else update_timeout
+        busy_timeout = self.BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         for name, v in (("timeout", timeout), ("lookup_timeout", lookup_timeout),
-                        ("update_timeout", update_timeout)):
+                        ("update_timeout", update_timeout), ("busy_timeout", busy_timeout)):
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 < v < 1e6):
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {v!r}")
         self.timeout, self.lookup_timeout, self.update_timeout = float(timeout), float(lookup_timeout), float(update_timeout)
+        self.busy_timeout = float(busy_timeout)
         self._local = threading.local()  # per thread: the busy timeout set on its connection
         self._uncounted = 0
         self._last_warning = -1e9
@@ -322,6 +390,20 @@ class DiskStore(Store):
         if why_ro is not None or readonly:
             self._open_read_only(requested, given, log_size, why_ro or "opened with readonly=True")
             return
+        try:
+            self._open_writable(requested, given, log_size, timeout, durable, verify)
+        except StoreError as exc:
+            full = _disk_full(exc, self.directory)
+            if full is None or isinstance(exc, ConfigError):
+                raise
+            self.close()
+            if readonly is False:
+                raise StoreError(f"disk store {self.directory}: {full}, and readonly=False was given (pass "
+                                 "readonly=None to open it read-only: lookups work, updates drop)") from exc
+            self._open_read_only(requested, given, log_size, full)
+
+    def _open_writable(self, requested: StorePolicy, given: dict[str, bool], log_size: int | None,
+                       timeout: float, durable: bool, verify: bool) -> None:
         initialised, store_id = self._claim_directory()
         db = self.directory / DBNAME
         if initialised and not db.exists():
@@ -374,11 +456,10 @@ class DiskStore(Store):
             con.execute("SELECT count(*) FROM sqlite_master").fetchone()
             return con
         except sqlite3.DatabaseError as exc:
-            if not _read_only_fs(db.parent) or "unable to open" not in str(exc):
+            if not self._immutable_ok(db, exc):
                 raise StoreError(f"disk store {self.directory}: {why}, and SQLite cannot read {db} "
                                  f"read-only ({type(exc).__name__}: {exc}); a WAL database needs "
                                  f"its {DBNAME}-shm file or a writable directory") from exc
-        # a read-only filesystem and no -shm file: nobody can write it here, read it as immutable
         try:
             con = sqlite3.connect(_ro_uri(db, immutable=True), uri=True, check_same_thread=False,
                                   isolation_level=None)
@@ -387,11 +468,25 @@ class DiskStore(Store):
         except sqlite3.DatabaseError as exc:
             raise self._damaged(db, exc) from exc
 
+    def _immutable_ok(self, db: Path, exc: BaseException) -> bool:
+        """Whether a database SQLite cannot read ``mode=ro`` may be read ``immutable`` (no locks,
+        no -shm): on a read-only filesystem without its -shm file nobody can write it; on a full
+        disk with no room for a -shm file and an empty or no WAL file, the main file holds every
+        commit and nobody can add one (writes after space is freed are seen once reopened)."""
+        if _read_only_fs(db.parent) and "unable to open" in str(exc):
+            return True
+        wal = db.with_name(f"{DBNAME}-wal")
+        try:
+            no_wal = not wal.exists() or wal.stat().st_size == 0
+        except OSError:
+            return False
+        return no_wal and _disk_full(exc, self.directory) is not None
+
     def _open_read_only(self, requested: StorePolicy, given: dict[str, bool], log_size: int | None,
                         why: str) -> None:
         d, marker, db = self.directory, self.directory / MARKER, self.directory / DBNAME
         if not d.is_dir():
-            raise StoreError(f"disk store {d}: readonly=True but the directory does not exist")
+            raise StoreError(f"disk store {d}: {why}, and the directory does not exist")
         if not marker.exists():
             raise StoreError(f"disk store {d}: {why}, and it is not a cachemux store (no {MARKER}): "
                              "nothing to read, and a new store cannot be created there")
@@ -401,7 +496,7 @@ class DiskStore(Store):
                              f"(no {DBNAME} or no entries yet): a new store cannot be created there")
         self._check_database(db, True, store_id, why=why)
         self._cache = _ReadOnlyCache(self._connect_ro(db, why))
-        self.read_only = True
+        self.read_only, self.read_only_reason = True, why
         try:
             with self._read() as sql:
                 self.spec, self.log_size = self._check_config(sql, requested, given, log_size)
@@ -429,8 +524,8 @@ class DiskStore(Store):
             finally:
                 con.close()
         except sqlite3.DatabaseError as exc:
-            if why and "unable to open" in str(exc) and _read_only_fs(d):
-                return  # a read-only filesystem without the -shm file: checked after the immutable open
+            if why and self._immutable_ok(db, exc):
+                return  # no -shm file and none can be made: checked after the immutable open
             raise self._damaged(db, exc) from exc
         if "cachemux_config" in tables:
             found = ident[0] if ident else None
@@ -483,10 +578,28 @@ class DiskStore(Store):
         raise StoreGoneError(self._gone)
 
     def _damaged(self, db: Path, exc: BaseException) -> StoreError:
-        return StoreError(f"disk store {self.directory}: cannot open {db} "
-                             f"({type(exc).__name__}: {exc}): damaged (truncated?) or not a valid SQLite "
-                             "database. Nothing was changed: move the directory aside to start an "
-                             "empty cache (sqlite3's .recover may salvage entries)")
+        """The error for a database SQLite could not open. Advises moving the directory aside only
+        when the file is really damaged: a full disk, or a file that passes ``quick_check`` read
+        through an immutable (lock-free, read-only) connection, is named as such instead."""
+        where = f"disk store {self.directory}: cannot open {db} ({type(exc).__name__}: {exc})"
+        full = _disk_full(exc, self.directory)
+        if full is not None:
+            return StoreError(f"{where}: {full}; the store itself is not damaged and nothing was changed")
+        try:
+            con = sqlite3.connect(_ro_uri(db, immutable=True), uri=True)
+            try:
+                check = [r[0] for r in con.execute("PRAGMA quick_check")]
+            finally:
+                con.close()
+        except sqlite3.Error as err:
+            check = [f"{type(err).__name__}: {err}"]
+        if check == ["ok"]:
+            return StoreError(f"{where}; the file reads as a valid SQLite database (quick_check ok), so it "
+                              "is not damaged: look at the disk, permissions and other processes using it. "
+                              "Nothing was changed")
+        return StoreError(f"{where}: damaged (truncated?) or not a valid SQLite database "
+                          f"({'; '.join(check[:3])}). Nothing was changed: move the directory aside to "
+                          "start an empty cache (sqlite3's .recover may salvage entries)")
 
     # ---- directory marker -----------------------------------------------------------------
     def _claim_directory(self) -> tuple[bool, str | None]:
@@ -638,8 +751,12 @@ class DiskStore(Store):
         """One ``BEGIN IMMEDIATE`` transaction through diskcache; backend faults -> StoreError.
 
         While another connection holds the write lock, wait as long as it makes progress (any
-        commit, seen through ``PRAGMA data_version``) up to ``timeout``, but give up after ``wait``
-        seconds (default ``timeout``) with no commit at all: the holder is stuck, not busy."""
+        commit, seen through ``PRAGMA data_version``) up to ``timeout``. With no commit at all for
+        ``wait`` seconds (default ``timeout``), ask whose lock it is (``_wal_writer``): a holder
+        that is running (descheduled on a busy machine, in I/O, in a long transaction) is waited
+        for up to ``busy_timeout`` without a commit; a stopped one (SIGSTOP, a debugger), or one
+        that cannot be identified, is stuck: give up. While the breaker is open (a holder was
+        stuck), one attempt and no wait."""
         cache = self._cache
         if cache is None:
             raise StoreError(f"disk store {self.directory}: closed")
@@ -649,7 +766,8 @@ class DiskStore(Store):
             raise ReadOnlyStoreError(f"disk store {self.directory} is open read-only: updates are dropped "
                                      f"({self._read_only_drops} so far)")
         breaker = self.breaker if wait is not None else None  # the short waits only
-        if breaker is not None and breaker.state != "closed":
+        patient = breaker is None or breaker.state == "closed"
+        if not patient:
             wait = 0.0  # another process seemed stuck: one attempt (~20 ms), no wait, until it moves
         settled = breaker is None
         wait = self.timeout if wait is None else wait
@@ -659,6 +777,7 @@ class DiskStore(Store):
             if getattr(local, "con", None) is not con:
                 con.execute(f"PRAGMA busy_timeout = {_BUSY_SLICE_MS}")  # SQLite's wait per attempt
                 local.con = con
+            shm = self.directory / f"{DBNAME}-shm"
             with contextlib.ExitStack() as stack:
                 start = stalled = time.monotonic()
                 version = None
@@ -673,15 +792,24 @@ class DiskStore(Store):
                             version = seen
                         elif seen != version:  # someone committed meanwhile: contention, not a stuck holder
                             version, stalled = seen, now
-                        if now - stalled >= wait or now - start >= self.timeout:
-                            exc = _LockTimeout(
-                                f"disk store {self.directory}: timed out after {now - start:.2g}s waiting "
-                                f"for another process's transaction, {now - stalled:.2g}s without any commit "
-                                "(frozen or stopped inside one?)")
-                            if breaker is not None:
-                                settled = True
-                                breaker.after(False, exc, now - start)
-                            raise exc from None
+                        if now - start >= self.timeout:
+                            holder = None
+                        elif now - stalled < wait:
+                            continue
+                        else:  # a holder still running is busy (descheduled, in I/O), not frozen
+                            holder = _wal_writer(shm)
+                            if patient and now - stalled < self.busy_timeout and holder is not None \
+                                    and holder[1] not in "Tt":
+                                continue
+                        exc = _LockTimeout(
+                            f"disk store {self.directory}: timed out after {now - start:.2g}s waiting "
+                            f"for another process's transaction, {now - stalled:.2g}s without any commit "
+                            + (f"(the holder, process {holder[0]}, is stopped)" if holder and holder[1] in "Tt"
+                               else "(frozen or stopped inside one?)"))
+                        if breaker is not None:
+                            settled = True
+                            breaker.after(False, exc, now - start)
+                        raise exc from None
                 if not settled:
                     settled = True
                     breaker.after(False, None, 0.0)  # type: ignore[union-attr]
@@ -1083,6 +1211,7 @@ class DiskStore(Store):
 
     def stats(self) -> dict[str, Any]:
         base = {"store": "disk", "directory": str(self.directory), "read_only": self.read_only,
+                "read_only_reason": self.read_only_reason,
                 "read_only_drops": self._read_only_drops, "gone_ops": self._gone_ops,
                 **({"forged": self._signer.forged} if self._signer is not None else {})}
         shares: dict[str, Any] = {}

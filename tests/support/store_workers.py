@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from typing import Any
 
-__all__ = ["checksum", "init_worker", "make_entry", "open_store", "run_worker", "verify_value"]
+__all__ = ["burn", "busy_writer", "checksum", "init_worker", "make_entry", "open_store", "run_worker",
+           "verify_value"]
 
 _start: Any = None  # a multiprocessing Barrier: all workers begin their operations together
 
@@ -88,6 +90,7 @@ def run_worker(args: tuple[str, str, dict[str, Any], int, int, int]) -> dict[str
             else:
                 t["deletes"] += 1
                 t["deleted"] += bool(store.delete(key))
+        t["uncounted"] = store.stats().get("uncounted", 0)
     finally:
         t["t1"] = time.time()
         store.close()
@@ -109,3 +112,40 @@ def create_and_put(args: tuple[str, int]) -> int:
         return len(store)
     finally:
         store.close()
+
+
+def burn(stop: Any) -> None:
+    """Spin on the CPU until ``stop`` is set: load for the contention tests."""
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def busy_writer(args: tuple[str, int, int, int]) -> dict[str, int]:
+    """``n_ops`` puts and gets (2:1) on a shared DiskStore at niceness ``nice``: what was
+    acknowledged, dropped (StoreError) and served uncounted."""
+    from cachemux.errors import StoreError
+    from cachemux.stores import DiskStore, Entry
+
+    target, writer, n_ops, nice = args
+    os.nice(nice)
+    store = DiskStore(target)
+    t = {"puts": 0, "dropped": 0, "admitted": 0, "rejected": 0, "evicted": 0, "gets": 0, "hits": 0}
+    if _start is not None:
+        _start.wait(120)
+    for n in range(n_ops):
+        key = f"k{(writer * 7919 + n * 31) % 120}"
+        if n % 3 == 2:
+            t["gets"] += 1
+            t["hits"] += store.get(key) is not None
+            continue
+        t["puts"] += 1
+        try:
+            res = store.put(key, make_entry(key, writer, n, 1.0 + n % 5, 1.0))
+        except StoreError:
+            t["dropped"] += 1
+            continue
+        t["admitted" if res.admitted else "rejected"] += 1
+        t["evicted"] += len(res.evicted)
+    t["uncounted"] = store.stats()["uncounted"]
+    store.close()
+    return t

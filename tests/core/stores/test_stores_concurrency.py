@@ -9,6 +9,7 @@ end), and the counts of all processes add up to the store's counters and to its 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,9 +19,10 @@ import pytest
 
 from cachemux.stores import CHANGES_RESET
 from redis_server import RedisServer, redis_server  # noqa: F401 - fixture
-from store_workers import init_worker, open_store, run_worker, verify_value
+from store_workers import burn, busy_writer, init_worker, open_store, run_worker, verify_value
 
 PROCS, OPS, KEYS, CAPACITY = 4, 2000, 200, 64
+BUSY_WRITERS, BUSY_OPS, BURNERS, BUSY_NICE = 8, 240, 4, 10
 
 
 @pytest.mark.slow
@@ -61,6 +63,7 @@ def test_processes_share_one_store(request: pytest.FixtureRequest, tmp_path: Pat
     assert overlap > 0, "the workers did not overlap"
     assert [b for r in results for b in r["bad"]] == []  # no worker ever read a corrupt entry
     assert total["gets"] + total["puts"] + total["deletes"] == PROCS * OPS
+    assert sum(r["uncounted"] for r in results) == 0  # no lookup served uncounted: counts are exact
     # the processes' tallies are the store's counters
     assert (st["hits"], st["misses"]) == (total["hits"], total["gets"] - total["hits"])
     assert (st["admissions"], st["rejections"]) == (total["admitted"], total["rejected"])
@@ -87,6 +90,91 @@ def test_processes_share_one_store(request: pytest.FixtureRequest, tmp_path: Pat
           f"{samples} invariant samples, hits={st['hits']} admissions={st['admissions']} "
           f"rejections={st['rejections']} evictions={st['evictions']} deletes={st['deletes']} "
           f"replaced={st['replaced']} entries={st['entries']} used={st['used']:g}/{CAPACITY}")
+
+
+@pytest.mark.slow
+def test_busy_writers_lose_no_update_and_no_count(tmp_path: Path) -> None:
+    """8 processes x 240 puts and gets on one DiskStore while 4 processes spin on the CPU (12
+    runnable on a 2-core machine) and the writers run at nice 10, as an app below other work on
+    a loaded host: a writer holding the lock is often descheduled for longer than
+    lookup_timeout/update_timeout without any commit. It is running, not frozen, so it is
+    waited for: every update is acknowledged and every lookup counted, and the store's counters
+    equal what the writers issued, exactly."""
+    target = str(tmp_path / "busy")
+    open_store("disk", target, capacity=40, policy="gdsf").close()
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    burners = [ctx.Process(target=burn, args=(stop,), daemon=True) for _ in range(BURNERS)]
+    for p in burners:
+        p.start()
+    t0 = time.perf_counter()
+    try:
+        with ctx.Pool(BUSY_WRITERS, initializer=init_worker, initargs=(ctx.Barrier(BUSY_WRITERS),)) as pool:
+            results = pool.map(busy_writer, [(target, w, BUSY_OPS, BUSY_NICE) for w in range(BUSY_WRITERS)],
+                               chunksize=1)
+        load = os.getloadavg()
+    finally:
+        stop.set()
+        for p in burners:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+    tot = {k: sum(r[k] for r in results) for k in results[0]}
+    store = open_store("disk", target)
+    st = store.stats()
+    print(f"\nbusy writers: {BUSY_WRITERS}x{BUSY_OPS} ops with {BURNERS} burners in "
+          f"{time.perf_counter() - t0:.1f}s, load average {load[0]:.1f}: {tot}")
+    assert tot["puts"] + tot["gets"] == BUSY_WRITERS * BUSY_OPS
+    assert (tot["dropped"], tot["uncounted"]) == (0, 0)  # no update lost, no lookup left uncounted
+    assert (st["admissions"], st["rejections"]) == (tot["admitted"], tot["rejected"]) and st["rejections"] == 0
+    assert st["evictions"] == tot["evicted"] and st["entries"] == st["admissions"] - st["evictions"] - st["replaced"]
+    assert (st["hits"], st["misses"]) == (tot["hits"], tot["gets"] - tot["hits"])
+    store.check_invariants()
+    store.close()
+
+
+SLOW_HOLDER = """
+import sys, time
+from cachemux.stores import DiskStore
+s = DiskStore(sys.argv[1])
+with s._txn() as sql:  # holds the write lock, running (sleeping), and commits nothing meanwhile
+    sql("UPDATE cachemux_state SET hits = hits WHERE id = 1")
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("hold,busy_timeout,waited", [(1.0, None, True), (3.0, 0.5, False)],
+                         ids=["waited-for", "past-busy_timeout"])
+def test_running_holder_without_commits_is_waited_for_up_to_busy_timeout(
+        tmp_path: Path, hold: float, busy_timeout: float | None, waited: bool) -> None:
+    """A process in a long transaction (here: sleeping in it, no commit for 1 s, five times
+    update_timeout) is busy, not frozen: put and get wait for it, and the get is counted. One
+    that commits nothing for longer than ``busy_timeout`` is given up on, as a stopped one is."""
+    import subprocess
+    import sys
+
+    from cachemux.errors import StoreError
+    from cachemux.stores import DiskStore, Entry
+
+    d = tmp_path / "slow"
+    store = DiskStore(d, capacity=10, **({} if busy_timeout is None else {"busy_timeout": busy_timeout}))
+    store.put("a", Entry(value="x", cost=1.0))
+    child = subprocess.Popen([sys.executable, "-c", SLOW_HOLDER, str(d), str(hold)], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        if waited:
+            assert store.put("b", Entry(value="y", cost=1.0)).admitted
+            assert store.get("a").value == "x"
+            assert (store.stats()["hits"], store.stats()["uncounted"]) == (1, 0)
+        else:
+            with pytest.raises(StoreError, match="without any commit"):
+                store.put("b", Entry(value="y", cost=1.0))
+    finally:
+        child.kill()
+        child.wait(10)
+    store.close()
 
 
 @pytest.mark.parametrize("kind", ["disk", "redis"])
