@@ -62,6 +62,19 @@ are logged (a warning at most every 10 s, with the number suppressed) and counte
 ``stats()["errors"]``. Bad *arguments* (a non-``str`` prompt, a negative cost, ...) raise
 ``ConfigError``: those are bugs in the caller, not faults.
 
+**Identical misses in flight** (``cachemux.semantic.flight``). A lookup that misses while an
+identical one (same exact key) is already a miss in this process waits for that leader's answer,
+at most ``flight_timeout`` seconds after the leader's miss, and is served it when the leader's
+``update`` (or ``release``) publishes it, admitted by the store or not: one model call, not one per
+caller. It counts as an exact hit and in ``stats()["coalesced"]``. A leader whose call fails and
+that never updates holds its waiters until that deadline, then they get a miss (``release`` with
+no value lets them go at once; ``JointEngine`` does it on every path). A caller never waits on
+its own miss (the same asyncio task, else thread, looking up twice before updating). Async
+callers (``amatch``/``alookup``) wait in the event loop, not in a worker thread.
+With ``lease=s`` the leader also claims the key in a shared store for ``s`` seconds
+(``Store.lease``: Redis ``SET NX PX``, a DiskStore table); while another process holds the claim
+it polls the store for that process's answer, and makes its own call once ``s`` seconds pass.
+
 **Documented input behaviour.** An empty or whitespace-only prompt is cached by exact key only.
 So is a prompt whose embedding would lose part of it, measured with the embedder's own tokenizer
 (``cachemux.semantic.fidelity``): one the model would cut (more word pieces than its window, 256
@@ -102,6 +115,7 @@ from cachemux.semantic.bounded import ErrorBound
 from cachemux.semantic.index import PartitionedIndex
 from cachemux.semantic.persist import SNAPSHOT_FOLDER, IndexPersistence  # noqa: F401 - SNAPSHOT_FOLDER re-exported
 from cachemux.semantic.embed_form import EMBED_FORM, embed_form
+from cachemux.semantic.flight import DONE, WAIT, Flight, SingleFlight, caller
 from cachemux.semantic.keys import check_text, exact_key, model_id, normalize_prompt, partition_id
 from cachemux.semantic.identity import callable_identity
 from cachemux.semantic.matcher import CosineMatcher, Matcher, VerifierMatcher, default_matcher, load_matcher
@@ -110,7 +124,7 @@ from cachemux.stores.base import CHANGES_RESET, Entry, Store
 from cachemux.stores.disk import DiskStore
 from cachemux.units import estimate_tokens
 
-__all__ = ["FALLBACK_SECONDS_PER_TOKEN", "MAX_VALUE_BYTES", "PENDING_MAX_AGE_S", "CostInfo", "Match", "SemanticCache"]
+__all__ = ["FALLBACK_SECONDS_PER_TOKEN", "FLIGHT_TIMEOUT_S", "MAX_VALUE_BYTES", "PENDING_MAX_AGE_S", "CostInfo", "Match", "SemanticCache"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +134,8 @@ PROMPT_KEEP_CHARS = 2_000   # of each prompt kept in its entry, for inspection o
 FALLBACK_SECONDS_PER_TOKEN = 0.01
 PENDING_MAX_AGE_S = 3600.0  # a miss with no update for this long belongs to a call that failed
 MAX_VALUE_BYTES = 1_000_000  # default max_value_bytes: UTF-8 bytes of one stored (serialised) answer
+FLIGHT_TIMEOUT_S = 30.0  # default flight_timeout: the longest an identical miss waits for its leader
+LEASE_POLL_S = 0.02  # how often a lease waiter reads the store for the other process's answer
 
 _WARN_EVERY_S = 10.0
 SNAPSHOT_MIN_ENTRIES = 1_000  # smaller indexes rebuild in well under a second: not worth a file
@@ -197,6 +213,11 @@ class SemanticCache(IndexPersistence):
     It is saved after a full rebuild of at least ``SNAPSHOT_MIN_ENTRIES`` entries and, with
     ``save_every=N``, after every N index changes (both written by a background thread), at
     ``close()`` when the index changed, and by ``save_index()``.
+
+    ``flight_timeout`` (default ``FLIGHT_TIMEOUT_S``, 30 s; 0 or None: off): how long an identical
+    miss waits for the answer of the miss already in flight (module docstring); ``lease`` (seconds,
+    default None: off): claim a missed key in a store shared by several processes so that only
+    one of them generates it, the others polling the store for at most that long.
     """
 
     def __init__(self, store: Store | None = None, *, embedder: TextEmbedder | str | os.PathLike[str] | None = None,
@@ -210,7 +231,8 @@ class SemanticCache(IndexPersistence):
                  ttl: float | None = None,
                  matcher: Matcher | str | os.PathLike[str] | None = None, max_error: float | None = None,
                  judge: Callable[[str, str], bool | None] | None = None, verify_rate: float = 0.1,
-                 index_path: str | os.PathLike[str] | bool | None = None, save_every: int | None = None) -> None:
+                 index_path: str | os.PathLike[str] | bool | None = None, save_every: int | None = None,
+                 flight_timeout: float | None = FLIGHT_TIMEOUT_S, lease: float | None = None) -> None:
         if store is None:
             # an existing default store keeps its own capacity and policy unless they are given
             store = DiskStore(default_store_dir(), capacity, policy)
@@ -272,6 +294,11 @@ class SemanticCache(IndexPersistence):
         if isinstance(ttl, bool):
             raise ConfigError(f"ttl must be a number of seconds > 0 or None, got {ttl!r}")
         self.ttl = None if ttl is None else check_positive("ttl", ttl)
+        for name, v in (("flight_timeout", flight_timeout), ("lease", lease)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1e6):
+                raise ConfigError(f"{name} must be a number of seconds >= 0 or None (off), got {v!r}")
+        self._flights = SingleFlight(flight_timeout) if flight_timeout else None
+        self.lease = float(lease) if lease else None
 
         self._init_persistence(index_path, save_every)
         self._snapshot_changes = 0  # index mutations since the last snapshot was saved or loaded
@@ -296,7 +323,7 @@ class SemanticCache(IndexPersistence):
             ("lookups", "exact_hits", "semantic_hits", "misses", "updates", "admitted", "rejected", "feedback",
              "evictions", "errors", "dropped", "exact_only", "estimated", "bad_embeddings", "skipped_entries",
              "too_large", "too_large_skipped", "expired", "expired_evicted", "snapshot_errors",
-             "semantic_verified", "semantic_declined")
+             "semantic_verified", "semantic_declined", "coalesced")
             + tuple(f"exact_only_{r}" for r in _LOSSES), 0)
         self._tokenizer: Any = _UNSET  # the embedder's tokenizer, looked up on first use
         self._loss_logged: set[str] = set()
@@ -399,9 +426,37 @@ class SemanticCache(IndexPersistence):
         m = self.match(prompt, llm_string, embed_text=embed_text, scope=scope)
         return None if m is None else m.value
 
+    async def alookup(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None,
+                      scope: str = "") -> str | None:
+        """``lookup`` for asyncio (see ``amatch``)."""
+        m = await self.amatch(prompt, llm_string, embed_text=embed_text, scope=scope)
+        return None if m is None else m.value
+
     def match(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None,
               scope: str = "") -> Match | None:
-        """``lookup`` with the details of the hit (kind, matched key, similarity, its cost)."""
+        """``lookup`` with the details of the hit (kind, matched key, similarity, its cost). A miss
+        while an identical one is in flight waits for its answer (``flight_timeout``)."""
+        got = self._begin(prompt, llm_string, embed_text, scope, caller())
+        if isinstance(got, tuple):
+            return self._end(got[0].wait(), got[1], got[2])
+        return got
+
+    async def amatch(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None,
+                     scope: str = "") -> Match | None:
+        """``match`` for asyncio: the lookup runs in a worker thread (store I/O, the embedding), the
+        wait for an identical miss in flight in the event loop, so waiting tasks hold no thread."""
+        import asyncio
+
+        got = await asyncio.to_thread(self._begin, prompt, llm_string, embed_text, scope, caller())
+        if isinstance(got, tuple):
+            return self._end(await got[0].wait_async(), got[1], got[2])
+        return got
+
+    def _begin(self, prompt: str, llm_string: str, embed_text: str | bool | None, scope: str, owner: object
+               ) -> Match | None | tuple[Flight, str, np.ndarray | None]:
+        """The lookup up to the wait: a hit, a miss (None: the caller makes the call), or the
+        flight to wait for with the miss's key and embedding (``_end`` after the wait)."""
+        since = self._flights.mark() if self._flights is not None else 0
         key, part, text = self._prepare(prompt, llm_string, embed_text, scope)
         with self._lock:
             self._counts["lookups"] += 1
@@ -434,6 +489,65 @@ class SemanticCache(IndexPersistence):
             if first:
                 log.info("cachemux: a prompt is matched exactly only (%s: its embedding would lose part "
                          "of it); counted in stats()['exact_only_%s'], logged once", loss, loss)
+        if self._flights is not None:
+            state, got = self._flights.join(key, owner, since)
+            if state == DONE:  # published while this lookup read the store
+                return self._coalesced(got)
+            if state == WAIT:
+                return got, key, vec
+            found = self._leased(key) if self.lease is not None else None
+            if found is not None:
+                self._flights.publish(key, found)
+                return self._coalesced(found)
+        self._missed(key, vec)
+        return None
+
+    def _end(self, answer: Match | None, key: str, vec: np.ndarray | None) -> Match | None:
+        """After waiting for a flight: its answer, or a miss of the caller's own."""
+        if answer is not None:
+            return self._coalesced(answer)
+        self._missed(key, vec)
+        return None
+
+    def _coalesced(self, m: Match) -> Match:
+        with self._lock:
+            self._counts["coalesced"] += 1
+        return self._hit(m)
+
+    def _leased(self, key: str) -> Match | None:
+        """With ``lease``: claim ``key`` in the store; while another process holds the claim, poll
+        the store for its answer, for at most ``lease`` seconds. None: make the call (claimed, no
+        answer in time, or a store fault: logged, counted)."""
+        try:
+            if self.store.lease(key, self.lease):  # type: ignore[arg-type]
+                return None
+            deadline = time.monotonic() + self.lease  # type: ignore[operator]
+            while time.monotonic() < deadline:
+                time.sleep(LEASE_POLL_S)
+                if self.store.peek(key) is not None:
+                    entry = self.store.get(key)  # counts the request on the entry that serves it
+                    if entry is not None and self._servable(key, entry):
+                        return Match(entry.value, "exact", key, 1.0, entry.cost)
+        except Exception as exc:
+            self._fault("lease", exc)
+        return None
+
+    def release(self, prompt: str, llm_string: str, value: str | None = None, *, cost: float = 0.0,
+                owner: object = None) -> None:
+        """End a miss of ``prompt`` that will not be ``update``d: identical lookups waiting for it
+        (``flight_timeout``) are served ``value`` (an answer not stored: not offered, or refused),
+        or with None let go at once to make their own call. None ends only the flight that
+        ``owner`` (default: the calling asyncio task, else thread) leads."""
+        if self._flights is None:
+            return
+        key = self._prepare(prompt, llm_string, False, "")[0]
+        if value is None:
+            self._flights.abandon(key, caller() if owner is None else owner)
+        else:
+            self._flights.publish(key, Match(check_text("value", value), "exact", key, 1.0, _check_cost("cost", cost)))
+
+    def _missed(self, key: str, vec: np.ndarray | None) -> None:
+        """Count a miss and start its cost clock."""
         with self._lock:
             self._counts["misses"] += 1
             now = time.monotonic()
@@ -684,8 +798,21 @@ class SemanticCache(IndexPersistence):
         for this prompt by the same model (bulk loads), used instead of running the model: the
         vector of ``cachemux.semantic.embed_form.embed_form(text)``, the form lookups embed.
         ``tokens``: the estimated tokens of question and answer (default: characters / 4 of
-        ``prompt`` and ``value``; adapters storing serialised answers pass the plain texts')."""
+        ``prompt`` and ``value``; adapters storing serialised answers pass the plain texts').
+        Identical lookups waiting for this key's miss (``flight_timeout``) are served ``value``
+        once it returns, admitted or not."""
         key, part, text = self._prepare(prompt, llm_string, embed_text, scope)
+        priced: list[float] = []  # the entry's cost once known: what the waiters' hits saved
+        try:
+            return self._update(key, part, text, prompt, llm_string, value, cost, size, info, embedding,
+                                tokens, priced)
+        finally:
+            if self._flights is not None and isinstance(value, str):
+                self._flights.publish(key, Match(value, "exact", key, 1.0, priced[-1] if priced else 0.0))
+
+    def _update(self, key: str, part: str, text: str | None, prompt: str, llm_string: str, value: str,
+                cost: float | None, size: float | None, info: Any, embedding: np.ndarray | None,
+                tokens: float | None, priced: list[float]) -> bool:
         if embedding is not None:
             embedding = _check_vector(embedding)
             if self.semantic and len(embedding) != self.embedder.dim:  # type: ignore[union-attr]
@@ -727,6 +854,7 @@ class SemanticCache(IndexPersistence):
                 else:
                     cost = tokens * self.seconds_per_token()
                     self._counts["estimated"] += 1
+        priced.append(cost)
         vec = pending[2] if pending is not None else None
         if embedding is not None and self.semantic:
             vec = embedding

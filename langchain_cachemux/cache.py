@@ -34,6 +34,14 @@ learns only from the cache's ``judge=`` (graded hits drawn for verification) and
 ``cache.cache.feedback(prompt, llm_string, ok)``; a cold error-bounded cache with neither serves
 nothing semantic. ``CacheMuxRouter`` (and ``JointEngine``) verify by running the model.
 
+Identical calls at once (``SemanticCache`` docstring): LangChain looks up, runs the model, then
+updates; a lookup that misses while an identical miss is in flight waits for that call's update
+(at most ``flight_timeout`` seconds, default 30; 0 or None: off) and returns its generations, so
+200 identical concurrent calls make one model call. LangChain does not tell a cache that the
+model raised: the waiters of a failed call get a miss at the deadline and call the model
+themselves (``cache.cache.release(prompt, llm_string)`` lets them go at once). ``lease=s``
+coalesces across the processes sharing a DiskStore or RedisStore too.
+
 ``clear()`` removes this namespace's entries, ``clear(llm_string=s)`` only those of one model
 configuration (call options included), ``clear(everything=True)`` the whole store.
 """
@@ -51,8 +59,8 @@ from langchain_core.outputs import Generation
 from langchain_core.runnables.config import run_in_executor
 
 from cachemux import ConfigError, CostInfo, SemanticCache, Store, estimate_tokens
+from cachemux.cache import FLIGHT_TIMEOUT_S, MAX_VALUE_BYTES
 from cachemux.joint.engine import empty_answer
-from cachemux.cache import MAX_VALUE_BYTES
 
 from langchain_cachemux.embeddings import as_embedder
 from langchain_cachemux.revive import Revived, read_generations
@@ -73,7 +81,8 @@ class CacheMuxCache(BaseCache):
     ``Embedder``, a model name/path, a LangChain ``Embeddings`` (``langchain_cachemux.embeddings``),
     or None for the packaged one), ``semantic``, ``threshold``
     (None: the calibrated default), ``policy``, ``capacity``, ``namespace``, ``model_groups``,
-    ``fallback_cost``, ``max_value_bytes``, ``ttl``: the limits of ``SemanticCache``). ``cost``: see
+    ``fallback_cost``, ``max_value_bytes``, ``ttl``: the limits of ``SemanticCache``;
+    ``flight_timeout``, ``lease``: identical calls at once, module docstring). ``cost``: see
     the module docstring. An update whose generations are all empty (blank text, no tool calls)
     is not cached (``stats()["empty"]``) unless ``admit_empty=True``. ``stats()`` returns hits
     (exact/semantic), misses, cost saved, evictions and faults. Store faults never reach the
@@ -88,7 +97,8 @@ class CacheMuxCache(BaseCache):
                  model_groups: Mapping[str, Iterable[str]] | Callable[[str], str | None] | None = None,
                  cost: str | Callable[[CostInfo], float] = "latency",
                  fallback_cost: float | None = None, max_value_bytes: int | None = MAX_VALUE_BYTES,
-                 ttl: float | None = None, admit_empty: bool = False) -> None:
+                 ttl: float | None = None, flight_timeout: float | None = FLIGHT_TIMEOUT_S,
+                 lease: float | None = None, admit_empty: bool = False) -> None:
         if not (callable(cost) or cost in _COSTS):
             raise ConfigError(f"cost must be one of {', '.join(_COSTS)} or a function CostInfo -> float, got {cost!r}")
         self.cost = cost
@@ -98,9 +108,11 @@ class CacheMuxCache(BaseCache):
             given = {k for k, v in (("store", store), ("embedder", embedder), ("policy", policy),
                                     ("capacity", capacity), ("model_groups", model_groups),
                                     ("fallback_cost", fallback_cost), ("threshold", threshold),
-                                    ("ttl", ttl)) if v is not None}
-            if max_value_bytes != MAX_VALUE_BYTES:
-                given.add("max_value_bytes")
+                                    ("ttl", ttl), ("lease", lease)) if v is not None}
+            for name, v, default in (("max_value_bytes", max_value_bytes, MAX_VALUE_BYTES),
+                                     ("flight_timeout", flight_timeout, FLIGHT_TIMEOUT_S)):
+                if v != default:
+                    given.add(name)
             if given or namespace or not semantic:
                 raise ConfigError("pass either a ready SemanticCache or its arguments, not both "
                                   f"(also given: {', '.join(sorted(given)) or 'namespace/semantic'})")
@@ -112,7 +124,7 @@ class CacheMuxCache(BaseCache):
                 store, embedder=as_embedder(embedder), semantic=semantic, policy=policy,
                 capacity=capacity, namespace=namespace, model_groups=model_groups,
                 cost_fn=cost if callable(cost) else None, fallback_cost=fallback_cost,
-                max_value_bytes=max_value_bytes, ttl=ttl,
+                max_value_bytes=max_value_bytes, ttl=ttl, flight_timeout=flight_timeout, lease=lease,
                 **({} if threshold is None else {"threshold": threshold}))
         self.admit_empty = bool(admit_empty)
         self._unreadable = 0
@@ -127,7 +139,9 @@ class CacheMuxCache(BaseCache):
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         _check_args(prompt, llm_string)
         text, scope = _parts(prompt)
-        value = self.cache.lookup(prompt, llm_string, embed_text=text, scope=scope)
+        return self._revive(self.cache.lookup(prompt, llm_string, embed_text=text, scope=scope))
+
+    def _revive(self, value: str | None) -> RETURN_VAL_TYPE | None:
         if value is None:
             return None
         try:
@@ -187,8 +201,12 @@ class CacheMuxCache(BaseCache):
         self.cache.clear(llm_string=llm_string, everything=everything)
 
     # The core is synchronous (store I/O and the embedding model): run it off the event loop.
+    # A miss waiting for an identical one in flight waits in the event loop (SemanticCache.alookup).
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        return await run_in_executor(None, self.lookup, prompt, llm_string)
+        _check_args(prompt, llm_string)
+        text, scope = _parts(prompt)
+        value = await self.cache.alookup(prompt, llm_string, embed_text=text, scope=scope)
+        return None if value is None else await run_in_executor(None, self._revive, value)
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         await run_in_executor(None, self.update, prompt, llm_string, return_val)

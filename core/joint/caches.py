@@ -125,7 +125,24 @@ class SemanticPort:
         self.decode = decode
 
     def lookup(self, request: Request) -> Hit | None:
-        m = self.cache.match(request.prompt, request.config, embed_text=request.embed_text, scope=request.scope)
+        return self._hit(self.cache.match(request.prompt, request.config, embed_text=request.embed_text,
+                                          scope=request.scope))
+
+    async def alookup(self, request: Request) -> Hit | None:
+        """``lookup`` for asyncio: an identical miss in flight is waited for in the event loop."""
+        return self._hit(await self.cache.amatch(request.prompt, request.config, embed_text=request.embed_text,
+                                                 scope=request.scope))
+
+    def release(self, request: Request, owner: object, served: Any = None) -> None:
+        """The engine's routed request ended without ``admit`` taking its answer: identical
+        requests waiting for it get ``served``'s answer (a ``Served`` whose answer may be shared),
+        or with None are let go to make their own call (``SemanticCache.release``)."""
+        value = None if served is None else json.dumps(
+            {"answer": self.encode(served.answer), "model": served.model, "paid": served.cost}, ensure_ascii=False)
+        self.cache.release(request.prompt, request.config, value, cost=0.0 if served is None else served.price,
+                           owner=owner)
+
+    def _hit(self, m: Any) -> Hit | None:
         if m is None:
             return None
         try:

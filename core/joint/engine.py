@@ -36,6 +36,14 @@ lets a cold error-bounded cache learn at all. ``Served.checked`` says what the c
 The generate port is a function ``generate(request, model) -> Generation`` or an object with
 ``generate`` and optionally ``agenerate`` (awaitable), ``stream`` / ``astream`` (an iterator of
 chunks whose last item is the run's ``Generation``).
+
+Identical requests at once (``SemanticCache`` keyed: same prompt, configuration, namespace) make
+one model call: the cache makes the later lookups wait for the first one's answer
+(``cachemux.semantic.flight``) and serves it to them as exact hits. Every driver ends a routed
+request with ``_Flow.release`` however it ends (admitted or not, a model that raised, a stream
+abandoned mid-way), so waiters get the answer when it succeeded and the cache did not take it,
+else are let go at once to make their own call; never a failed answer. ``aserve``/``astream``
+wait in the event loop (the port's ``alookup``), never holding a worker thread.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from cachemux.joint.costs import CostModel, Costs
 from cachemux.joint.types import Attempt, Generation, Hit, Request, Served
 from cachemux.multiplexer.routes import Route, route_cost
 from cachemux.multiplexer.selectors import Selector
+from cachemux.semantic.flight import caller
 
 __all__ = ["Chunk", "JointEngine", "empty_answer", "same_text"]
 
@@ -221,13 +230,18 @@ class JointEngine:
     def serve(self, request: Any) -> Served:
         """Serve one request (a ``Request``, or a bare query the cache keys on)."""
         flow = _Flow(self, request)
-        hit = flow.lookup()
-        if hit is not None:
-            return hit
-        while (model := flow.next_model()) is not None:
-            t0 = time.perf_counter()
-            flow.record(model, self._generate(request, model), time.perf_counter() - t0)
-        return flow.finish()
+        served = None
+        try:
+            hit = flow.lookup()
+            if hit is not None:
+                return hit
+            while (model := flow.next_model()) is not None:
+                t0 = time.perf_counter()
+                flow.record(model, self._generate(request, model), time.perf_counter() - t0)
+            served = flow.finish()
+            return served
+        finally:
+            flow.release(served)
 
     async def aserve(self, request: Any) -> Served:
         """``serve`` with the models awaited (``agenerate`` if the port has it); the cache and the
@@ -235,69 +249,95 @@ class JointEngine:
         import asyncio
 
         flow = _Flow(self, request)
-        hit = await asyncio.to_thread(flow.lookup)
-        if hit is not None:
-            return hit
-        call = getattr(self._port, "agenerate", None) or self._generate
-        while (model := await asyncio.to_thread(flow.next_model)) is not None:
-            t0 = time.perf_counter()
-            gen = call(request, model)
-            if inspect.isawaitable(gen):
-                gen = await gen
-            flow.record(model, gen, time.perf_counter() - t0)
-        return await asyncio.to_thread(flow.finish)
+        served = None
+        try:
+            hit = await self._alookup(flow)
+            if hit is not None:
+                return hit
+            call = getattr(self._port, "agenerate", None) or self._generate
+            while (model := await asyncio.to_thread(flow.next_model)) is not None:
+                t0 = time.perf_counter()
+                gen = call(request, model)
+                if inspect.isawaitable(gen):
+                    gen = await gen
+                flow.record(model, gen, time.perf_counter() - t0)
+            served = await asyncio.to_thread(flow.finish)
+            return served
+        finally:
+            flow.release(served)
+
+    async def _alookup(self, flow: _Flow) -> Served | None:
+        """``flow.lookup`` with the port's ``alookup`` when it has one (an identical miss in flight
+        is waited for in the event loop), the flow's decisions in a worker thread."""
+        import asyncio
+
+        find = getattr(self.cache, "alookup", None)
+        if find is None or (type(flow.request) is Request and not flow.request.cacheable):
+            return await asyncio.to_thread(flow.lookup)
+        flow.owner = caller()
+        return await asyncio.to_thread(flow.lookup, await find(flow.request))
 
     def stream(self, request: Any) -> Iterator[Chunk | Served]:
         """Yield the answering model's chunks, then the ``Served``. A model that may be followed
         by another (a cascade with a judge) runs whole first, since the judge needs its full
         answer; if it is accepted its answer is not streamed (``Served.streamed`` is False)."""
         flow = _Flow(self, request)
-        hit = flow.lookup()
-        if hit is not None:
-            yield hit
-            return
-        port_stream = getattr(self._port, "stream", None)
-        while (model := flow.next_model()) is not None:
-            t0 = time.perf_counter()
-            if port_stream is None or not flow.streams(model):
-                flow.record(model, self._generate(request, model), time.perf_counter() - t0)
-                continue
-            gen = None
-            for item in port_stream(request, model):
-                if isinstance(item, Generation):
-                    gen = item
-                else:
-                    yield Chunk(model, item)
-            flow.record(model, _settled(gen, model), time.perf_counter() - t0, streamed=True)
-        yield flow.finish()
+        served = None
+        try:
+            hit = flow.lookup()
+            if hit is not None:
+                yield hit
+                return
+            port_stream = getattr(self._port, "stream", None)
+            while (model := flow.next_model()) is not None:
+                t0 = time.perf_counter()
+                if port_stream is None or not flow.streams(model):
+                    flow.record(model, self._generate(request, model), time.perf_counter() - t0)
+                    continue
+                gen = None
+                for item in port_stream(request, model):
+                    if isinstance(item, Generation):
+                        gen = item
+                    else:
+                        yield Chunk(model, item)
+                flow.record(model, _settled(gen, model), time.perf_counter() - t0, streamed=True)
+            served = flow.finish()
+        finally:  # also when the consumer abandons the stream
+            flow.release(served)
+        yield served
 
     async def astream(self, request: Any) -> AsyncIterator[Chunk | Served]:
         """``stream`` for asyncio (``astream``/``agenerate`` of the port when it has them)."""
         import asyncio
 
         flow = _Flow(self, request)
-        hit = await asyncio.to_thread(flow.lookup)
-        if hit is not None:
-            yield hit
-            return
-        port_stream = getattr(self._port, "astream", None)
-        call = getattr(self._port, "agenerate", None) or self._generate
-        while (model := await asyncio.to_thread(flow.next_model)) is not None:
-            t0 = time.perf_counter()
-            if port_stream is None or not flow.streams(model):
-                gen = call(request, model)
-                if inspect.isawaitable(gen):
-                    gen = await gen
-                flow.record(model, gen, time.perf_counter() - t0)
-                continue
-            last = None
-            async for item in port_stream(request, model):
-                if isinstance(item, Generation):
-                    last = item
-                else:
-                    yield Chunk(model, item)
-            flow.record(model, _settled(last, model), time.perf_counter() - t0, streamed=True)
-        yield await asyncio.to_thread(flow.finish)
+        served = None
+        try:
+            hit = await self._alookup(flow)
+            if hit is not None:
+                yield hit
+                return
+            port_stream = getattr(self._port, "astream", None)
+            call = getattr(self._port, "agenerate", None) or self._generate
+            while (model := await asyncio.to_thread(flow.next_model)) is not None:
+                t0 = time.perf_counter()
+                if port_stream is None or not flow.streams(model):
+                    gen = call(request, model)
+                    if inspect.isawaitable(gen):
+                        gen = await gen
+                    flow.record(model, gen, time.perf_counter() - t0)
+                    continue
+                last = None
+                async for item in port_stream(request, model):
+                    if isinstance(item, Generation):
+                        last = item
+                    else:
+                        yield Chunk(model, item)
+                flow.record(model, _settled(last, model), time.perf_counter() - t0, streamed=True)
+            served = await asyncio.to_thread(flow.finish)
+        finally:  # also when the consumer abandons the stream
+            flow.release(served)
+        yield served
 
     # ---- reporting ------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -325,7 +365,7 @@ class _Flow:
     """One request's decisions, free of I/O: the drivers above only run the models it names."""
 
     __slots__ = ("engine", "request", "query", "route", "attempts", "expected", "_i", "_done", "_streamed",
-                 "_gen", "_check", "_cache")
+                 "_gen", "_check", "_cache", "_refused", "owner")
 
     _NONE: Any = object()  # no neighbour to compare with
 
@@ -338,13 +378,21 @@ class _Flow:
         self._done = False
         self._streamed = False
         self._check: Any = _Flow._NONE
+        self._refused: str | None = None  # why ``finish`` did not offer the answer to the cache
+        self.owner: object = None  # who missed, for ``release`` (``cachemux.semantic.flight.caller``)
 
-    def lookup(self) -> Served | None:
+    def lookup(self, found: Any = _NONE) -> Served | None:
         """A ``Served`` for a cache hit, else None and the route is chosen (a hit drawn for
-        verification, or declined by the route pricing, is routed and compared in ``finish``)."""
+        verification, or declined by the route pricing, is routed and compared in ``finish``).
+        ``found``: the port's answer when the driver looked up already (``alookup``)."""
         eng = self.engine
         self._cache = eng.cache if type(self.request) is not Request or self.request.cacheable else None
-        hit: Hit | None = self._cache.lookup(self.request) if self._cache is not None else None
+        if found is _Flow._NONE:
+            self.owner = caller() if self._cache is not None else None
+            found = self._cache.lookup(self.request) if self._cache is not None else None
+        hit: Hit | None = found
+        if hit is not None:
+            self.owner = None  # served from the cache: no miss of its own to release
         check: Any = _Flow._NONE
         unserved: tuple[Hit, str] | None = None
         with eng._lock:
@@ -383,6 +431,22 @@ class _Flow:
             return None
         return Served(hit.answer, True, 0.0, kind=hit.kind, similarity=hit.similarity, model=hit.model,
                       price=hit.price, saved=saved)
+
+    def release(self, served: Served | None) -> None:
+        """End this request's miss for identical requests waiting on it (a port with ``release``):
+        with ``served``'s answer when the cache did not admit it and the final model did not fail,
+        else with none (they make their own call). A no-op after a hit."""
+        release = getattr(self.engine.cache, "release", None)
+        if release is None or self.owner is None:
+            return
+        if served is not None and served.admitted:  # admit -> update served them already
+            return
+        # shared only what could have been cached: never a failed or (unless admitted) empty answer
+        shared = served if served is not None and served.attempts and self._refused is None else None
+        try:
+            release(self.request, self.owner, shared)
+        except Exception as exc:  # never fails the request that was served
+            log.warning("cachemux: releasing identical requests failed (%s: %s)", type(exc).__name__, exc)
 
     def next_model(self) -> str | None:
         """The next model of the route to run, or None: the cascade loop (paper §3.6) — model i
@@ -429,6 +493,7 @@ class _Flow:
         # a failed or empty answer is served (the route ends with it) but never cached
         refused = ("failed" if final.success is False and not eng.admit_failed else
                    "empty" if not eng.admit_empty and empty_answer(final.answer, self._gen.text) else None)
+        self._refused = refused
         with eng._lock:
             sel = eng.selector
             sel.observe(q, ran, success)

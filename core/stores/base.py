@@ -214,6 +214,14 @@ class Store(ABC):
         Replacing a cached key is logged as "del" then "add"."""
         return since, []
 
+    def lease(self, key: str, seconds: float) -> bool:
+        """Claim the generation of ``key``'s answer for ``seconds`` among the processes sharing
+        this store (``SemanticCache(lease=...)``): True if the caller holds the claim now, False
+        while another holds it. A store of one process grants every claim: the cache's
+        in-process flight already coalesces its callers."""
+        check_key(key)
+        return True
+
     def close(self) -> None:  # noqa: B027 - optional
         pass
 

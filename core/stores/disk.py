@@ -1184,6 +1184,20 @@ class DiskStore(Store):
                 st.deletes += 1
             self._save(sql, st)
 
+    def lease(self, key: str, seconds: float) -> bool:
+        """Claim ``key`` for ``seconds`` (``Store.lease``): a row of ``cachemux_leases`` (made on
+        first use; expired rows are deleted by the next claim), judged by the wall clock of this
+        host. A read-only store grants every claim (it cannot record one)."""
+        check_key(key)
+        if self.read_only:
+            return True
+        now = time.time()
+        with self._txn(self.update_timeout) as sql:
+            sql("CREATE TABLE IF NOT EXISTS cachemux_leases (key TEXT PRIMARY KEY, until REAL NOT NULL)")
+            sql("DELETE FROM cachemux_leases WHERE until <= ?", (now,))
+            return sql("INSERT OR IGNORE INTO cachemux_leases (key, until) VALUES (?, ?)",
+                       (key, now + seconds)).rowcount == 1
+
     def __len__(self) -> int:
         with self._read() as sql:
             return int(self._state(sql).count)

@@ -343,6 +343,14 @@ class RedisStore(Store):
             return head, [(CHANGES_RESET, "")]
         return head, [(_s(out[i]), _s(out[i + 1])) for i in range(1, len(out), 2)]
 
+    def lease(self, key: str, seconds: float) -> bool:
+        """Claim ``key`` for ``seconds`` (``Store.lease``): ``SET <namespace>:lease:<key> NX PX``,
+        a key of its own that expires by itself (``destroy`` leaves live ones to expire)."""
+        check_key(key)
+        name = f"{self._keys[0].rsplit(':', 1)[0]}:lease:{key}"
+        ms = max(1, int(seconds * 1000))
+        return bool(self._plain(lambda: self.client.set(name, "1", nx=True, px=ms)))
+
     def _state(self) -> dict[str, float]:
         raw = self._plain(self.client.hgetall, self._keys[1])
         return {_s(k): float(_s(v)) for k, v in raw.items()}

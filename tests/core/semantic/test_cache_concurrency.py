@@ -1,6 +1,7 @@
 """Concurrent misses on one prompt: every update finds its own miss's clock (a FIFO of misses per
 key), so every answer is priced by its latency, nothing is dropped and nothing is logged. Core
-cache under 200 asyncio tasks and 200 threads, then LangChain's batch/abatch with duplicates."""
+cache under 200 asyncio tasks and 200 threads (identical misses not coalesced: ``flight_timeout=0``),
+then LangChain's batch/abatch with duplicates (coalesced: test_flight.py)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def _latency_priced(cache: SemanticCache, prompts: list[str]) -> None:
 @pytest.mark.parametrize("prompts", [PROMPTS[:1], PROMPTS], ids=["one-prompt", "five-prompts"])
 def test_asyncio_tasks_all_miss_then_all_update(embedder, caplog, prompts):
     caplog.set_level(logging.WARNING)
-    cache = SemanticCache(MemoryStore(), embedder=embedder)
+    # coalescing off: with it, the first miss would wait at the barrier for lookups waiting on it
+    cache = SemanticCache(MemoryStore(), embedder=embedder, flight_timeout=0)
 
     async def main() -> None:
         barrier = asyncio.Barrier(N)  # every lookup misses before any answer is stored
@@ -78,7 +80,8 @@ def test_asyncio_tasks_all_miss_then_all_update(embedder, caplog, prompts):
 @pytest.mark.parametrize("prompts", [PROMPTS[:1], PROMPTS], ids=["one-prompt", "five-prompts"])
 def test_threads_all_miss_then_all_update(embedder, caplog, prompts):
     caplog.set_level(logging.WARNING)
-    cache = SemanticCache(MemoryStore(), embedder=embedder)
+    # coalescing off: with it, the first miss would wait at the barrier for lookups waiting on it
+    cache = SemanticCache(MemoryStore(), embedder=embedder, flight_timeout=0)
     barrier = threading.Barrier(N)
     errors: list[BaseException] = []
 
