@@ -61,6 +61,7 @@ from langchain_core.runnables.config import run_in_executor
 from cachemux import ConfigError, CostInfo, SemanticCache, Store, estimate_tokens
 from cachemux.cache import FLIGHT_TIMEOUT_S, MAX_VALUE_BYTES
 from cachemux.joint.engine import empty_answer
+from cachemux.semantic.flight import ANY
 
 from langchain_cachemux.embeddings import as_embedder
 from langchain_cachemux.revive import Revived, read_generations
@@ -161,6 +162,7 @@ class CacheMuxCache(BaseCache):
                               f"{type(return_val).__name__}: {return_val!r:.80}")
         if not self.admit_empty and all(empty_answer(getattr(g, "message", None) or g.text) for g in return_val):
             self._empty += 1  # a blank answer is a failed call, not an answer to serve again
+            self.cache.release(prompt, llm_string, owner=ANY)  # identical calls waiting: their own call
             return
         try:
             value = dumps(list(return_val))

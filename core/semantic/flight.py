@@ -29,11 +29,12 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["RECENT", "Flight", "SingleFlight", "caller"]
+__all__ = ["ANY", "RECENT", "Flight", "SingleFlight", "caller"]
 
 RECENT = 128  # published answers kept for lookups that missed just before their publication
 
 LEAD, WAIT, DONE = "lead", "wait", "done"
+ANY: object = object()  # ``abandon``'s owner for "whoever leads it" (an update that refused its answer)
 
 
 def caller() -> object:
@@ -125,10 +126,11 @@ class SingleFlight:
             flight.settle(answer)
 
     def abandon(self, key: str, owner: object) -> bool:
-        """Close the key's flight with no answer if ``owner`` leads it; True if it did."""
+        """Close the key's flight with no answer if ``owner`` leads it (``ANY``: whoever does);
+        True if it did."""
         with self._lock:
             flight = self._flights.get(key)
-            if flight is None or flight.owner != owner:
+            if flight is None or (owner is not ANY and flight.owner != owner):
                 return False
             del self._flights[key]
         flight.settle(None)

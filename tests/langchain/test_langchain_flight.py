@@ -136,3 +136,23 @@ def test_router_async_tasks_make_one_call():
 
     assert {m.content for m in asyncio.run(main())} == {"answer to Who wrote Hamlet?"}
     assert model.calls == 1
+
+
+def test_a_blank_answer_lets_the_waiting_calls_go_at_once():
+    """The leader's answer is empty: it is not cached, and the identical calls waiting for it are
+    let go at once (each makes its own call) instead of waiting out flight_timeout or being
+    served the blank answer."""
+
+    class Blank(CountingChat):
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+            with self._lock:
+                self._calls[0] += 1
+            time.sleep(WORK_S)
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=""))])
+
+    model = Blank(messages=iter(()), cache=CacheMuxCache(store=MemoryStore(), semantic=False, flight_timeout=60))
+    t0 = time.monotonic()
+    got = together(8, lambda i: model.invoke("an unanswerable question"))
+    assert all(isinstance(g, AIMessage) and g.content == "" for g in got)
+    assert time.monotonic() - t0 < 30  # not the 60 s flight deadline
+    assert model.calls >= 2 and model.cache.stats()["empty"] == model.calls
