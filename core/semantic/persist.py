@@ -1,4 +1,4 @@
-"""Where a ``SemanticCache`` keeps its saved semantic index, and how it loads and saves it.
+"""Where a ``SemanticCache`` keeps its saved semantic index, and how its ``IndexMirror`` loads and saves it.
 
 The file format is ``cachemux.semantic.snapshot``'s; this is the cache's side: the folder
 (``index_path``), the manifest name (embedder, dimension, index options), loading at the first
@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachemux.errors import ConfigError
 from cachemux.semantic import snapshot
@@ -29,35 +29,33 @@ from cachemux.semantic.index import PartitionedIndex
 from cachemux.stores.base import CHANGES_RESET, Store
 from cachemux.stores.disk import DiskStore
 
-__all__ = ["SNAPSHOT_FOLDER", "IndexPersistence"]
+if TYPE_CHECKING:
+    from cachemux.semantic.mirror import IndexMirror
+
+__all__ = ["SNAPSHOT_FOLDER", "IndexSaver"]
 
 log = logging.getLogger("cachemux.cache")
 
 SNAPSHOT_FOLDER = "semantic-index"  # inside a DiskStore's directory
 
 
-class IndexPersistence:
-    """Mixin of ``SemanticCache``: it provides ``store``, ``embedder``, ``_vector_id``,
-    ``_index_options``, ``_index_lock``, ``_lock``, ``_counts``, ``_cursor``, ``_synced``,
-    ``_snapshot_changes``, ``_fault``, ``_ensure_index`` and ``_sync``."""
+class IndexSaver:
+    """Loads and saves the index of an ``IndexMirror`` (see the module docstring)."""
 
-    store: Store
-    _snapshot_dir: Path | None
-    _writer: threading.Thread | None
-    _writing: threading.Lock
-
-    def _init_persistence(self, index_path: object, save_every: object) -> None:
+    def __init__(self, mirror: IndexMirror, index_path: object, save_every: object) -> None:
         if save_every is not None and (isinstance(save_every, bool) or not isinstance(save_every, int)
                                        or save_every < 1):
             raise ConfigError(f"save_every must be an int >= 1 (index changes between saves) or None, "
                               f"got {save_every!r}")
+        self.mirror = mirror
+        self.store = mirror.store
         self.save_every: int | None = save_every
-        self._snapshot_dir = self._index_folder(index_path)
+        self.folder = self._folder(index_path)
         self._writing = threading.Lock()
-        self._writer = None
+        self._writer: threading.Thread | None = None
         self.last_save: dict[str, Any] = {}  # lock_s / write_s / entries of the last save (benchmarks)
 
-    def _index_folder(self, index_path: object) -> Path | None:
+    def _folder(self, index_path: object) -> Path | None:
         if index_path is False:
             return None
         if type(self.store).changes is Store.changes:  # no change log: a snapshot could never be brought up to date
@@ -77,26 +75,27 @@ class IndexPersistence:
             return Path(index_path).expanduser()
         raise ConfigError(f"index_path must be a folder path, True, False or None, got {index_path!r}")
 
-    def _snapshot_manifest(self, dim: int) -> Path | None:
-        if self._snapshot_dir is None:
+    def manifest(self, dim: int) -> Path | None:
+        if self.folder is None:
             return None
-        ident = json.dumps([self._vector_id, dim, self._index_options], sort_keys=True, default=str)  # type: ignore[attr-defined]
-        return self._snapshot_dir / f"index-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.json"
+        ident = json.dumps([self.mirror.vector_id, dim, self.mirror.index_options], sort_keys=True, default=str)
+        return self.folder / f"index-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.json"
 
-    def _snapshot_source(self) -> str:
+    def _source(self) -> str:
         directory = getattr(self.store, "directory", None)
         if directory is not None:
             return f"{type(self.store).__name__}:{Path(directory).resolve()}"
         return f"{type(self.store).__name__}:{getattr(self.store, '_where', '')}"
 
-    def _load_snapshot(self, index: PartitionedIndex) -> bool:
-        """Start ``index`` from the saved snapshot (caller holds the index lock); a damaged or
+    def load(self, index: PartitionedIndex) -> bool:
+        """Start ``index`` from the saved snapshot (caller holds the mirror's lock); a damaged or
         foreign one is logged and ignored (the caller rebuilds)."""
-        manifest = self._snapshot_manifest(index.dim)
+        manifest = self.manifest(index.dim)
         if manifest is None:
             return False
-        kw = {"dim": index.dim, "source": self._snapshot_source(), "embedder": self._vector_id,  # type: ignore[attr-defined]
-              "index_options": self._index_options, "change_at": self._change_at}  # type: ignore[attr-defined]
+        m = self.mirror
+        kw = {"dim": index.dim, "source": self._source(), "embedder": m.vector_id,
+              "index_options": m.index_options, "change_at": self._change_at}
         try:
             try:
                 seen = _stamp(manifest)
@@ -109,14 +108,13 @@ class IndexPersistence:
         except Exception as exc:  # SnapshotError, or anything a damaged file provokes
             log.warning("cachemux: the saved semantic index is not usable (%s: %s); rebuilding it "
                         "from the store", type(exc).__name__, exc)
-            with self._lock:  # type: ignore[attr-defined]
-                self._counts["snapshot_errors"] += 1  # type: ignore[attr-defined]
+            m.stats.add(snapshot_errors=1)
             return False
         if found is None:
             return False
         loaded, cursor = found
         index.take(loaded)
-        self._cursor, self._synced, self._snapshot_changes = cursor, True, 0
+        m.cursor, m.synced, m.changes = cursor, True, 0
         log.info("semantic index: %d entries loaded from %s (change-log position %d)", len(index), manifest, cursor)
         return True
 
@@ -132,80 +130,82 @@ class IndexPersistence:
 
     # ---- saving ----------------------------------------------------------------------------------
     def _capture(self, index: PartitionedIndex) -> tuple[Path, snapshot.Captured] | None:
-        """A copy of ``index`` at the current change-log position (caller holds the index lock);
-        None when there is nothing to save or the store's log cannot be read (a logged fault)."""
-        manifest = self._snapshot_manifest(index.dim)
-        if manifest is None or not self._synced:  # type: ignore[attr-defined]
+        """A copy of ``index`` at the current change-log position (caller holds the mirror's
+        lock); None when there is nothing to save or the store's log cannot be read (logged)."""
+        m = self.mirror
+        manifest = self.manifest(index.dim)
+        if manifest is None or not m.synced:
             return None
         try:
-            change = self._change_at(self._cursor)  # type: ignore[attr-defined]
+            change = self._change_at(m.cursor)
         except Exception as exc:
-            self._fault("saving the semantic index", exc)  # type: ignore[attr-defined]
+            m.fault("saving the semantic index", exc)
             return None
         t = time.perf_counter()
-        snap = snapshot.capture(index, self._cursor, change)  # type: ignore[attr-defined]
-        self._snapshot_changes = 0
+        snap = snapshot.capture(index, m.cursor, change)
+        m.changes = 0
         self.last_save = {"lock_s": time.perf_counter() - t, "entries": snap.entries}
         return manifest, snap
 
-    def _write_snapshot(self, manifest: Path, snap: snapshot.Captured) -> bool:
-        """Write a captured snapshot (without the index lock; one writer at a time). A failure
+    def _write(self, manifest: Path, snap: snapshot.Captured) -> bool:
+        """Write a captured snapshot (without the mirror's lock; one writer at a time). A failure
         (read-only or full disk) is logged and counted, never raised; the index stays marked as
         changed so the next trigger saves it again."""
         t = time.perf_counter()
         with self._writing:
             try:
-                snapshot.write(manifest, snap, source=self._snapshot_source(), embedder=self._vector_id)  # type: ignore[attr-defined]
+                snapshot.write(manifest, snap, source=self._source(), embedder=self.mirror.vector_id)
             except Exception as exc:
-                self._fault("saving the semantic index", exc)  # type: ignore[attr-defined]
-                with self._index_lock:  # type: ignore[attr-defined]
-                    self._snapshot_changes += 1
+                self.mirror.fault("saving the semantic index", exc)
+                with self.mirror.lock:
+                    self.mirror.changes += 1
                 return False
         self.last_save["write_s"] = time.perf_counter() - t
         return True
 
-    def _save_later(self, index: PartitionedIndex) -> None:
-        """Capture now (caller holds the index lock) and write in a background thread; skipped
+    def save_later(self, index: PartitionedIndex) -> None:
+        """Capture now (caller holds the mirror's lock) and write in a background thread; skipped
         while one is still writing (the changes stay counted for the next trigger)."""
         if self._writer is not None and self._writer.is_alive():
             return
         got = self._capture(index)
         if got is not None:
-            self._writer = threading.Thread(target=self._write_snapshot, args=got, daemon=True,
-                                            name="cachemux-index-save")
+            self._writer = threading.Thread(target=self._write, args=got, daemon=True, name="cachemux-index-save")
             self._writer.start()
 
-    def _wait_for_writer(self) -> None:
+    def wait(self) -> None:
+        """Wait for a background save to finish."""
         writer = self._writer
         if writer is not None:
             writer.join()
 
-    def save_index(self) -> bool:
-        """Build or sync the semantic index and save it now (True if saved; False for an
-        exact-only cache, without a folder for it, or on a fault, which is logged). Other threads
-        wait only while the copy is taken, not while the files are written."""
-        if self.embedder is None or self._snapshot_dir is None:  # type: ignore[attr-defined]
+    def save(self, dim: int) -> bool:
+        """Build or sync the index and save it now (True if saved; False without a folder or on a
+        fault, which is logged). Other threads wait only while the copy is taken."""
+        if self.folder is None:
             return False
-        self._wait_for_writer()
-        with self._index_lock:  # type: ignore[attr-defined]
-            index = self._ensure_index(self.embedder.dim)  # type: ignore[attr-defined]
-            self._sync(index)  # type: ignore[attr-defined]
+        self.wait()
+        m = self.mirror
+        with m.lock:
+            index = m.ensure(dim)
+            m.sync(index)
             got = self._capture(index)
-        return got is not None and self._write_snapshot(*got)
+        return got is not None and self._write(*got)
 
-    def _close_index(self) -> None:
+    def close(self) -> None:
         """At ``close()``: wait for a background save, then save what changed since."""
-        self._wait_for_writer()
+        self.wait()
         got = None
-        with self._index_lock:  # type: ignore[attr-defined]
-            index = self._index  # type: ignore[attr-defined]
-            if index is not None and self._snapshot_dir is not None and self._synced:  # type: ignore[attr-defined]
-                self._sync(index)  # type: ignore[attr-defined]
-                manifest = self._snapshot_manifest(index.dim)
-                if self._snapshot_changes or (manifest is not None and not manifest.exists()):
+        m = self.mirror
+        with m.lock:
+            index = m.index
+            if index is not None and self.folder is not None and m.synced:
+                m.sync(index)
+                manifest = self.manifest(index.dim)
+                if m.changes or (manifest is not None and not manifest.exists()):
                     got = self._capture(index)
         if got is not None:
-            self._write_snapshot(*got)
+            self._write(*got)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import cachemux.cache
+import cachemux.semantic.pricing
 from cachemux.cache import FALLBACK_SECONDS_PER_TOKEN, CostInfo, SemanticCache
 from cachemux.errors import ConfigError
 from cachemux.units import estimate_tokens
@@ -225,7 +226,7 @@ def test_misses_queue_per_key_oldest_first_bounded(spy):
 
 
 def test_a_miss_never_updated_does_not_price_a_later_answer(spy, monkeypatch):
-    monkeypatch.setattr(cachemux.cache, "PENDING_MAX_AGE_S", 0.05)
+    monkeypatch.setattr(cachemux.semantic.pricing, "PENDING_MAX_AGE_S", 0.05)
     cache = make(spy)
     cache.lookup(Q1, LLM)  # this call failed: no update follows
     time.sleep(0.1)

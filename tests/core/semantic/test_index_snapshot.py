@@ -45,8 +45,8 @@ def _reopen(tmp_path, embedder, monkeypatch=None, opts=OPTS, **kw):
     cache = SemanticCache(DiskStore(tmp_path / "store"), embedder=embedder, threshold=0.9, index_options=opts, **kw)
     rebuilds = []
     if monkeypatch is not None:
-        real = cache._rebuild
-        monkeypatch.setattr(cache, "_rebuild", lambda index: (rebuilds.append(1), real(index)))
+        real = cache.mirror.rebuild
+        monkeypatch.setattr(cache.mirror, "rebuild", lambda index: (rebuilds.append(1), real(index)))
     return cache, rebuilds
 
 
@@ -168,7 +168,7 @@ def test_memory_store_saves_nothing_and_redis_saves_where_told(tmp_path, embedde
     r.close()
     r2 = SemanticCache(RedisStore(server.url, namespace="snap"), embedder=embedder, threshold=0.9, index_path=tmp_path / "ri",
                        index_options=OPTS)
-    r2._rebuild = None  # type: ignore[assignment] - a rebuild would fail the lookup's sync (a fault)
+    r2.mirror.rebuild = None  # type: ignore[assignment] - a rebuild would fail the lookup's sync (a fault)
     assert r2.lookup("What's the capital city of France?", LLM) == "answer: What is the capital of France?"
     assert r2.stats()["errors"] == 0
     r2.close()
