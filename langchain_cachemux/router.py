@@ -57,6 +57,7 @@ from pydantic import ConfigDict, PrivateAttr
 
 import cachemux
 from cachemux import ConfigError, Request, Selector
+from cachemux.joint.caches import semantic_port
 from langchain_cachemux.cache import prompt_parts
 from langchain_cachemux.local import LocalChatModel, LocalLLM  # noqa: F401  (their old home)
 
@@ -364,12 +365,7 @@ def _decode(text: str) -> AIMessage:
 
 
 def _cache_port(cache: Any) -> Any:
-    if cache is None or cache is False:
-        return None
-    semantic = getattr(cache, "cache", None) if not isinstance(cache, cachemux.SemanticCache) else cache
-    if not isinstance(semantic, cachemux.SemanticCache):
-        raise ConfigError(f"cache must be a CacheMuxCache or a cachemux SemanticCache, got {type(cache).__name__}")
-    return cachemux.SemanticPort(semantic, encode=_encode, decode=_decode)
+    return semantic_port(cache, encode=_encode, decode=_decode)
 
 
 def _model_string(m: Any) -> str:

@@ -51,7 +51,8 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr
 
-from cachemux import Chunk, ConfigError, Generation, JointEngine, Request, Selector, SemanticPort, Served
+from cachemux import Chunk, ConfigError, Generation, JointEngine, Request, Selector, Served
+from cachemux.joint.caches import semantic_port
 from cachemux.semantic.identity import callable_identity
 
 __all__ = ["CacheMuxLLM"]
@@ -106,14 +107,11 @@ class CacheMuxLLM(LLM):
             raise ConfigError(f"selector routes use {missing}, not among the models {list(models)}")
         if query_fn is not None and not callable(query_fn):
             raise ConfigError(f"query_fn must be a function (prompt text) -> query, got {query_fn!r}")
-        semantic = cache if cache is None or hasattr(cache, "match") else getattr(cache, "cache", None)
-        if cache is not None and not (hasattr(semantic, "match") and hasattr(semantic, "update")):
-            raise ConfigError(f"cache must be a cachemux SemanticCache (or a CacheMuxCache), "
-                              f"got {type(cache).__name__}")
+        port = semantic_port(cache)  # a SemanticCache, a CacheMuxCache holding one, or None
         # LlamaIndex applies these two itself (predict() adds the system prompt; the callbacks)
         base = {"system_prompt": system_prompt, "callback_manager": callback_manager}
         super().__init__(models=dict(models), **{k: v for k, v in base.items() if v is not None})
-        self._engine = JointEngine(None if semantic is None else SemanticPort(semantic), selector,
+        self._engine = JointEngine(port, selector,
                                    _Port(self.models), costs=costs, judge=judge, admit_empty=admit_empty)
         self._query_fn = query_fn
 

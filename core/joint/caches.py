@@ -15,13 +15,13 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Hashable, MutableMapping
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from cachemux.joint.types import Hit, Request
 from cachemux.policies.base import Policy
 
-__all__ = ["CachePort", "PolicyCache", "SemanticHit", "SemanticPort", "as_cache_port"]
+__all__ = ["CachePort", "Coalescing", "PolicyCache", "Reporting", "SemanticHit", "SemanticPort", "Verifiable",
+           "as_cache_port", "semantic_port"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,34 @@ class CachePort(Protocol):
 
     def admit(self, request: Request, answer: Any, price: float, size: float = 1, *,
               model: str | None = None, paid: float | None = None) -> bool: ...
+
+
+@runtime_checkable
+class Verifiable(Protocol):
+    """A port whose hits the engine may verify by running the model (see the module docstring)."""
+
+    @property
+    def learns(self) -> bool: ...
+
+    def feedback(self, request: Request, ok: bool) -> bool: ...
+
+    def candidate(self, request: Request) -> Any: ...
+
+    def unserved(self, hit: Hit, reason: str) -> None: ...
+
+
+@runtime_checkable
+class Coalescing(Protocol):
+    """A port that lets identical misses wait for one call (``cachemux.semantic.flight``)."""
+
+    async def alookup(self, request: Request) -> Hit | None: ...
+
+    def release(self, request: Request, owner: object, served: Any) -> None: ...
+
+
+@runtime_checkable
+class Reporting(Protocol):
+    def stats(self) -> dict[str, Any]: ...
 
 
 def _key(request: Any) -> Hashable:
@@ -96,14 +124,7 @@ class PolicyCache:
 _NO_VALUE = Hit(None)
 
 
-@dataclass(frozen=True, slots=True)
-class SemanticHit(Hit):
-    """A semantic hit with the probability that it answers another question: error-bounded mode's
-    learned estimate for that entry at that score (``ErrorBound.estimate``), else the verifier
-    matcher's calibrated 1 - P(same). The engine prices serving it at ``p_wrong x
-    semantic_penalty`` (``JointEngine``)."""
-
-    p_wrong: float = 0.0
+SemanticHit = Hit  # a semantic hit is a ``Hit`` with ``p_wrong`` (the name is kept for imports)
 
 
 class SemanticPort:
@@ -157,8 +178,10 @@ class SemanticPort:
         if m.kind == "semantic":
             p_wrong = m.p_wrong if m.p_wrong is not None else (1.0 - float(m.score) if self._calibrated() else None)
             if p_wrong is not None:
-                return SemanticHit(answer, m.kind, m.similarity, m.cost, model, paid, m.verify, p_wrong=p_wrong)
-        return Hit(answer, m.kind, m.similarity, m.cost, model, paid, m.kind == "semantic" and m.verify)
+                return Hit(answer, kind=m.kind, similarity=m.similarity, price=m.cost, model=model, paid=paid,
+                           verify=m.verify, p_wrong=p_wrong)
+        return Hit(answer, kind=m.kind, similarity=m.similarity, price=m.cost, model=model, paid=paid,
+                   verify=m.kind == "semantic" and m.verify)
 
     def unserved(self, hit: Hit, reason: str) -> None:
         """The engine ran the model instead of serving ``hit`` (see ``SemanticCache.unserved``)."""
@@ -203,21 +226,35 @@ class SemanticPort:
         return self.cache.stats()
 
 
+def semantic_port(cache: Any, *, encode: Callable[[Any], str] = str,
+                  decode: Callable[[str], Any] = str) -> SemanticPort | None:
+    """The port over a ``SemanticCache``, or over the one a wrapper holds as ``.cache`` (LangChain's
+    ``CacheMuxCache``); None for None or False. The one place a ``cache=`` argument is unwrapped."""
+    from cachemux.semantic.cache import SemanticCache
+
+    if cache is None or cache is False:
+        return None
+    semantic = cache if isinstance(cache, SemanticCache) else getattr(cache, "cache", None)
+    if not isinstance(semantic, SemanticCache):
+        from cachemux.errors import ConfigError
+
+        raise ConfigError(f"cache must be a cachemux SemanticCache or a CacheMuxCache, got {type(cache).__name__}")
+    return SemanticPort(semantic, encode=encode, decode=decode)
+
+
 def as_cache_port(cache: Any) -> CachePort | None:
-    """None, a cache port, a ``Policy`` (wrapped with no store), a ``SemanticCache`` or anything
-    holding one as ``.cache`` (LangChain's ``CacheMuxCache``)."""
+    """None, a cache port, a ``Policy`` (wrapped with no store), or a ``SemanticCache`` or anything
+    holding one as ``.cache`` (``semantic_port``)."""
     if cache is None or isinstance(cache, (PolicyCache, SemanticPort)):
         return cache
     if isinstance(cache, Policy):
         return PolicyCache(cache)
-    inner = getattr(cache, "cache", None)
-    if not hasattr(cache, "match") and inner is not None and hasattr(inner, "match"):
-        cache = inner
-    if hasattr(cache, "match") and hasattr(cache, "update"):
-        return SemanticPort(cache)
     if isinstance(cache, CachePort):
         return cache
     from cachemux.errors import ConfigError
 
-    raise ConfigError(f"cache must be a SemanticCache, a CacheMuxCache, a Policy or a cache port "
-                      f"(lookup/admit), got {type(cache).__name__}")
+    try:
+        return semantic_port(cache)
+    except ConfigError:
+        raise ConfigError(f"cache must be a SemanticCache, a CacheMuxCache, a Policy or a cache port "
+                          f"(lookup/admit), got {type(cache).__name__}") from None

@@ -58,7 +58,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from typing import Any
 
 from cachemux.errors import ConfigError
-from cachemux.joint.caches import CachePort, as_cache_port
+from cachemux.joint.caches import CachePort, Coalescing, PolicyCache, Reporting, Verifiable, as_cache_port
 from cachemux.joint.costs import CostModel, Costs
 from cachemux.joint.types import Attempt, Generation, Hit, Request, Served
 from cachemux.multiplexer.routes import Route, route_cost
@@ -149,7 +149,7 @@ class JointEngine:
     default they wait until the selector has tried the query's routes: ``Selector.settled``).
     ``semantic_penalty``: what serving a wrong answer costs, in the cost model's unit. With it, a
     semantic hit whose cache gives a calibrated P(same question) (``SemanticCache`` with the
-    verifier matcher: ``SemanticHit.p_wrong``) is a route like a cascade's small model: cost ~0
+    verifier matcher: ``Hit.p_wrong``) is a route like a cascade's small model: cost ~0
     plus ``p_wrong x semantic_penalty``; it is served only if that is no more than the expected
     cost of routing the query (``selector.expected_cost``, or, for a query the selector has not
     seen, the matched entry's price: what the multiplexer paid for its neighbour), else the query
@@ -199,7 +199,11 @@ class JointEngine:
         if compare is not None and not callable(compare):
             raise ConfigError(f"compare must be a function (cached_text, fresh_text) -> bool | None, got {compare!r}")
         self.compare: Compare = same_text if compare is None else compare
-        self._learns = bool(getattr(self.cache, "learns", False))
+        # what the port can do beyond lookup/admit, checked once here (never per request)
+        self._verifiable: Verifiable | None = self.cache if isinstance(self.cache, Verifiable) else None
+        self._coalescing: Coalescing | None = self.cache if isinstance(self.cache, Coalescing) else None
+        self._reporting: Reporting | None = self.cache if isinstance(self.cache, Reporting) else None
+        self._learns = self._verifiable is not None and bool(self._verifiable.learns)
         self.verify_runs = 0
         self.checks = {"agreed": 0, "disagreed": 0, "no_verdict": 0}
         self.admit_unsettled = bool(admit_unsettled)
@@ -224,7 +228,7 @@ class JointEngine:
     @property
     def policy(self) -> Any:
         """The eviction policy when the cache is a ``PolicyCache`` (the simulator's), else None."""
-        return getattr(self.cache, "policy", None)
+        return self.cache.policy if isinstance(self.cache, PolicyCache) else None
 
     # ---- drivers --------------------------------------------------------------------------------
     def serve(self, request: Any) -> Served:
@@ -271,7 +275,7 @@ class JointEngine:
         is waited for in the event loop), the flow's decisions in a worker thread."""
         import asyncio
 
-        find = getattr(self.cache, "alookup", None)
+        find = None if self._coalescing is None else self._coalescing.alookup
         if find is None or (type(flow.request) is Request and not flow.request.cacheable):
             return await asyncio.to_thread(flow.lookup)
         flow.owner = caller()
@@ -349,9 +353,8 @@ class JointEngine:
                                  "saved": self.saved, "semantic_declined": self.semantic_declined,
                                  "verify_runs": self.verify_runs, "checks": dict(self.checks),
                                  "refused": dict(self.refused)}
-        cache_stats = getattr(self.cache, "stats", None)
-        if callable(cache_stats):
-            s["cache"] = cache_stats()
+        if self._reporting is not None:
+            s["cache"] = self._reporting.stats()
         return s
 
 
@@ -397,11 +400,11 @@ class _Flow:
         unserved: tuple[Hit, str] | None = None
         with eng._lock:
             eng.requests += 1
-            if hit is not None and getattr(hit, "verify", False):
+            if hit is not None and hit.verify:
                 eng.verify_runs += 1
                 unserved = (hit, "verified")
                 check, hit = hit.answer, None  # run the model anyway, compare, report
-            p_wrong = getattr(hit, "p_wrong", None)
+            p_wrong = None if hit is None else hit.p_wrong
             if hit is not None and p_wrong is not None and eng.semantic_penalty is not None:
                 routed = eng.selector.expected_cost(self.query)
                 if routed is None:
@@ -420,11 +423,11 @@ class _Flow:
                 eng.hits += 1
                 saved = hit.price if hit.paid is None else hit.paid
                 eng.saved += saved
-        if unserved is not None and hasattr(eng.cache, "unserved"):  # the cache counted it as a hit
-            eng.cache.unserved(*unserved)
+        if unserved is not None and eng._verifiable is not None:  # the cache counted it as a hit
+            eng._verifiable.unserved(*unserved)
         if hit is None:
             if check is _Flow._NONE and eng._learns and self._cache is not None:  # the neighbour the learned rule refused
-                got = eng.cache.candidate(self.request)  # type: ignore[union-attr]
+                got = eng._verifiable.candidate(self.request)  # type: ignore[union-attr]
                 if got is not None:
                     check = got
             self._check = check
@@ -436,15 +439,15 @@ class _Flow:
         """End this request's miss for identical requests waiting on it (a port with ``release``):
         with ``served``'s answer when the cache did not admit it and the final model did not fail,
         else with none (they make their own call). A no-op after a hit."""
-        release = getattr(self.engine.cache, "release", None)
-        if release is None or self.owner is None:
+        port = self.engine._coalescing
+        if port is None or self.owner is None:
             return
         if served is not None and served.admitted:  # admit -> update served them already
             return
         # shared only what could have been cached: never a failed or (unless admitted) empty answer
         shared = served if served is not None and served.attempts and self._refused is None else None
         try:
-            release(self.request, self.owner, shared)
+            port.release(self.request, self.owner, shared)
         except Exception as exc:  # never fails the request that was served
             log.warning("cachemux: releasing identical requests failed (%s: %s)", type(exc).__name__, exc)
 
@@ -528,8 +531,8 @@ class _Flow:
         with eng._lock:
             eng.checks["no_verdict" if verdict is None else "agreed" if verdict else "disagreed"] += 1
         if verdict is not None:
-            feedback = getattr(eng.cache, "feedback", None)
-            if callable(feedback):
+            feedback = None if eng._verifiable is None else eng._verifiable.feedback
+            if feedback is not None:
                 try:
                     feedback(self.request, verdict)
                 except Exception as exc:

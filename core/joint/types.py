@@ -73,7 +73,11 @@ class Hit:
     """A cached answer: ``kind`` "exact" or "semantic", the cosine ``similarity`` (1.0 exact),
     the ``price`` the cache ranks the entry by, and who produced it at what cost (``model``,
     ``paid``) when the cache kept that. ``verify``: the cache asks for this hit to be checked by
-    running the model anyway (error-bounded mode's verification draw; ``JointEngine`` does it)."""
+    running the model anyway (error-bounded mode's verification draw; ``JointEngine`` does it).
+    ``p_wrong``: for a semantic hit, the probability that it answers another question
+    (error-bounded mode's learned estimate, else a verifier matcher's calibrated 1 - P(same));
+    None when the cache gives none. The engine prices serving it at ``p_wrong x
+    semantic_penalty``."""
 
     answer: Any
     kind: str = "exact"
@@ -82,6 +86,7 @@ class Hit:
     model: str | None = None
     paid: float | None = None
     verify: bool = False
+    p_wrong: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
