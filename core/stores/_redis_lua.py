@@ -21,8 +21,9 @@ the eviction order and the expiry order are kept per part, in ``z:<part>`` and `
 ``DiskStore(shares=...)`` does; the request history stays store-wide.
 
 Numbers: Lua numbers are doubles and Redis converts number arguments of ``redis.call`` with
-%.17g, so the arithmetic below (and in ``_redis_lua_policy``) is the same IEEE arithmetic as ``cachemux.policies`` (each
-expression is written in the same order) and nothing is rounded through 14-digit ``tostring``.
+%.17g, so the arithmetic below and in ``_redis_lua_policy`` is the same IEEE arithmetic as
+``cachemux.policies`` (each expression is written in the same order) and nothing is rounded
+through 14-digit ``tostring``.
 A script never raises after its first write (Redis does not roll scripts back).
 
 Every script but ``INIT`` starts with ``_PRELUDE``: the keys, configuration, state, entry
