@@ -30,7 +30,6 @@ it); capacity is what bounds the store.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
@@ -40,8 +39,9 @@ from typing import Any
 
 from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError, InvariantError, StoreError
 from cachemux.stores import _redis_lua as lua
+from cachemux.stores._redis_config import FORMAT_VERSION, check_policy, namespace_config, stored_config
 from cachemux.stores._policy import StorePolicy, resolve_policy
-from cachemux.stores._shares import REST, check_share_state, check_shares, share_capacity, share_part
+from cachemux.stores._shares import REST, check_share_state, check_shares, share_part
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Signer, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
@@ -49,7 +49,6 @@ __all__ = ["RedisStore"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 _DEFAULT_CAPACITY = 10_000.0
 _DEFAULT_POLICY = "gdsf"
 _DEFAULT_LOG_SIZE = 100_000
@@ -166,40 +165,16 @@ class RedisStore(Store):
         return StoreError(f"{self._where}: {type(exc).__name__}: {exc}")
 
     def _init(self) -> StorePolicy:
-        req = self._requested
-        cfg = {"format": lua.FORMAT, "version": str(FORMAT_VERSION), "policy": req.name,
-               "family": req.family, "capacity": repr(req.capacity),
-               "hit_moves": "1" if req.hit_moves else "0", "use_freq": "1" if req.use_freq else "0",
-               "use_cost": "1" if req.use_cost else "0", "history": "1" if req.history else "0",
-               "admission": "1" if req.admission else "0", "growth": repr(req.growth),
-               "options": req.options_json(), "log_size": str(self._log_size),
-               "shares": json.dumps(self.shares, sort_keys=True) if self.shares else ""}
-        if self.shares:  # each part's capacity, computed once here, as DiskStore computes it
-            for part in ["=" + ns for ns in self.shares] + [REST]:
-                cfg[f"cap:{part}"] = repr(share_capacity(self.shares, req.capacity, part))
+        """Create the namespace if absent (else read it) and adopt its stored configuration."""
+        cfg = namespace_config(self._requested, self._log_size, self.shares)
         args = [str(secrets.randbelow(2**40) + 1)] + [x for kv in cfg.items() for x in kv]
         try:
             raw = self._init_script(keys=self._keys, args=args)
         except self._redis.ResponseError as exc:
             raise StoreError(f"{self._where}: {exc}") from exc
         got = {_s(raw[i]): _s(raw[i + 1]) for i in range(0, len(raw), 2)}
-        if got.get("format") != lua.FORMAT or got.get("version") != str(FORMAT_VERSION):
-            raise StoreError(f"{self._where}: not a cachemux store of format {lua.FORMAT!r} "
-                             f"version {FORMAT_VERSION} (found {got.get('format')!r} {got.get('version')!r})")
-        stored = resolve_policy(got["policy"], float(got["capacity"]), json.loads(got["options"]))
-        g = self._given
-        stored_shares = json.loads(got["shares"]) if got.get("shares") else {}
-        if g["shares"] and stored_shares != self.shares:
-            raise ConfigError(f"{self._where} was created with shares={stored_shares or None}; got "
-                              f"shares={self.shares}. Pass shares=None (the stored ones) or use another namespace")
-        self.shares = check_shares(stored_shares or None)
-        if ((g["policy"] and req.name != stored.name) or (g["capacity"] and req.capacity != stored.capacity)
-                or (g["options"] and req.options != stored.options)):
-            raise ConfigError(
-                f"{self._where} was created with policy={stored.name!r}, capacity={stored.capacity:g}, "
-                f"options={stored.options}; got policy={req.name!r}, capacity={req.capacity:g}, "
-                f"options={req.options}. Pass capacity=None, policy=None (the stored ones) or "
-                "use another namespace")
+        stored, self.shares = stored_config(self._where, got, self._given, self.shares)
+        check_policy(self._where, stored, self._requested, self._given)
         self._requested = stored  # a re-creation after a flush uses the stored configuration
         self.spec = stored
         self._ready = True
