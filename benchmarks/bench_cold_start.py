@@ -61,7 +61,7 @@ def fill(directory: Path, entries: int) -> None:
     exists = (directory / "store").exists()
     store = DiskStore(directory / "store", capacity=None if exists else 2 * entries)
     cache = SemanticCache(store, embedder=Embedder(), threshold=THRESHOLD, index_path=False)
-    _, part, _ = cache._prepare(PROMPT, LLM, None, "")
+    part = cache._prepare(PROMPT, LLM, None, "").part
     meta = {"ns": "", "llm": LLM, "emb": cache._vector_id}
     rng = np.random.default_rng(0)
     have = len(store)

@@ -131,7 +131,8 @@ class SemanticCache(CacheParts):
         """The lookup up to the wait: a hit, a miss (None: the caller makes the call), or the
         flight to wait for with the miss's key and embedding (``_end`` after the wait)."""
         since = self.flights.mark() if self.flights is not None else 0
-        key, part, text = self._prepare(prompt, llm_string, embed_text, scope)
+        where = self._prepare(prompt, llm_string, embed_text, scope)
+        key, text = where.key, where.text
         self.counters.add(lookups=1)
         entry = self._read(key)
         if entry is not None and self._servable(key, entry):
@@ -141,7 +142,7 @@ class SemanticCache(CacheParts):
         if loss is None:
             vec = self.gate.vector(text)  # type: ignore[arg-type]
             if vec is not None:
-                found = self._nearest(part, vec, text, key)  # type: ignore[arg-type]
+                found = self._nearest(where.part, vec, text, key)  # type: ignore[arg-type]
                 if found is not None:
                     return self._hit(found)
         elif self.semantic:  # empty, embed_text=False, or an embedding that would lose part of it

@@ -25,11 +25,19 @@ Groups = Mapping[str, Iterable[str]] | Callable[[str], "str | None"] | None
 
 
 class Prepared(NamedTuple):
-    """A request's place: exact ``key``, ``part``ition, and the ``text`` to embed (None: exact only)."""
+    """A request's place: exact ``key``, the ``text`` to embed (None: exact only), and what its
+    partition is made of (``part``, computed when a semantic lookup or a write needs it: an
+    exact hit never does)."""
 
     key: str
-    part: str
     text: str | None
+    namespace: str
+    model: str
+    scope: str
+
+    @property
+    def part(self) -> str:
+        return partition_id(self.namespace, self.model, self.scope)
 
 
 class Locator:
@@ -61,7 +69,7 @@ class Locator:
         model = self.model(llm_string)  # type: ignore[arg-type]
         normalized = normalize_prompt(prompt, casefold=self.casefold)  # type: ignore[arg-type]
         key = exact_key(normalized, model, self.namespace, normalized=True, casefold=self.casefold)
-        part = partition_id(self.namespace, model, check_text("scope", scope))
+        check_text("scope", scope)
         if embed_text is None:
             text: str | None = normalized
         elif embed_text is False:
@@ -70,7 +78,7 @@ class Locator:
             text = check_text("embed_text", embed_text).strip()
         if not self.semantic or not text:
             text = None
-        return Prepared(key, part, text)
+        return Prepared(key, text, self.namespace, model, scope)  # type: ignore[arg-type]
 
 
 def model_groups(groups: Groups) -> Callable[[str], str | None] | None:

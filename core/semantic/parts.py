@@ -187,7 +187,7 @@ class CacheParts:
     def _update(self, where: Prepared, prompt: str, llm_string: str, value: str, cost: float | None,
                 size: float | None, info: Any, embedding: np.ndarray | None, tokens: float | None,
                 priced: list[float]) -> bool:
-        key, part, text = where
+        key, part, text = where.key, where.part, where.text
         if embedding is not None:
             embedding = _check_vector(embedding)
             if self.semantic and len(embedding) != self.embedder.dim:  # type: ignore[union-attr]
