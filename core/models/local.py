@@ -66,12 +66,6 @@ class GenerationResult:
             return float(self.tokens_in + self.tokens_out)
         raise ConfigError(f"unknown cost unit {unit!r}; valid choices: {', '.join(_COSTS)}")
 
-    def to_generation(self, cost: str = "latency", success: bool | None = None, size: float = 1):
-        """As the joint engine's ``Generation`` (answer = text)."""
-        from cachemux.joint import Generation
-
-        return Generation(self.text, self.cost(cost), success, size)
-
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
