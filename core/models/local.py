@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -444,7 +444,7 @@ class GenerationStream:
             self._error = exc
             self._streamer.end()
 
-    def _pieces(self) -> Iterator[str]:
+    def _pieces(self) -> Generator[str, None, None]:
         stop = self._stop
         hold = max((len(s) for s in stop), default=1) - 1 if stop else 0
         buf, sent = "", 0

@@ -62,8 +62,7 @@ class Selector(ABC):
     def expected_cost(self, query: Hashable) -> float | None:
         """Estimated cost of serving ``query`` under this selector (None before any feedback)."""
         est = self.estimates
-        vals = [est.mean((query, r)) for r in self.routes]
-        vals = [v for v in vals if v is not None]
+        vals = [v for v in (est.mean((query, r)) for r in self.routes) if v is not None]
         return min(vals) if vals else None
 
     def entry_price(self, query: Hashable, paid: float) -> float:
