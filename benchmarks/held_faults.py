@@ -221,6 +221,7 @@ def disk_sigkills(root: Path, rounds: int = 10, writers: int = 4, seed: int = 11
         for p, t in zip(procs, threads):
             p.wait(10)
             t.join(10)
+            p.stdout.close()  # type: ignore[union-attr]
         acked += [k for ls in lines for k in ls[1:] if k]
     lost = torn = 0
     with DiskStore(d, verify=True) as s:

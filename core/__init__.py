@@ -43,10 +43,15 @@ _LAZY = {
 }
 _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
 
-__all__ = sorted([
-    "CacheMuxError", "ConfigError", "InvariantError", "MissingCostError", "POLICIES", "Policy", "StoreError",
-    "UnknownNameError", "make_policy", *_WHERE,
-])
+# as a literal (not computed) so type checkers see the re-exports; tests/project/test_surface.py
+# checks it against _LAZY and the eager imports
+__all__ = [
+    "Attempt", "CacheMuxError", "CachePort", "Chunk", "ConfigError", "CostInfo", "CostModel", "DiskStore", "Entry",
+    "Generation", "Hit", "InvariantError", "JointEngine", "Match", "MemoryStore", "MissingCostError",
+    "NoisyOracleSelector", "OnlineSelector", "OracleSelector", "POLICIES", "Policy", "PolicyCache", "RedisStore",
+    "Request", "Route", "SELECTORS", "Selector", "SemanticCache", "SemanticPort", "Served", "StaticSelector", "Store",
+    "StoreError", "TrainedSelector", "UnknownNameError", "estimate_tokens", "make_policy", "make_selector",
+]
 __version__ = "0.1.0"
 
 

@@ -121,12 +121,13 @@ class CacheMuxCache(BaseCache):
                 raise ConfigError("a cost function goes to SemanticCache(cost_fn=...) when passing a ready cache")
             self.cache = cache
         else:
+            given_threshold: dict[str, Any] = {} if threshold is None else {"threshold": threshold}
             self.cache = SemanticCache(
                 store, embedder=as_embedder(embedder), semantic=semantic, policy=policy,
                 capacity=capacity, namespace=namespace, model_groups=model_groups,
                 cost_fn=cost if callable(cost) else None, fallback_cost=fallback_cost,
                 max_value_bytes=max_value_bytes, ttl=ttl, flight_timeout=flight_timeout, lease=lease,
-                **({} if threshold is None else {"threshold": threshold}))
+                **given_threshold)
         self.admit_empty = bool(admit_empty)
         self._unreadable = 0
         self._unstorable = 0

@@ -48,7 +48,7 @@ class LangChainEmbedder:
         return self._dim
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        vecs = np.asarray(self.embeddings.embed_documents(list(texts)), dtype=np.float32)
+        vecs: np.ndarray = np.asarray(self.embeddings.embed_documents(list(texts)), dtype=np.float32)
         if vecs.ndim != 2 or len(vecs) != len(texts) or not vecs.shape[1]:
             raise ValueError(f"{self.model_name}: embed_documents gave shape {vecs.shape} for {len(texts)} texts")
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)

@@ -237,6 +237,6 @@ class LocalLLM(_Local, LLM):
                 if run_manager is not None:
                     run_manager.on_llm_new_token(piece)
                 yield GenerationChunk(text=piece)
-            info = s.result.as_dict()
+            info = s.collect().as_dict()
         info.pop("text")
         yield GenerationChunk(text="", generation_info=info)

@@ -169,8 +169,8 @@ class CacheMuxRouter(BaseChatModel):
             query = self.query_fn(messages)
         else:
             query = text if isinstance(text, str) else get_buffer_string(messages)
-        return Request(query, prompt, self._get_llm_string(stop=stop, **opts), text, scope,
-                       payload=(messages, stop, opts, run_manager))
+        return Request(query, prompt=prompt, config=self._get_llm_string(stop=stop, **opts), embed_text=text,
+                       scope=scope, payload=(messages, stop, opts, run_manager))
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: Any = None, **kwargs: Any) -> ChatResult:

@@ -170,7 +170,8 @@ class CacheMuxLLM(LLM):
                 i = prompt.rfind(query)
                 embed, scope = query, prompt[:i] + "\x00" + prompt[i + len(query):]
         config, cacheable = self._config("complete", call.kwargs)
-        return Request(query, prompt, config, embed, scope, call, cacheable=cacheable)
+        return Request(query, prompt=prompt, config=config, embed_text=embed, scope=scope, payload=call,
+                       cacheable=cacheable)
 
     def _chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Request:
         """A chat's request: its last user message is compared by meaning, the earlier ones are
@@ -183,14 +184,15 @@ class CacheMuxLLM(LLM):
         scope = json.dumps(turns[:-1], ensure_ascii=False) if user else ""
         query = self._query_fn(last) if self._query_fn is not None else last
         config, cacheable = self._config("chat", kwargs)
-        return Request(query, json.dumps(turns, ensure_ascii=False), config,
-                       last if user else False, scope, _Call(True, list(messages), dict(kwargs)), cacheable=cacheable)
+        return Request(query, prompt=json.dumps(turns, ensure_ascii=False), config=config,
+                       embed_text=last if user else False, scope=scope,
+                       payload=_Call(True, list(messages), dict(kwargs)), cacheable=cacheable)
 
     # ---- Served -> framework output ---------------------------------------------------------------
     @staticmethod
     def _respond(served: Served, call: _Call) -> Any:
         meta = served.metadata()
-        own = None if served.hit else call.responses.get(served.model)
+        own = None if served.hit or served.model is None else call.responses.get(served.model)
         if own is None:
             return _response(call.chat, served.answer, meta)
         own.additional_kwargs = {**(own.additional_kwargs or {}), "cachemux": meta}

@@ -118,7 +118,7 @@ class LocalLLM(CustomLLM):
             for piece in s:
                 text += piece
                 yield CompletionResponse(text=text, delta=piece)
-            yield CompletionResponse(text=text, delta="", additional_kwargs=_stats(s.result))
+            yield CompletionResponse(text=text, delta="", additional_kwargs=_stats(s.collect()))
 
         return gen()
 
@@ -148,7 +148,7 @@ class LocalLLM(CustomLLM):
                 text += piece
                 yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=piece)
             yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta="",
-                               additional_kwargs=_stats(s.result))
+                               additional_kwargs=_stats(s.collect()))
 
         return gen()
 

@@ -320,7 +320,7 @@ def serve_trace(requests: Iterable[int], cache: str, selector: Selector, capacit
         tally.latency += lat
         tally.flops += fl
         tally.calls[model] = tally.calls.get(model, 0) + 1
-        return Generation(ans, lat if unit == "latency" else fl / unit_scale, ans.correct, 1)
+        return Generation(ans, cost=lat if unit == "latency" else fl / unit_scale, success=ans.correct, size=1)
 
     # the paper's setting: the route's last answer is cached as it is (the label judge grades, it
     # does not decide what a replicated cache keeps)

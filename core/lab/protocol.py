@@ -254,7 +254,8 @@ class Protocol:
             r = self.records[role][i]
             tally.calls[role] += 1
             tally.charge(r)
-            return Generation((role, r["answer"]), self.unit_cost(unit, role, i), self.correct[role][i], 1)
+            return Generation((role, r["answer"]), cost=self.unit_cost(unit, role, i), success=self.correct[role][i],
+                              size=1)
 
         engine = JointEngine(policy_for(cache, capacity), selector, generate, store={}, detail=False,
                              admit_failed=True, admit_empty=True)

@@ -87,7 +87,7 @@ def replay(pairs: list[dict[str, Any]], emb: LookupEmbedder, price: dict[str, fl
     wrong = semantic = 0
     for p in pairs:
         for text in (p["text_a"], p["text_b"]):
-            s = eng.serve(Request(text, text, "qqp-route"))
+            s = eng.serve(Request(text, prompt=text, config="qqp-route"))
             if s.hit and s.kind == "semantic":
                 semantic += 1
                 wrong += int(not right(s.answer, text))

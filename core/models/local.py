@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -65,12 +65,6 @@ class GenerationResult:
         if unit == "tokens":
             return float(self.tokens_in + self.tokens_out)
         raise ConfigError(f"unknown cost unit {unit!r}; valid choices: {', '.join(_COSTS)}")
-
-    def to_generation(self, cost: str = "latency", success: bool | None = None, size: float = 1):
-        """As the joint engine's ``Generation`` (answer = text)."""
-        from cachemux.joint import Generation
-
-        return Generation(self.text, self.cost(cost), success, size)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -450,7 +444,7 @@ class GenerationStream:
             self._error = exc
             self._streamer.end()
 
-    def _pieces(self) -> Iterator[str]:
+    def _pieces(self) -> Generator[str, None, None]:
         stop = self._stop
         hold = max((len(s) for s in stop), default=1) - 1 if stop else 0
         buf, sent = "", 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class FitConfig:
 
 def fit_predictor(models: Sequence[str], embeddings: np.ndarray | None, texts: Sequence[str], labels: np.ndarray,
                   fit: FitConfig = FitConfig(), *, val: tuple[np.ndarray | None, Sequence[str], np.ndarray] | None = None,
-                  costs: dict[str, float] | None = None, meta: dict | None = None,
+                  costs: dict[str, float] | None = None, meta: dict[str, Any] | None = None,
                   embedding_dim: int | None = None, embedding_model: str | None = None) -> QualityPredictor:
     """Train a ``QualityPredictor`` on (embeddings, texts) -> labels (n, len(models)) in [0, 1]."""
     import torch
@@ -175,7 +176,7 @@ def calibrate_share(p_fail: np.ndarray, target_share: float) -> float:
     return float((p[k - 1] + p[k]) / 2)
 
 
-def calibrate_quality(p_fail: np.ndarray, quality: np.ndarray, costs: np.ndarray, target_frac: float = 0.95) -> dict:
+def calibrate_quality(p_fail: np.ndarray, quality: np.ndarray, costs: np.ndarray, target_frac: float = 0.95) -> dict[str, Any]:
     """The cheapest threshold tau on P(small fails) whose routed quality on the calibration set is
     >= ``target_frac`` x the large model's quality (ties in P(fail) move together)."""
     p = np.asarray(p_fail, dtype=float)
@@ -197,7 +198,8 @@ def calibrate_quality(p_fail: np.ndarray, quality: np.ndarray, costs: np.ndarray
 
 def per_extra_cost(score: np.ndarray, costs: np.ndarray) -> np.ndarray:
     """``score`` per unit of the query's extra cost c_large - c_small (columns 0 small, 1 large)."""
-    return score / np.maximum(costs[:, 1] - costs[:, 0], 1e-30)
+    out: np.ndarray = score / np.maximum(costs[:, 1] - costs[:, 0], 1e-30)
+    return out
 
 
 def gain_per_cost(p: np.ndarray, costs: np.ndarray) -> np.ndarray:
@@ -206,7 +208,7 @@ def gain_per_cost(p: np.ndarray, costs: np.ndarray) -> np.ndarray:
     return per_extra_cost(p[:, 1] - p[:, 0], costs)
 
 
-def calibrate_failure_price(p: np.ndarray, quality: np.ndarray, costs: np.ndarray, target_frac: float = 0.95) -> dict:
+def calibrate_failure_price(p: np.ndarray, quality: np.ndarray, costs: np.ndarray, target_frac: float = 0.95) -> dict[str, Any]:
     """The price of a wrong answer (cost units) at which the selector's expected-cost rule, large iff
     price x (p_large - p_small) > c_large - c_small, reaches ``target_frac`` of the large model's
     quality on the calibration set at the least cost (``TrainedSelector(failure_price=...)``)."""

@@ -103,7 +103,7 @@ def cached_embeddings(texts: Sequence[str], *, embedder: Embedder | None = None,
     path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{slug}-{_texts_key(texts, model_id)}.npy"
     if path.is_file():
         try:
-            arr = np.load(path, allow_pickle=False)
+            arr: np.ndarray = np.load(path, allow_pickle=False)
             if arr.ndim == 2 and arr.shape[0] == len(texts):
                 if progress is not None:
                     progress(len(texts))
@@ -326,7 +326,8 @@ class QualityPredictor:
         z = (x - p["feature_mean"]) / p["feature_std"]
         if self.config.hidden:
             z = np.maximum(z @ p["hidden.weight"].T + p["hidden.bias"], 0.0)
-        return z @ p["out.weight"].T + p["out.bias"]
+        out: np.ndarray = z @ p["out.weight"].T + p["out.bias"]
+        return out
 
     def predict_proba(self, texts: Sequence[str] | None = None, *, embeddings: np.ndarray | None = None,
                       features: np.ndarray | None = None) -> np.ndarray:
@@ -385,7 +386,7 @@ def build_torch_head(config: PredictorConfig) -> Any:
     import torch
     from torch import nn
 
-    class QualityHead(nn.Module):
+    class QualityHead(nn.Module):  # type: ignore[misc]  # torch is read as Any (pyproject [tool.mypy])
         def __init__(self) -> None:
             super().__init__()
             d, m, h = config.input_dim, len(config.models), config.hidden

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cachemux.errors import UnknownNameError
@@ -22,7 +23,7 @@ def _trained(*args: Any, **kwargs: Any) -> Selector:
     return TrainedSelector(*args, **kwargs)
 
 
-SELECTORS: dict[str, Any] = {
+SELECTORS: dict[str, Callable[..., Selector]] = {
     "static": StaticSelector,
     "online": OnlineSelector,
     "oracle": OracleSelector,

@@ -62,12 +62,8 @@ class Selector(ABC):
     def expected_cost(self, query: Hashable) -> float | None:
         """Estimated cost of serving ``query`` under this selector (None before any feedback)."""
         est = self.estimates
-        vals = [est.mean((query, r)) for r in self._candidates(query)]
-        vals = [v for v in vals if v is not None]
+        vals = [v for v in (est.mean((query, r)) for r in self.routes) if v is not None]
         return min(vals) if vals else None
-
-    def _candidates(self, query: Hashable) -> tuple[Route, ...]:
-        return self.routes
 
     def entry_price(self, query: Hashable, paid: float) -> float:
         """What a cache entry for ``query`` is worth per request, after a miss that cost ``paid``:
@@ -75,7 +71,7 @@ class Selector(ABC):
         selector as far as it knows), or ``paid`` if none is observed. Never the optimistic score
         of an untried route: optimism is for routing only."""
         est = self.estimates
-        vals = [v for v in (est.mean((query, r)) for r in self._candidates(query)) if v is not None]
+        vals = [v for v in (est.mean((query, r)) for r in self.routes) if v is not None]
         return min(vals) if vals else float(paid)
 
     def settled(self, query: Hashable) -> bool:

@@ -139,7 +139,7 @@ class TrainedSelector(Selector):
                 raise UnknownNameError("calibration", threshold, cal)
             threshold = cal[threshold]["threshold"]
         try:
-            t = float(threshold)  # type: ignore[arg-type]
+            t = float(threshold)
         except (TypeError, ValueError):
             raise ConfigError(f"threshold must be a probability in [0, 1], got {threshold!r}") from None
         if not (0.0 <= t <= 1.0):
@@ -156,6 +156,7 @@ class TrainedSelector(Selector):
         return out
 
     def _text(self, query: Hashable) -> str:
+        t: object
         if self.text_of is not None:
             t = self.text_of(query)
         else:

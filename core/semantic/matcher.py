@@ -92,7 +92,7 @@ for _names in ("km kilometer kilometers kilometre kilometres", "mi mile miles", 
     for _w in _n:
         _UNITS[_w] = _n[0]
 _AMBIGUOUS_UNITS = frozenset({"m", "in", "g", "l", "min", "mi", "sec"})  # also ordinary words: only beside a number
-_ANTONYM = {}
+_ANTONYM: dict[str, set[str]] = {}
 for _a, _b in _ANTONYMS:
     _ANTONYM.setdefault(_a, set()).add(_b)
     _ANTONYM.setdefault(_b, set()).add(_a)
@@ -399,7 +399,7 @@ class VerifierMatcher:
 def load_matcher(path: str | Path | None = None, threshold: float | str = "default") -> VerifierMatcher:
     """A verifier from a JSON file written by ``cachemux.lab.fit_matcher`` (None: the shipped one)."""
     if path is None:
-        text = resources.files("cachemux.semantic").joinpath("data", SHIPPED).read_text(encoding="utf-8")
+        text = resources.files("cachemux.semantic").joinpath("data").joinpath(SHIPPED).read_text(encoding="utf-8")
     else:
         try:
             text = Path(path).read_text(encoding="utf-8")

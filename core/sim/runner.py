@@ -151,7 +151,7 @@ def run(w: Workload, method: Method, capacity: int, *, record: bool = False) -> 
 
     def generate(q: Hashable, model: str) -> Generation:
         ok = success[model][q] if success and model in success else None
-        return Generation(model, cost[model][clock.t], ok)  # the answer: who gave it (never empty)
+        return Generation(model, cost=cost[model][clock.t], success=ok)  # the answer: who gave it (never empty)
 
     setup = _Setup(method, w, realised, clock)
     name, build = SELECTOR_TABLE[(method.selector, method.scenario)]

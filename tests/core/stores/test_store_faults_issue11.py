@@ -260,6 +260,7 @@ def test_disk_store_frozen_writer_costs_a_short_wait(tmp_path, embedder):
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
+        child.stdout.close()  # else an unclosed pipe warns (ResourceWarning) whenever it is collected
     print(f"\nfrozen disk writer: before {before:.3f} s per operation (60 s with the old default); after: "
           f"lookups {[round(x, 3) for x in took_lookup]} s, update {took_update:.3f} s")
     assert before >= 1.9

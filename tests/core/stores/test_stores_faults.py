@@ -147,6 +147,7 @@ def test_disk_writer_killed_mid_run_leaves_a_consistent_store(tmp_path: Any) -> 
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
+    proc.stdout.close()  # else an unclosed pipe warns (ResourceWarning) whenever it is collected
     from store_workers import verify_value
 
     with DiskStore(d, verify=True) as s:
