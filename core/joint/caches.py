@@ -66,7 +66,8 @@ def _key(request: Any) -> Hashable:
     # the simulator serves bare query ids (no Request object per request: the hot path)
     if type(request) is Request:
         return request.query if request.prompt is None else (request.config, request.prompt)
-    return request
+    key: Hashable = request
+    return key
 
 
 class PolicyCache:
@@ -223,7 +224,8 @@ class SemanticPort:
                                       embed_text=request.embed_text, scope=request.scope))
 
     def stats(self) -> dict[str, Any]:
-        return self.cache.stats()
+        stats: dict[str, Any] = self.cache.stats()
+        return stats
 
 
 def semantic_port(cache: Any, *, encode: Callable[[Any], str] = str,

@@ -47,7 +47,7 @@ class CostModel:
         costs = self.costs
         if isinstance(costs, Mapping):
             try:
-                return costs[model]  # type: ignore[return-value]
+                return costs[model]
             except KeyError:
                 raise ConfigError(f"the cost table has no entry for model {model!r}; it has {sorted(costs)}") from None
         if costs == "latency":
@@ -57,4 +57,4 @@ class CostModel:
                 raise ConfigError(f"costs={costs!r} needs models that report it; {model!r} reported "
                                   f"{sorted(usage) or 'nothing'}")
             return _finite(f"{costs} reported by {model!r}", usage[costs])
-        return _finite(f"the cost function's result for {model!r}", costs(model, answer, seconds))  # type: ignore[operator]
+        return _finite(f"the cost function's result for {model!r}", costs(model, answer, seconds))

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from cachemux.errors import ConfigError
 from cachemux.semantic.bounded import ErrorBound
@@ -35,7 +35,7 @@ class Verdict(NamedTuple):
     score: float
     p_same: float
     p_wrong: float | None
-    state: object
+    state: Mapping[str, Any] | None
 
 
 class Decider:

@@ -216,9 +216,11 @@ class IndexMirror:
     def counts(self) -> dict[str, int]:
         with self.lock:
             index = self.index
-            return {"indexed": 0 if index is None else len(index),
-                    "ann_partitions": 0 if index is None else sum(
-                        1 for p in index.partitions() if index.part(p).backend != "exact")}  # type: ignore[union-attr]
+            if index is None:
+                return {"indexed": 0, "ann_partitions": 0}
+            return {"indexed": len(index),
+                    "ann_partitions": len([p for p in index.partitions()
+                                           if getattr(index.part(p), "backend", "exact") != "exact"])}
 
     def check(self) -> None:
         """After a sync, the index holds exactly the store's entries this cache can search."""

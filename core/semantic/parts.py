@@ -112,7 +112,7 @@ class CacheParts:
             fitted = getattr(self.embedder, "matcher_model", None)
             return default_matcher(fitted if isinstance(fitted, str) else self.gate.embedder_id, DEFAULT_THRESHOLD)
         if isinstance(matcher, (str, os.PathLike)):
-            return load_matcher(matcher)
+            return load_matcher(os.fspath(matcher))
         if isinstance(matcher, (int, float)) or not isinstance(matcher, Matcher):
             raise ConfigError(f"matcher must be a cachemux Matcher or the path of a matcher JSON, got {matcher!r}")
         return matcher

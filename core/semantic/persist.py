@@ -94,7 +94,7 @@ class IndexSaver:
         if manifest is None:
             return False
         m = self.mirror
-        kw = {"dim": index.dim, "source": self._source(), "embedder": m.vector_id,
+        kw: dict[str, Any] = {"dim": index.dim, "source": self._source(), "embedder": m.vector_id,
               "index_options": m.index_options, "change_at": self._change_at}
         try:
             try:

@@ -1,5 +1,5 @@
 """mypy passes over the three packages as configured in pyproject.toml ([tool.mypy]: strict on the
-multiplexer and the engine's record types, the rest checked without strictness, the modules listed
+multiplexer and the joint engine (port types included), the rest checked without strictness, the modules listed
 there excluded). It checks this checkout, not whatever copy of cachemux is installed."""
 
 from __future__ import annotations
