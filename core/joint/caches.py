@@ -2,11 +2,15 @@
 semantic LLM cache (applications).
 
 A cache port answers ``lookup(request) -> Hit | None`` and takes ``admit(request, answer, price,
-size, model=, paid=) -> bool`` (True if kept). It prices nothing itself: the engine offers every
+size, model=, paid=, place=) -> bool`` (True if kept). It prices nothing itself: the engine offers every
 entry at the cost of a miss under the selector. A port that learns from feedback (error-bounded
 mode) also has ``learns`` (True), ``feedback(request, ok) -> bool`` and ``candidate(request) ->
 answer | None`` (the neighbour its last lookup of the request considered, served or not): the
-engine compares that neighbour's answer with the one it ran the model for, and reports.
+engine compares that neighbour's answer with the one it ran the model for, and reports. A
+*placing* port (``Placing``: the semantic cache's) keys a request once: ``locate(request) ->
+Lookup`` carries the request's place in the cache, which the engine hands back as ``place=`` to
+``admit``, ``feedback``, ``candidate`` and ``release``. The engine checks which of these a port
+has once, when it is built.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import threading
 from collections.abc import Callable, Hashable, MutableMapping
 from typing import Any, Protocol, runtime_checkable
 
-from cachemux.joint.types import Hit, Request
+from cachemux.joint.types import Hit, Lookup, Request
 from cachemux.policies.base import Policy
 
-__all__ = ["CachePort", "Coalescing", "PolicyCache", "Reporting", "SemanticHit", "SemanticPort", "Verifiable",
+__all__ = ["CachePort", "Coalescing", "Placing", "PolicyCache", "Reporting", "SemanticHit", "SemanticPort", "Verifiable",
            "as_cache_port", "semantic_port"]
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,17 @@ class CachePort(Protocol):
     def lookup(self, request: Request) -> Hit | None: ...
 
     def admit(self, request: Request, answer: Any, price: float, size: float = 1, *,
-              model: str | None = None, paid: float | None = None) -> bool: ...
+              model: str | None = None, paid: float | None = None, place: Any = None) -> bool: ...
+
+
+@runtime_checkable
+class Placing(Protocol):
+    """A port that places a request once (``locate``) and takes the place back in ``admit``,
+    ``feedback``, ``candidate`` and ``release`` (``place=``), so nothing is keyed twice."""
+
+    def locate(self, request: Request) -> Lookup: ...
+
+    async def alocate(self, request: Request) -> Lookup: ...
 
 
 @runtime_checkable
@@ -41,9 +55,9 @@ class Verifiable(Protocol):
     @property
     def learns(self) -> bool: ...
 
-    def feedback(self, request: Request, ok: bool) -> bool: ...
+    def feedback(self, request: Request, ok: bool, *, place: Any = None) -> bool: ...
 
-    def candidate(self, request: Request) -> Any: ...
+    def candidate(self, request: Request, *, place: Any = None) -> Any: ...
 
     def unserved(self, hit: Hit, reason: str) -> None: ...
 
@@ -54,7 +68,7 @@ class Coalescing(Protocol):
 
     async def alookup(self, request: Request) -> Hit | None: ...
 
-    def release(self, request: Request, owner: object, served: Any) -> None: ...
+    def release(self, request: Request, owner: object, served: Any, *, place: Any = None) -> None: ...
 
 
 @runtime_checkable
@@ -103,7 +117,7 @@ class PolicyCache:
         return Hit(answer, "exact", 1.0, price, model, paid)
 
     def admit(self, request: Any, answer: Any, price: float, size: float = 1, *,
-              model: str | None = None, paid: float | None = None) -> bool:
+              model: str | None = None, paid: float | None = None, place: Any = None) -> bool:
         with self._lock:
             return self._admit(_key(request), answer, price, size, model, paid)
 
@@ -147,22 +161,32 @@ class SemanticPort:
         self.decode = decode
 
     def lookup(self, request: Request) -> Hit | None:
-        return self._hit(self.cache.match(request.prompt, request.config, embed_text=request.embed_text,
-                                          scope=request.scope))
+        return self.locate(request).hit
 
     async def alookup(self, request: Request) -> Hit | None:
         """``lookup`` for asyncio: an identical miss in flight is waited for in the event loop."""
-        return self._hit(await self.cache.amatch(request.prompt, request.config, embed_text=request.embed_text,
-                                                 scope=request.scope))
+        return (await self.alocate(request)).hit
 
-    def release(self, request: Request, owner: object, served: Any = None) -> None:
+    def _place(self, request: Request) -> Any:
+        return self.cache.place(request.prompt, request.config, embed_text=request.embed_text, scope=request.scope)
+
+    def locate(self, request: Request) -> Lookup:
+        """``lookup`` with the request's place in the cache, keyed once for the whole request."""
+        where = self._place(request)
+        return Lookup(self._hit(self.cache.match(request.prompt, request.config, where=where)), where)
+
+    async def alocate(self, request: Request) -> Lookup:
+        where = self._place(request)
+        return Lookup(self._hit(await self.cache.amatch(request.prompt, request.config, where=where)), where)
+
+    def release(self, request: Request, owner: object, served: Any = None, *, place: Any = None) -> None:
         """The engine's routed request ended without ``admit`` taking its answer: identical
         requests waiting for it get ``served``'s answer (a ``Served`` whose answer may be shared),
         or with None are let go to make their own call (``SemanticCache.release``)."""
         value = None if served is None else json.dumps(
             {"answer": self.encode(served.answer), "model": served.model, "paid": served.cost}, ensure_ascii=False)
         self.cache.release(request.prompt, request.config, value, cost=0.0 if served is None else served.price,
-                           owner=owner)
+                           owner=owner, where=place)
 
     def _hit(self, m: Any) -> Hit | None:
         if m is None:
@@ -196,14 +220,14 @@ class SemanticPort:
         """Whether the cache learns from feedback (error-bounded mode, ``max_error=``)."""
         return getattr(self.cache, "bound", None) is not None
 
-    def feedback(self, request: Request, ok: bool) -> bool:
+    def feedback(self, request: Request, ok: bool, *, place: Any = None) -> bool:
         """Whether the neighbour the last lookup of ``request`` considered was right for it."""
-        return bool(self.cache.feedback(request.prompt, request.config, ok, scope=request.scope))
+        return bool(self.cache.feedback(request.prompt, request.config, ok, scope=request.scope, where=place))
 
-    def candidate(self, request: Request) -> Any:
+    def candidate(self, request: Request, *, place: Any = None) -> Any:
         """The answer of the neighbour the last lookup of ``request`` considered (error-bounded
         mode; served or not), or None."""
-        value = self.cache.candidate_value(request.prompt, request.config, scope=request.scope)
+        value = self.cache.candidate_value(request.prompt, request.config, scope=request.scope, where=place)
         if value is None:
             return None
         try:
@@ -218,10 +242,10 @@ class SemanticPort:
         return isinstance(getattr(self.cache, "matcher", None), VerifierMatcher)
 
     def admit(self, request: Request, answer: Any, price: float, size: float = 1, *,
-              model: str | None = None, paid: float | None = None) -> bool:
+              model: str | None = None, paid: float | None = None, place: Any = None) -> bool:
         value = json.dumps({"answer": self.encode(answer), "model": model, "paid": paid}, ensure_ascii=False)
         return bool(self.cache.update(request.prompt, request.config, value, cost=price, size=size,
-                                      embed_text=request.embed_text, scope=request.scope))
+                                      embed_text=request.embed_text, scope=request.scope, where=place))
 
     def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.cache.stats()

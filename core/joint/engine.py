@@ -58,9 +58,9 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from typing import Any
 
 from cachemux.errors import ConfigError
-from cachemux.joint.caches import CachePort, Coalescing, PolicyCache, Reporting, Verifiable, as_cache_port
+from cachemux.joint.caches import CachePort, Coalescing, Placing, PolicyCache, Reporting, Verifiable, as_cache_port
 from cachemux.joint.costs import CostModel, Costs
-from cachemux.joint.types import Attempt, Generation, Hit, Request, Served
+from cachemux.joint.types import Attempt, Generation, Hit, Lookup, Request, Served
 from cachemux.multiplexer.routes import Route, route_cost
 from cachemux.multiplexer.selectors import Selector
 from cachemux.semantic.flight import caller
@@ -203,6 +203,7 @@ class JointEngine:
         self._verifiable: Verifiable | None = self.cache if isinstance(self.cache, Verifiable) else None
         self._coalescing: Coalescing | None = self.cache if isinstance(self.cache, Coalescing) else None
         self._reporting: Reporting | None = self.cache if isinstance(self.cache, Reporting) else None
+        self._placing: Placing | None = self.cache if isinstance(self.cache, Placing) else None
         self._learns = self._verifiable is not None and bool(self._verifiable.learns)
         self.verify_runs = 0
         self.checks = {"agreed": 0, "disagreed": 0, "no_verdict": 0}
@@ -275,7 +276,8 @@ class JointEngine:
         is waited for in the event loop), the flow's decisions in a worker thread."""
         import asyncio
 
-        find = None if self._coalescing is None else self._coalescing.alookup
+        find = None if self._coalescing is None else (
+            self._placing.alocate if self._placing is not None else self._coalescing.alookup)
         if find is None or (type(flow.request) is Request and not flow.request.cacheable):
             return await asyncio.to_thread(flow.lookup)
         flow.owner = caller()
@@ -368,7 +370,7 @@ class _Flow:
     """One request's decisions, free of I/O: the drivers above only run the models it names."""
 
     __slots__ = ("engine", "request", "query", "route", "attempts", "expected", "_i", "_done", "_streamed",
-                 "_gen", "_check", "_cache", "_refused", "owner")
+                 "_gen", "_check", "_cache", "_refused", "_place", "owner")
 
     _NONE: Any = object()  # no neighbour to compare with
 
@@ -382,6 +384,7 @@ class _Flow:
         self._streamed = False
         self._check: Any = _Flow._NONE
         self._refused: str | None = None  # why ``finish`` did not offer the answer to the cache
+        self._place: Any = None  # where a placing port put the request (``Lookup.place``)
         self.owner: object = None  # who missed, for ``release`` (``cachemux.semantic.flight.caller``)
 
     def lookup(self, found: Any = _NONE) -> Served | None:
@@ -392,7 +395,15 @@ class _Flow:
         self._cache = eng.cache if type(self.request) is not Request or self.request.cacheable else None
         if found is _Flow._NONE:
             self.owner = caller() if self._cache is not None else None
-            found = self._cache.lookup(self.request) if self._cache is not None else None
+            if self._cache is None:
+                found = None
+            elif eng._placing is not None:  # keyed once: the place goes back with admit/feedback
+                found = eng._placing.locate(self.request)
+            else:
+                found = self._cache.lookup(self.request)
+        if type(found) is Lookup:
+            self._place = found.place
+            found = found.hit
         hit: Hit | None = found
         if hit is not None:
             self.owner = None  # served from the cache: no miss of its own to release
@@ -427,7 +438,7 @@ class _Flow:
             eng._verifiable.unserved(*unserved)
         if hit is None:
             if check is _Flow._NONE and eng._learns and self._cache is not None:  # the neighbour the learned rule refused
-                got = eng._verifiable.candidate(self.request)  # type: ignore[union-attr]
+                got = eng._verifiable.candidate(self.request, place=self._place)  # type: ignore[union-attr]
                 if got is not None:
                     check = got
             self._check = check
@@ -447,7 +458,7 @@ class _Flow:
         # shared only what could have been cached: never a failed or (unless admitted) empty answer
         shared = served if served is not None and served.attempts and self._refused is None else None
         try:
-            port.release(self.request, self.owner, shared)
+            port.release(self.request, self.owner, shared, place=self._place)
         except Exception as exc:  # never fails the request that was served
             log.warning("cachemux: releasing identical requests failed (%s: %s)", type(exc).__name__, exc)
 
@@ -513,7 +524,8 @@ class _Flow:
         checked = None if self._check is _Flow._NONE else self._verify(final)
         admitted = None
         if self._cache is not None:
-            admitted = offer and self._cache.admit(self.request, final.answer, price, self._gen.size, model=final.model, paid=paid)
+            admitted = offer and self._cache.admit(self.request, final.answer, price, self._gen.size,
+                                                   model=final.model, paid=paid, place=self._place)
         return Served(final.answer, False, paid, route, tuple(ran), tuple(attempts), model=final.model,
                       price=price, admitted=admitted, expected_cost=self.expected, route_costs=estimates,
                       streamed=self._streamed, checked=checked)
@@ -534,7 +546,7 @@ class _Flow:
             feedback = None if eng._verifiable is None else eng._verifiable.feedback
             if feedback is not None:
                 try:
-                    feedback(self.request, verdict)
+                    feedback(self.request, verdict, place=self._place)
                 except Exception as exc:
                     log.warning("cachemux: cache feedback failed (%s: %s)", type(exc).__name__, exc)
         return verdict

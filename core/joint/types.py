@@ -90,6 +90,17 @@ class Hit:
 
 
 @dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a placing cache port found for a request: the ``hit`` (None: a miss) and ``place``,
+    where the request lives in that cache (its exact key, partition and compared text), computed
+    once and handed back to the port's ``admit``/``feedback``/``candidate``/``release`` so the
+    request is never keyed twice. Opaque to the engine."""
+
+    hit: Hit | None
+    place: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class Served:
     """The outcome of one request.
 

@@ -47,6 +47,7 @@ import numpy as np
 from cachemux.errors import ConfigError
 from cachemux.semantic.flight import DONE, WAIT, Flight, caller
 from cachemux.semantic.keys import check_text
+from cachemux.semantic.locator import Prepared
 from cachemux.semantic.match import Match
 from cachemux.semantic.parts import FLIGHT_TIMEOUT_S, CacheParts
 from cachemux.semantic.pricing import check_cost
@@ -107,31 +108,34 @@ class SemanticCache(CacheParts):
         return None if m is None else m.value
 
     def match(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None,
-              scope: str = "") -> Match | None:
+              scope: str = "", where: Prepared | None = None) -> Match | None:
         """``lookup`` with the details of the hit (kind, matched key, similarity, its cost). A miss
-        while an identical one is in flight waits for its answer (``flight_timeout``)."""
-        got = self._begin(prompt, llm_string, embed_text, scope, caller())
+        while an identical one is in flight waits for its answer (``flight_timeout``). ``where``:
+        the request's ``place``, when the caller placed it already (then ``embed_text`` and
+        ``scope`` are not read again)."""
+        got = self._begin(prompt, llm_string, embed_text, scope, caller(), where)
         if isinstance(got, tuple):
             return self._end(got[0].wait(), got[1], got[2])
         return got
 
     async def amatch(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None,
-                     scope: str = "") -> Match | None:
+                     scope: str = "", where: Prepared | None = None) -> Match | None:
         """``match`` for asyncio: the lookup runs in a worker thread (store I/O, the embedding), the
         wait for an identical miss in flight in the event loop, so waiting tasks hold no thread."""
         import asyncio
 
-        got = await asyncio.to_thread(self._begin, prompt, llm_string, embed_text, scope, caller())
+        got = await asyncio.to_thread(self._begin, prompt, llm_string, embed_text, scope, caller(), where)
         if isinstance(got, tuple):
             return self._end(await got[0].wait_async(), got[1], got[2])
         return got
 
-    def _begin(self, prompt: str, llm_string: str, embed_text: str | bool | None, scope: str, owner: object
-               ) -> Match | None | tuple[Flight, str, np.ndarray | None]:
+    def _begin(self, prompt: str, llm_string: str, embed_text: str | bool | None, scope: str, owner: object,
+               where: Prepared | None = None) -> Match | None | tuple[Flight, str, np.ndarray | None]:
         """The lookup up to the wait: a hit, a miss (None: the caller makes the call), or the
         flight to wait for with the miss's key and embedding (``_end`` after the wait)."""
         since = self.flights.mark() if self.flights is not None else 0
-        where = self._prepare(prompt, llm_string, embed_text, scope)
+        if where is None:
+            where = self._prepare(prompt, llm_string, embed_text, scope)
         key, text = where.key, where.text
         self.counters.add(lookups=1)
         entry = self._read(key)
@@ -192,14 +196,14 @@ class SemanticCache(CacheParts):
         return None
 
     def release(self, prompt: str, llm_string: str, value: str | None = None, *, cost: float = 0.0,
-                owner: object = None) -> None:
+                owner: object = None, where: Prepared | None = None) -> None:
         """End a miss of ``prompt`` that will not be ``update``d: identical lookups waiting for it
         (``flight_timeout``) are served ``value`` (an answer not stored: not offered, or refused),
         or with None let go at once to make their own call. None ends only the flight that
         ``owner`` (default: the calling asyncio task, else thread; ``flight.ANY``: whoever) leads."""
         if self.flights is None:
             return
-        key = self._prepare(prompt, llm_string, False, "").key
+        key = (where or self._prepare(prompt, llm_string, False, "")).key
         if value is None:
             self.flights.abandon(key, caller() if owner is None else owner)
         else:
@@ -263,25 +267,28 @@ class SemanticCache(CacheParts):
         return None
 
     # ---- error-bounded mode -------------------------------------------------------------------------
-    def feedback(self, prompt: str, llm_string: str, ok: bool, *, scope: str = "") -> bool:
+    def feedback(self, prompt: str, llm_string: str, ok: bool, *, scope: str = "",
+                 where: Prepared | None = None) -> bool:
         """Error-bounded mode: whether the answer of the neighbour last considered for
         ``prompt`` (served or not) is right for it. Teaches that entry (its metadata) and the
         cache's shared calibration. False when there is nothing to attribute it to (no semantic
         candidate for this prompt in this process, or not in error-bounded mode)."""
         if not isinstance(ok, bool):
             raise ConfigError(f"feedback ok must be True or False, got {ok!r}")
-        return self.decider.feedback(self._prepare(prompt, llm_string, None, scope).key, ok)
+        return self.decider.feedback((where or self._prepare(prompt, llm_string, None, scope)).key, ok)
 
-    def candidate_of(self, prompt: str, llm_string: str, *, scope: str = "") -> str | None:
+    def candidate_of(self, prompt: str, llm_string: str, *, scope: str = "",
+                     where: Prepared | None = None) -> str | None:
         """Error-bounded mode: the key of the entry the last lookup of ``prompt`` considered and
         that ``feedback`` would teach (None if none is waiting for feedback)."""
-        return self.decider.candidate(self._prepare(prompt, llm_string, None, scope).key)
+        return self.decider.candidate((where or self._prepare(prompt, llm_string, None, scope)).key)
 
-    def candidate_value(self, prompt: str, llm_string: str, *, scope: str = "") -> str | None:
+    def candidate_value(self, prompt: str, llm_string: str, *, scope: str = "",
+                        where: Prepared | None = None) -> str | None:
         """Error-bounded mode: the stored answer of ``candidate_of``'s entry (served or not), so a
         caller that ran the model anyway can compare the two and report ``feedback``; None if no
         candidate waits for feedback, or its entry is gone or too large."""
-        mkey = self.candidate_of(prompt, llm_string, scope=scope)
+        mkey = self.candidate_of(prompt, llm_string, scope=scope, where=where)
         if mkey is None:
             return None
         try:

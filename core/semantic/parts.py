@@ -145,6 +145,12 @@ class CacheParts:
     def _prepare(self, prompt: object, llm_string: object, embed_text: object, scope: object) -> Prepared:
         return self.locator.prepare(prompt, llm_string, embed_text, scope)
 
+    def place(self, prompt: str, llm_string: str, *, embed_text: str | bool | None = None, scope: str = "") -> Prepared:
+        """Where a request lives in this cache (exact key, partition, compared text), computed once:
+        pass it as ``where=`` to ``match``, ``update``, ``feedback``, ``candidate_*`` and
+        ``release`` so the request is not keyed again (``cachemux.joint`` does)."""
+        return self.locator.prepare(prompt, llm_string, embed_text, scope)
+
     # ---- what tests and benchmarks inspect --------------------------------------------------------
     _index = property(lambda self: self.mirror.index)
     _synced = property(lambda self: self.mirror.synced)
@@ -160,7 +166,8 @@ class CacheParts:
     # ---- update ---------------------------------------------------------------------------------
     def update(self, prompt: str, llm_string: str, value: str, cost: float | None = None,
                size: float | None = None, *, embed_text: str | bool | None = None, scope: str = "",
-               info: Any = None, embedding: np.ndarray | None = None, tokens: float | None = None) -> bool:
+               info: Any = None, embedding: np.ndarray | None = None, tokens: float | None = None,
+               where: Prepared | None = None) -> bool:
         """Offer the answer to the store; True if admitted. A store fault drops it (logged).
         ``cost``: see ``cachemux.semantic.pricing`` for what prices the entry without it.
         ``embed_text`` and ``scope`` as in ``lookup`` (pass the same). ``embedding``: a vector
@@ -169,8 +176,12 @@ class CacheParts:
         lookups embed. ``tokens``: the estimated tokens of question and answer (default:
         characters / 4 of ``prompt`` and ``value``; adapters storing serialised answers pass the
         plain texts'). Identical lookups waiting for this key's miss (``flight_timeout``) are
-        served ``value`` once it returns, admitted or not."""
-        where = self._prepare(prompt, llm_string, embed_text, scope)
+        served ``value`` once it returns, admitted or not. ``where``: the request's ``place``."""
+        if where is None:
+            where = self._prepare(prompt, llm_string, embed_text, scope)
+        else:
+            check_text("prompt", prompt)
+            check_text("llm_string", llm_string)
         priced: list[float] = []  # the entry's cost once known: what the waiters' hits saved
         try:
             return self._update(where, prompt, llm_string, value, cost, size, info, embedding, tokens, priced)
