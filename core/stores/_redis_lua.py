@@ -28,7 +28,7 @@ A script never raises after its first write (Redis does not roll scripts back).
 
 from __future__ import annotations
 
-from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT
+from cachemux.estimators.frequency import FORGET_BELOW, RESCALE_AT
 
 __all__ = ["CHANGES", "CHECK", "CLEAR", "DELETE", "FORMAT", "GET", "INIT", "PUT", "STATE_FIELDS"]
 
