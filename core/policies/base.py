@@ -33,6 +33,10 @@ class Policy(ABC):
 
     name: ClassVar[str] = "policy"
     cost_aware: ClassVar[bool] = False  # needs a cost with every admitted request
+    # How a shared store (cachemux.stores) runs it: its family, and the class attributes whose
+    # values make it that policy within the family. None: no store can (it reads the future).
+    family: ClassVar[str | None] = None
+    family_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, capacity: float) -> None:
         self.capacity = check_positive("capacity", capacity)

@@ -35,6 +35,8 @@ class FrequencyPolicy(Policy):
     heap keeps eviction at O(log n).
     """
 
+    family = "frequency"
+    family_options = ("use_cost",)
     use_cost: ClassVar[bool] = False
 
     def __init__(self, capacity: float, *, history: bool, admission: bool,

@@ -31,6 +31,8 @@ class GDSF(Policy):
 
     name = "gdsf"
     cost_aware = True
+    family = "greedy-dual"
+    family_options = ("use_freq",)
     use_freq: ClassVar[bool] = True
 
     def __init__(self, capacity: float) -> None:

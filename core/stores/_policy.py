@@ -16,15 +16,12 @@ from cachemux.policies import POLICIES, make_policy
 # FORGET_BELOW and RESCALE_AT are re-exported: the stores run the estimator's decay with them
 __all__ = ["FORGET_BELOW", "RESCALE_AT", "STORE_POLICIES", "StorePolicy", "resolve_policy"]
 
-# name -> (family, fixed parameters). Belady and offline LEC need the future or the whole
-# distribution up front, so no shared store runs them.
+# name -> (family, fixed parameters), as each policy class declares them (``Policy.family``).
+# Belady and offline LEC need the future or the whole distribution up front (no family), so no
+# shared store runs them.
 STORE_POLICIES: dict[str, tuple[str, dict[str, bool]]] = {
-    "lru": ("recency", {"hit_moves": True}),
-    "fifo": ("recency", {"hit_moves": False}),
-    "gdsf": ("greedy-dual", {"use_freq": True}),
-    "gds": ("greedy-dual", {"use_freq": False}),
-    "lfu": ("frequency", {"use_cost": False}),
-    "lec": ("frequency", {"use_cost": True}),
+    name: (cls.family, {opt: getattr(cls, opt) for opt in cls.family_options})
+    for name, cls in POLICIES.items() if cls.family is not None
 }
 
 

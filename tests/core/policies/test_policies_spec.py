@@ -22,3 +22,23 @@ def test_the_frequency_constants_are_the_estimators_own() -> None:
     root = Path(cachemux.__file__).parent
     spelled = [str(p.relative_to(root)) for p in root.rglob("*.py") if "1e150" in p.read_text()]
     assert spelled == ["estimators/frequency.py"]
+
+
+def test_the_store_policy_table_is_derived_from_the_policy_classes() -> None:
+    from cachemux.policies import POLICIES
+    from cachemux.stores._policy import STORE_POLICIES
+
+    # the table as it was written by hand before the classes declared their family
+    assert STORE_POLICIES == {
+        "lru": ("recency", {"hit_moves": True}),
+        "fifo": ("recency", {"hit_moves": False}),
+        "gdsf": ("greedy-dual", {"use_freq": True}),
+        "gds": ("greedy-dual", {"use_freq": False}),
+        "lfu": ("frequency", {"use_cost": False}),
+        "lec": ("frequency", {"use_cost": True}),
+    }
+    for name, (family, fixed) in STORE_POLICIES.items():
+        cls = POLICIES[name]
+        assert cls.family == family
+        assert all(getattr(cls, opt) is value for opt, value in fixed.items())
+    assert {n for n, cls in POLICIES.items() if cls.family is None} == {"belady", "lec-offline"}
