@@ -44,7 +44,7 @@ def replay_heap(policy: GDSF | FrequencyPolicy, keys: Iterable[Hashable],
     greedy = policy.family == "greedy-dual"
     if greedy:  # H = clock + F * C / S with F the in-cache count (or 1: GDS); every miss admitted
         clock, use_freq, use_cost, admission, first = policy.clock, policy.use_freq, True, False, 1
-    else:  # n * C / S or n / S, n the in-cache count or the history count; clock stays 0
+    else:  # n * C / S or n / S, n the in-cache count or the history count; no clock (0)
         clock, use_freq, use_cost, admission, first = 0.0, True, policy._use_cost, policy.admission, 1.0
     counts = freq._counts if freq is not None else None
     total = freq.total if freq is not None else 0.0
@@ -75,7 +75,10 @@ def replay_heap(policy: GDSF | FrequencyPolicy, keys: Iterable[Hashable],
                         cost = rec[3]
                     else:
                         rec[3] = cost
-                    prio = clock + (n if use_freq else 1) * cost / rec[4]
+                    if greedy:
+                        prio = clock + (n if use_freq else 1) * cost / rec[4]
+                    else:
+                        prio = n * cost / rec[4]
                 else:
                     prio = n / rec[4]
                 seq += 1  # LazyHeap.push(key, prio)
