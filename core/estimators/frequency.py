@@ -6,9 +6,12 @@ from collections.abc import Callable, Hashable
 
 from cachemux.errors import ConfigError, check_positive
 
-__all__ = ["FrequencyEstimator"]
+__all__ = ["FORGET_BELOW", "FrequencyEstimator", "RESCALE_AT"]
 
-_RESCALE_AT = 1e150
+# Defined here only: the disk and Redis stores run the same decay and must rescale at the same
+# weight and forget the same counts, or they would drift from the pure policy.
+RESCALE_AT = 1e150  # a request's weight past this rescales every count so that it weighs 1
+FORGET_BELOW = 1e-12  # counts at or below this (in requests of the current weight) are dropped
 _MIN_HALF_LIFE = 1e-3  # 2**(1/half_life) must stay a finite float
 
 
@@ -54,7 +57,7 @@ class FrequencyEstimator:
         self.total += inc
         if self._growth != 1.0:
             nxt = inc * self._growth
-            if nxt > _RESCALE_AT:
+            if nxt > RESCALE_AT:
                 # rescale so that this request weighs 1: its own count stays >= 1 and is kept
                 self._rescale(1.0 / inc)
                 c = self._counts[key]
@@ -73,8 +76,8 @@ class FrequencyEstimator:
         return self._counts.get(key, 0.0) / self._inc
 
     def _rescale(self, f: float) -> None:
-        # counts below 1e-12 of one current request are forgotten (memory stays bounded)
-        self._counts = {k: v * f for k, v in self._counts.items() if v * f > 1e-12}
+        # counts at or below FORGET_BELOW of one current request are forgotten (memory stays bounded)
+        self._counts = {k: v * f for k, v in self._counts.items() if v * f > FORGET_BELOW}
         self.total *= f
         self.scale = f
         self.epoch += 1

@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable, MutableMapping
 from typing import Any, Protocol, runtime_checkable
 
 from cachemux.joint.types import Hit, Lookup, Request
-from cachemux.policies.base import Policy
+from cachemux.policies.base import Policy, admit_value
 
 __all__ = ["CachePort", "Coalescing", "Placing", "PolicyCache", "Reporting", "SemanticHit", "SemanticPort", "Verifiable",
            "as_cache_port", "semantic_port"]
@@ -123,17 +123,14 @@ class PolicyCache:
 
     def _admit(self, key: Hashable, answer: Any, price: float, size: float, model: str | None,
                paid: float | None) -> bool:
-        policy, store = self.policy, self.store
-        evicted = policy.admit(key, price, size)
-        kept = key in policy
-        if store is not None:
-            for k in evicted:
-                store.pop(k, None)
-                self._made.pop(k, None)
-            if kept:
-                store[key] = answer
-                self._made[key] = (model, paid, price)
+        admit_value(self.policy, self.store, key, answer, price, size, drop=self._unmade)
+        kept = key in self.policy
+        if kept and self.store is not None:
+            self._made[key] = (model, paid, price)
         return kept
+
+    def _unmade(self, key: Hashable) -> None:
+        self._made.pop(key, None)
 
 
 _NO_VALUE = Hit(None)

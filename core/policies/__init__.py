@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cachemux.errors import UnknownNameError
-from cachemux.policies.base import Policy
+from cachemux.policies.base import Policy, admit_value
 from cachemux.policies.belady import Belady
 from cachemux.policies.fifo import FIFO
 from cachemux.policies.gds import GDS
@@ -15,7 +15,7 @@ from cachemux.policies.lfu import LFU
 from cachemux.policies.lru import LRU
 
 __all__ = ["POLICIES", "Belady", "FIFO", "GDS", "GDSF", "LEC", "LECOffline", "LFU", "LRU",
-           "Policy", "make_policy"]
+           "Policy", "admit_value", "make_policy"]
 
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls for cls in (LRU, FIFO, LFU, GDS, GDSF, LEC, LECOffline, Belady)

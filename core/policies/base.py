@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, MutableMapping
 from typing import Any, ClassVar
 
 from cachemux.errors import InvariantError, check_cost, check_positive
 
-__all__ = ["Policy"]
+__all__ = ["Policy", "admit_value"]
 
 _INF = math.inf
 
@@ -33,6 +33,10 @@ class Policy(ABC):
 
     name: ClassVar[str] = "policy"
     cost_aware: ClassVar[bool] = False  # needs a cost with every admitted request
+    # How a shared store (cachemux.stores) runs it: its family, and the class attributes whose
+    # values make it that policy within the family. None: no store can (it reads the future).
+    family: ClassVar[str | None] = None
+    family_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, capacity: float) -> None:
         self.capacity = check_positive("capacity", capacity)
@@ -215,6 +219,25 @@ class Policy(ABC):
 
     def _check(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+def admit_value(policy: Policy, values: MutableMapping[Hashable, Any] | None, key: Hashable, value: Any,
+                cost: float | None = None, size: float = 1,
+                drop: Callable[[Hashable], object] | None = None) -> list[Hashable]:
+    """``policy.admit`` with a map of the values it holds kept in step: a policy only tracks keys,
+    so whoever keeps the values (a store, the simulator's cache) must drop each evicted key's value
+    and keep the new one only if it was admitted. ``drop(k)`` is called for each evicted key, for
+    whatever else the caller keeps per key. Returns the evicted keys; ``key in policy`` tells
+    whether it was kept. Without a map (``values=None``) only the policy is told."""
+    evicted = policy.admit(key, cost, size)
+    if values is not None:
+        for k in evicted:
+            values.pop(k, None)
+            if drop is not None:
+                drop(k)
+        if key in policy:
+            values[key] = value
+    return evicted
 
 
 def _valid_cost(key: Hashable, cost: object) -> float:

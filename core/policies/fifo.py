@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import ClassVar
 
 from cachemux.policies.base import Policy
 
@@ -12,6 +13,9 @@ __all__ = ["FIFO"]
 
 class FIFO(Policy):
     name = "fifo"
+    family = "recency"
+    family_options = ("hit_moves",)
+    hit_moves: ClassVar[bool] = False  # whether a hit moves the key to the back (LRU)
 
     def __init__(self, capacity: float) -> None:
         super().__init__(capacity)

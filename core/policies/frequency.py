@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Hashable, Iterable
-from heapq import heappop, heappush
 from typing import ClassVar
 
-from cachemux.errors import check_cost
 from cachemux.estimators.frequency import FrequencyEstimator
 from cachemux.policies.base import Policy
-from cachemux.policies.heap import STALE, LazyHeap
+from cachemux.policies.heap import LazyHeap
+from cachemux.policies.replay import replay_heap
 
 __all__ = ["FrequencyPolicy"]
 
-_INF = math.inf
 # a cached key's heap record: [priority, seq, N, C, S] (LazyHeap's two fields, then the
 # frequency it is ranked by, its latest cost (None unless use_cost) and its size)
 _N, _C, _S = 2, 3, 4
@@ -35,6 +32,8 @@ class FrequencyPolicy(Policy):
     heap keeps eviction at O(log n).
     """
 
+    family = "frequency"
+    family_options = ("use_cost",)
     use_cost: ClassVar[bool] = False
 
     def __init__(self, capacity: float, *, history: bool, admission: bool,
@@ -82,121 +81,8 @@ class FrequencyPolicy(Policy):
 
     def replay(self, keys: Iterable[Hashable], costs: Iterable[float] | None = None,
                sizes: Iterable[float] | None = None) -> int:
-        """``Policy.replay`` with the hooks, the counting and the heap written into one loop.
-
-        The same operations in the same order as ``access`` per request (so the same hits,
-        admissions, evictions and tie-break sequence numbers); only the method calls and
-        attribute look-ups are gone. Sized traces and decayed counts take the generic loop.
-        """
-        freq = self._freq
-        aware = self._aware
-        if sizes is not None or (aware and costs is None) or (freq is not None and freq._growth != 1.0):
-            return super().replay(keys, costs, sizes)
-        counts = freq._counts if freq is not None else None
-        total = freq.total if freq is not None else 0.0
-        cached = self._sizes
-        lh = self._heap
-        heap, entries = lh._heap, lh._entry
-        seq = lh._seq
-        use_cost, admission = self._use_cost, self.admission
-        capacity = self.capacity
-        fits = capacity >= 1
-        used = self.used
-        hits = misses = evicted = 0
-        pairs = zip(keys, itertools.repeat(None)) if costs is None else zip(keys, costs)
-        try:
-            for key, cost in pairs:
-                rec = entries.get(key)  # every cached key has a record, and only they
-                if rec is not None:
-                    if cost is not None and aware and not (cost.__class__ is float and 0.0 <= cost < _INF):
-                        cost = check_cost(key, cost)
-                    hits += 1
-                    if counts is None:
-                        n = rec[2] + 1.0
-                    else:  # FrequencyEstimator.observe, no decay
-                        n = counts[key] = counts.get(key, 0.0) + 1.0
-                        total += 1.0
-                    rec[2] = n
-                    if use_cost:
-                        if cost is None:
-                            cost = rec[3]
-                        else:
-                            rec[3] = cost
-                        prio = n * cost / rec[4]
-                    else:
-                        prio = n / rec[4]
-                    seq += 1  # LazyHeap.push(key, prio)
-                    if prio >= rec[0]:
-                        rec[0] = prio
-                        rec[1] = seq
-                        continue
-                    old = rec
-                    rec = old.copy()
-                    old[1] = STALE
-                    rec[0] = prio
-                    rec[1] = seq
-                else:
-                    if aware and not (cost.__class__ is float and 0.0 <= cost < _INF):
-                        cost = check_cost(key, cost)
-                    misses += 1
-                    if counts is not None:
-                        n = counts[key] = counts.get(key, 0.0) + 1.0
-                        total += 1.0
-                    else:
-                        n = 1.0
-                    if not fits:
-                        continue
-                    if admission and used + 1 > capacity:  # _should_admit
-                        mine = n * cost if use_cost else n
-                        e = heap[0]  # LazyHeap.peek
-                        if e[1] != e[3][1]:
-                            e = lh._top()
-                        if e[0] >= mine:
-                            continue
-                        if used - cached[e[2]] + 1 > capacity:  # several victims (sized entries)
-                            self.used = used
-                            ok = self._should_admit(key, cost, 1)
-                            heap = lh._heap  # its preview may have compacted the heap
-                            if not ok:
-                                continue
-                    if used + 1 > capacity:  # evict until it fits (Policy._place)
-                        while used + 1 > capacity:
-                            e = heap[0]  # LazyHeap.pop_entry
-                            if e[1] != e[3][1]:
-                                e = lh._top()
-                            heappop(heap)
-                            victim = e[2]
-                            del entries[victim]
-                            if len(heap) > 2 * len(entries) + 64:
-                                lh._compact()
-                                heap = lh._heap
-                            used -= cached.pop(victim)
-                            if not cached:
-                                used = 0.0
-                            evicted += 1
-                    cached[key] = 1
-                    used = used + 1
-                    seq += 1  # LazyHeap.push(key, score, n, cost, 1)
-                    if use_cost:
-                        prio = n * cost
-                        rec = [prio, seq, n, cost, 1]
-                    else:
-                        prio = n
-                        rec = [prio, seq, n, None, 1]
-                entries[key] = rec
-                heappush(heap, (prio, seq, key, rec))
-                if len(heap) > 2 * len(entries) + 64:
-                    lh._compact()
-                    heap = lh._heap
-        finally:
-            lh._seq = seq
-            self.used = used
-            if freq is not None:
-                freq.total = total
-            self.hits += hits
-            self.misses += misses
-            self.evictions += evicted
-        return hits
+        """``Policy.replay`` as one loop over the heap (``cachemux.policies.replay``)."""
+        return replay_heap(self, keys, costs, sizes)
 
     def _on_hit(self, key: Hashable, cost: float | None) -> None:
         freq = self._freq

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Iterable
-from heapq import heappop, heappush
 from typing import ClassVar
 
-from cachemux.errors import check_cost
 from cachemux.policies.base import Policy
-from cachemux.policies.heap import STALE, LazyHeap
+from cachemux.policies.heap import LazyHeap
+from cachemux.policies.replay import replay_heap
 
 __all__ = ["GDSF"]
 
-_INF = math.inf
 # a cached key's heap record: [H, seq, F, C, S] (LazyHeap's two fields, then GDSF's own three)
 _F, _C, _S = 2, 3, 4
 
@@ -31,6 +28,8 @@ class GDSF(Policy):
 
     name = "gdsf"
     cost_aware = True
+    family = "greedy-dual"
+    family_options = ("use_freq",)
     use_freq: ClassVar[bool] = True
 
     def __init__(self, capacity: float) -> None:
@@ -47,84 +46,8 @@ class GDSF(Policy):
 
     def replay(self, keys: Iterable[Hashable], costs: Iterable[float] | None = None,
                sizes: Iterable[float] | None = None) -> int:
-        """``Policy.replay`` with the hooks and the heap's push/pop written into one loop.
-
-        The same operations in the same order as ``access`` per request (so the same hits,
-        evictions, clock and tie-break sequence numbers); only the method calls and attribute
-        look-ups are gone. Sized traces and cost-less traces take the generic loop.
-        """
-        if sizes is not None or costs is None:
-            return super().replay(keys, costs, sizes)
-        cached = self._sizes
-        lh = self._heap
-        heap, entries = lh._heap, lh._entry
-        seq = lh._seq
-        use_freq = self.use_freq
-        capacity = self.capacity
-        fits = capacity >= 1
-        used, clock = self.used, self.clock
-        hits = misses = evicted = 0
-        try:
-            for key, cost in zip(keys, costs):
-                rec = entries.get(key)  # every cached key has a record, and only they
-                if rec is not None:
-                    if cost is None:  # a hit may leave the cost out: the stored one stands
-                        cost = rec[3]
-                    elif not (cost.__class__ is float and 0.0 <= cost < _INF):
-                        cost = rec[3] = check_cost(key, cost)
-                    else:
-                        rec[3] = cost
-                    hits += 1
-                    f = rec[2] = rec[2] + 1
-                    prio = clock + (f if use_freq else 1) * cost / rec[4]
-                    seq += 1  # LazyHeap.push(key, prio)
-                    if prio >= rec[0]:
-                        rec[0] = prio
-                        rec[1] = seq
-                        continue
-                    rec = rec.copy()
-                    entries[key][1] = STALE
-                    rec[0] = prio
-                    rec[1] = seq
-                else:
-                    if not (cost.__class__ is float and 0.0 <= cost < _INF):
-                        cost = check_cost(key, cost)
-                    misses += 1
-                    if not fits:
-                        continue
-                    if used + 1 > capacity:  # evict until it fits (Policy._place)
-                        while used + 1 > capacity:
-                            e = heap[0]  # LazyHeap.pop_entry
-                            if e[1] != e[3][1]:
-                                e = lh._top()
-                            heappop(heap)
-                            victim = e[2]
-                            del entries[victim]
-                            if len(heap) > 2 * len(entries) + 64:
-                                lh._compact()
-                                heap = lh._heap
-                            clock = e[0]  # GDSF's inflation step
-                            used -= cached.pop(victim)
-                            if not cached:
-                                used = 0.0
-                            evicted += 1
-                    cached[key] = 1
-                    used = used + 1
-                    prio = clock + cost / 1
-                    seq += 1  # LazyHeap.push(key, prio, 1, cost, 1)
-                    rec = [prio, seq, 1, cost, 1]
-                entries[key] = rec
-                heappush(heap, (prio, seq, key, rec))
-                if len(heap) > 2 * len(entries) + 64:
-                    lh._compact()
-                    heap = lh._heap
-        finally:
-            lh._seq = seq
-            self.used, self.clock = used, clock
-            self.hits += hits
-            self.misses += misses
-            self.evictions += evicted
-        return hits
+        """``Policy.replay`` as one loop over the heap (``cachemux.policies.replay``)."""
+        return replay_heap(self, keys, costs, sizes)
 
     def _on_hit(self, key: Hashable, cost: float | None) -> None:
         rec = self._heap.record(key)

@@ -13,6 +13,7 @@ class LRU(FIFO):
     """FIFO's queue, except that a hit moves the key to the back."""
 
     name = "lru"
+    hit_moves = True
 
     def _on_hit(self, key: Hashable, cost: float | None) -> None:
         self._order.move_to_end(key)

@@ -10,25 +10,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cachemux.errors import ConfigError, InvariantError, UnknownNameError, check_positive
+from cachemux.estimators.frequency import FORGET_BELOW, RESCALE_AT
 from cachemux.policies import POLICIES, make_policy
 
-__all__ = ["STORE_POLICIES", "StorePolicy", "resolve_policy"]
+# FORGET_BELOW and RESCALE_AT are re-exported: the stores run the estimator's decay with them
+__all__ = ["FORGET_BELOW", "RESCALE_AT", "STORE_POLICIES", "StorePolicy", "resolve_policy"]
 
-# name -> (family, fixed parameters). Belady and offline LEC need the future or the whole
-# distribution up front, so no shared store runs them.
+# name -> (family, fixed parameters), as each policy class declares them (``Policy.family``).
+# Belady and offline LEC need the future or the whole distribution up front (no family), so no
+# shared store runs them.
 STORE_POLICIES: dict[str, tuple[str, dict[str, bool]]] = {
-    "lru": ("recency", {"hit_moves": True}),
-    "fifo": ("recency", {"hit_moves": False}),
-    "gdsf": ("greedy-dual", {"use_freq": True}),
-    "gds": ("greedy-dual", {"use_freq": False}),
-    "lfu": ("frequency", {"use_cost": False}),
-    "lec": ("frequency", {"use_cost": True}),
+    name: (cls.family, {opt: getattr(cls, opt) for opt in cls.family_options})
+    for name, cls in POLICIES.items() if cls.family is not None
 }
-
-# The frequency estimator's constants (cachemux.estimators.frequency): a store must rescale at
-# the same point and forget the same counts, or it would drift from the pure policy.
-RESCALE_AT = 1e150
-FORGET_BELOW = 1e-12
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ state, shares and change log here, then the policy's steps (``_redis_lua_policy.
 
 from __future__ import annotations
 
-from cachemux.stores._policy import FORGET_BELOW, RESCALE_AT
+from cachemux.estimators.frequency import FORGET_BELOW, RESCALE_AT
 from cachemux.stores._redis_lua_policy import POLICY
 
 __all__ = ["CHANGES", "CHECK", "CLEAR", "DELETE", "FORMAT", "GET", "INIT", "PUT", "STATE_FIELDS"]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cachemux.errors import ConfigError, InvariantError
-from cachemux.policies import Policy, make_policy
+from cachemux.policies import Policy, admit_value, make_policy
 from cachemux.stores._expiry import ExpiryQueue
 from cachemux.stores.base import Entry, PutResult, Store
 from cachemux.stores._shares import REST as _REST
@@ -62,17 +62,21 @@ class MemoryStore(Store):
             part = share_part(self.shares, entry) if self.shares else _REST
             if key in self._part_of:  # re-offering a cached key replaces it (as Policy.admit does)
                 self.delete(key)
-            policy = self._policies[part]
-            expired = self._drop_expired(part, entry.size)
-            evicted = expired + policy.admit(key, entry.cost, entry.size)
-            for k in evicted:
+            policy, part_of, expiry = self._policies[part], self._part_of, self._expiry[part]
+
+            def forget(k: str) -> None:  # the rest of what the store keeps per key
+                part_of.pop(k, None)
+                expiry.discard(k)
+
+            expired = self._drop_expired(part, entry.size)  # already out of the policy
+            for k in expired:
                 self._entries.pop(k, None)
-                self._part_of.pop(k, None)
-                self._expiry[part].discard(k)
+                forget(k)
+            evicted = expired + admit_value(policy, self._entries, key, entry, entry.cost, entry.size,
+                                            drop=forget)  # type: ignore[arg-type]
             if key in policy:
-                self._entries[key] = entry
-                self._part_of[key] = part
-                self._expiry[part].set(key, entry.expires)
+                part_of[key] = part
+                expiry.set(key, entry.expires)
                 return PutResult(True, tuple(evicted), len(expired))
             return PutResult(False, tuple(evicted), len(expired))
 
