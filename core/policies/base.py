@@ -242,8 +242,8 @@ def admit_value(policy: Policy, values: MutableMapping[Hashable, Any] | None, ke
 
 def _valid_cost(key: Hashable, cost: object) -> float:
     """``check_cost`` with a fast path for the common case, a finite float >= 0."""
-    if cost.__class__ is float and 0.0 <= cost < _INF:  # type: ignore[operator]
-        return cost  # type: ignore[return-value]
+    if cost.__class__ is float and 0.0 <= cost < _INF:
+        return cost
     return check_cost(key, cost)
 
 

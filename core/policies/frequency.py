@@ -54,7 +54,8 @@ class FrequencyPolicy(Policy):
         """The frequency this policy ranks ``key`` by (0 if never seen)."""
         rec = self._heap._entry.get(key)
         if rec is not None:
-            return rec[_N]
+            n: float = rec[_N]
+            return n
         return self._freq.count(key) if self._freq is not None else 0.0
 
     def priority(self, key: Hashable) -> float:
@@ -142,7 +143,8 @@ class FrequencyPolicy(Policy):
         self._heap.push(key, self._score(n, cost, size), n, cost if self._use_cost else None, size)
 
     def _pop_victim(self) -> Hashable:
-        return self._heap.pop_entry()[2]
+        victim: Hashable = self._heap.pop_entry()[2]
+        return victim
 
     def _forget(self, key: Hashable) -> None:
         self._heap.remove(key)

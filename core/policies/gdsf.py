@@ -42,7 +42,8 @@ class GDSF(Policy):
 
     def frequency(self, key: Hashable) -> int:
         """F(q): requests for a cached key since its admission."""
-        return self._heap.record(key)[_F]
+        f: int = self._heap.record(key)[_F]
+        return f
 
     def replay(self, keys: Iterable[Hashable], costs: Iterable[float] | None = None,
                sizes: Iterable[float] | None = None) -> int:
@@ -66,7 +67,8 @@ class GDSF(Policy):
     def _pop_victim(self) -> Hashable:
         entry = self._heap.pop_entry()
         self.clock = entry[0]  # GDSF's inflation step: L := H(victim)
-        return entry[2]
+        victim: Hashable = entry[2]
+        return victim
 
     def _forget(self, key: Hashable) -> None:
         self._heap.remove(key)

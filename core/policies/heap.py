@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
 from heapq import heapify, heappop, heappush, heapreplace
+from typing import Any
 
 __all__ = ["LazyHeap"]
 
@@ -36,8 +37,8 @@ class LazyHeap:
     __slots__ = ("_heap", "_entry", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[tuple] = []
-        self._entry: dict[Hashable, list] = {}  # key -> its live record [priority, seq]
+        self._heap: list[tuple[Any, ...]] = []
+        self._entry: dict[Hashable, list[Any]] = {}  # key -> its live record [priority, seq]
         self._seq = 0
 
     def __len__(self) -> int:
@@ -47,9 +48,10 @@ class LazyHeap:
         return key in self._entry
 
     def priority(self, key: Hashable) -> float:
-        return self._entry[key][0]
+        p: float = self._entry[key][0]
+        return p
 
-    def record(self, key: Hashable) -> list:
+    def record(self, key: Hashable) -> list[Any]:
         """The live record of ``key``: ``[priority, seq, *extra]`` (a policy may keep its own
         per-key fields after the first two; they follow the key through cuts)."""
         return self._entry[key]
@@ -83,7 +85,7 @@ class LazyHeap:
         if len(self._heap) > 2 * len(entries) + 64:
             self._compact()
 
-    def _top(self) -> tuple:
+    def _top(self) -> tuple[Any, ...]:
         """The item with the smallest true ``(priority, seq)``, left at the top of the heap."""
         heap = self._heap
         while True:
@@ -108,7 +110,7 @@ class LazyHeap:
         e = self.pop_entry()
         return e[2], e[0]
 
-    def pop_entry(self) -> tuple:
+    def pop_entry(self) -> tuple[Any, ...]:
         """Remove the smallest live item and return it whole (``(priority, seq, key, record)``);
         ``restore`` puts it back (admission previews)."""
         heap = self._heap
@@ -122,7 +124,7 @@ class LazyHeap:
             self._compact()
         return e
 
-    def restore(self, entry: tuple) -> None:
+    def restore(self, entry: tuple[Any, ...]) -> None:
         """Put back an item taken by ``pop_entry``, keeping its original tie-break order."""
         self._entry[entry[2]] = entry[3]
         heappush(self._heap, entry)
@@ -143,9 +145,10 @@ class LazyHeap:
         if len(live) != len(self._entry):
             raise AssertionError(f"heap has {len(live)} live items, map has {len(self._entry)}")
         for e in live:
-            if self._entry.get(e[2]) is not e[3]:
+            rec: list[Any] = e[3]
+            if self._entry.get(e[2]) is not rec:
                 raise AssertionError(f"heap item for {e[2]!r} is not the map's current record")
-            if (e[0], e[1]) > (e[3][0], e[3][1]):
+            if (e[0], e[1]) > (rec[0], rec[1]):
                 raise AssertionError(f"heap item for {e[2]!r} sits above its true priority")
         for i in range(1, len(self._heap)):
             if self._heap[i][:2] < self._heap[(i - 1) // 2][:2]:

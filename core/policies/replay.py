@@ -15,7 +15,7 @@ import itertools
 import math
 from collections.abc import Hashable, Iterable
 from heapq import heappop, heappush
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cachemux.errors import check_cost
 from cachemux.policies.base import Policy
@@ -42,10 +42,14 @@ def replay_heap(policy: GDSF | FrequencyPolicy, keys: Iterable[Hashable],
     if sizes is not None or (aware and costs is None) or (freq is not None and freq._growth != 1.0):
         return Policy.replay(policy, keys, costs, sizes)
     greedy = policy.family == "greedy-dual"
+    clock: float
+    first: float
     if greedy:  # H = clock + F * C / S with F the in-cache count (or 1: GDS); every miss admitted
-        clock, use_freq, use_cost, admission, first = policy.clock, policy.use_freq, True, False, 1
+        g = cast("GDSF", policy)
+        clock, use_freq, use_cost, admission, first = g.clock, g.use_freq, True, False, 1
     else:  # n * C / S or n / S, n the in-cache count or the history count; no clock (0)
-        clock, use_freq, use_cost, admission, first = 0.0, True, policy._use_cost, policy.admission, 1.0
+        f = cast("FrequencyPolicy", policy)
+        clock, use_freq, use_cost, admission, first = 0.0, True, f._use_cost, f.admission, 1.0
     counts = freq._counts if freq is not None else None
     total = freq.total if freq is not None else 0.0
     cached = policy._sizes
