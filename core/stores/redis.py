@@ -13,7 +13,7 @@ an operation against a dead or hung server fails within about that time, and a
 ``CircuitBreaker`` (``cachemux.stores.breaker``) then makes every operation fail at once, with no
 network round trip, until a probe gets an answer: a hung server costs one timeout, not one per
 operation. A probe is a ``PING`` on a connection of its own with the short ``probe_timeout``
-(not ``socket_timeout``), then the operation: once per ``breaker_reset`` second for reads, and
+(not ``socket_timeout``; ``_redis_guard``), then the operation: once per ``breaker_reset`` second for reads, and
 for every write (``put``/``delete``/``clear``) that finds no probe running, so while the server
 hangs a probe costs at most ``probe_timeout``, and the first write after it answers again goes
 through instead of being dropped. The store connects lazily:
@@ -34,10 +34,11 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError, InvariantError, StoreError
+from cachemux.stores import _redis_guard
 from cachemux.stores import _redis_lua as lua
 from cachemux.stores._redis_config import FORMAT_VERSION, check_policy, namespace_config, stored_config
 from cachemux.stores._policy import StorePolicy, resolve_policy
@@ -180,48 +181,8 @@ class RedisStore(Store):
         self._ready = True
         return stored
 
-    def _ping(self) -> None:
-        """The probe: PING on its own connection with ``probe_timeout`` (a hung server costs that,
-        not ``socket_timeout``); the same connection class and address as the client's pool."""
-        conn = self._probe_conn
-        if conn is None:
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            conn = self._probe_conn = self.client.connection_pool.make_connection()
-            conn.socket_timeout = conn.socket_connect_timeout = self.probe_timeout
-            conn.retry = Retry(NoBackoff(), 0)
-        try:
-            conn.send_command("PING")
-            conn.read_response()
-        except BaseException:
-            conn.disconnect()
-            raise
-
-    def _guard(self, fn: Callable[..., Any], *args: Any, urgent: bool = False) -> Any:
-        """Run ``fn`` against the server through the breaker (connecting first if needed);
-        network faults -> ``Unavailable``, other redis-py errors -> ``StoreError``. ``urgent``:
-        a write, which probes whenever the breaker is open and no probe is running."""
-        breaker = self.breaker
-        probe = breaker.before(urgent) if breaker is not None else False
-        t = time.monotonic()
-        fault: BaseException | None = None
-        try:
-            if probe:
-                self._ping()
-            if not self._ready:
-                self._init()
-            return fn(*args)
-        except (self._redis.ConnectionError, self._redis.TimeoutError) as exc:
-            fault = exc
-            raise Unavailable(f"{self._where}: {type(exc).__name__}: {exc}") from exc
-        except self._redis.ResponseError:
-            raise
-        except self._redis.RedisError as exc:
-            raise self._error(exc) from exc
-        finally:
-            if breaker is not None:
-                breaker.after(probe, fault, time.monotonic() - t)
+    _ping = _redis_guard.ping  # the breaker's probe and every operation's path to the server
+    _guard = _redis_guard.guard
 
     def _run(self, name: str, *args: Any) -> Any:
         """Run one script; on a vanished namespace re-create it once; errors -> StoreError."""

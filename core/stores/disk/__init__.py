@@ -76,7 +76,7 @@ Where it lives: ``store`` (the ``DiskStore`` API), ``directory`` (the marker, st
 read-only and full-disk opening, the damaged-file check), ``schema`` (tables, configuration
 checks, upgrades in place, the state row), ``transactions`` (transactions, lock waits, the
 presence check), ``policy_sql`` (the eviction policy in SQL, the change log), ``values`` (text
-values, never pickled).
+values, never pickled), ``checks`` (``verify`` and ``check_invariants``).
 """
 
 from __future__ import annotations

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError, InvariantError, StoreError
+from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError, StoreError
 from cachemux.stores._policy import StorePolicy, resolve_policy
 from cachemux.stores._shares import REST as _REST
-from cachemux.stores._shares import check_share_state, check_shares, share_part
+from cachemux.stores._shares import check_shares, share_part
 from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Signer, Store, check_key
 from cachemux.stores.breaker import CircuitBreaker
-from cachemux.stores.disk.directory import DBNAME, StoreDirectory, StoreGoneError, _disk_full
+from cachemux.stores.disk import checks
+from cachemux.stores.disk.directory import StoreDirectory, StoreGoneError, _disk_full
 from cachemux.stores.disk.leases import claim as claim_lease
 from cachemux.stores.disk.policy_sql import PolicySQL
 from cachemux.stores.disk.schema import (_DEFAULT_CAPACITY, _DEFAULT_POLICY, check_config, init_schema,
@@ -355,44 +356,8 @@ class DiskStore(Store):
                 "expired": st.expired,
                 "clock": st.clock, "uncounted": self._uncounted, **shares}
 
-    def verify(self) -> None:
-        """SQLite ``quick_check`` of the whole file; StoreError naming the path if damaged."""
-        with self._read() as sql:
-            result = [r[0] for r in sql("PRAGMA quick_check")]
-        if result != ["ok"]:
-            raise StoreError(f"disk store {self.directory}: {DBNAME} is damaged: {'; '.join(result[:5])}")
-
-    def check_invariants(self) -> None:
-        """Size <= capacity, entries == values == index, priorities follow from stored
-        freq/cost/size/clock, every value parses and agrees with its metadata."""
-        spec = self.spec
-        # a write lock: a consistent view while other processes run (read-only: nobody writes)
-        with (self._read() if self.read_only else self._txn()) as sql:
-            st = read_state(sql)
-            rows = sql("SELECT key, size, cost, n, base, prio, seq, ins FROM cachemux_entries").fetchall()
-            history = dict(sql("SELECT key, count FROM cachemux_history")) if spec.history else {}
-            values = {k: self._value(k) for k, *_ in rows}
-            n_values = len(self._db.cache)
-            order = [k for (k,) in sql("SELECT key FROM cachemux_entries INDEXED BY"
-                                        " cachemux_entries_order ORDER BY prio, seq")]
-            parts = dict(sql("SELECT key, part FROM cachemux_entries")) if self.shares else {}
-            expiry = dict(sql("SELECT key, expires FROM cachemux_entries")) if not self.read_only else {}
-            part_rows = sql("SELECT part, used, count, clock FROM cachemux_parts").fetchall() if self.shares else []
-        where = f"disk store {self.directory}"
-        clock = st.clock
-        if self.shares:
-            check_share_state(where, self.shares, spec.capacity, spec.family == "greedy-dual", rows, parts,
-                              part_rows, lambda k: self._parse(k, values[k]))
-            clock = max([clock] + [r[3] for r in part_rows])
-        if n_values != len(rows):
-            raise InvariantError(f"{where}: {n_values} values but {len(rows)} entries")
-        if sorted(order) != sorted(k for k, *_ in rows):
-            raise InvariantError(f"{where}: the priority index and the entries disagree")
-        spec.check_entries(where, rows, values, history, count=st.count, used=st.used, seq=st.seq,
-                           clock=clock, parse=self._parse)
-        for key, expires in expiry.items():
-            if self._parse(key, values[key]).expires != expires:
-                raise InvariantError(f"{where}: {key!r} is ranked by expiry {expires}, its entry says otherwise")
+    verify = checks.verify  # the store's self-checks, in checks.py
+    check_invariants = checks.check_invariants
 
     def close(self) -> None:
         cache, self._db.cache = self._db.cache, None
