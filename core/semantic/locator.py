@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cachemux.errors import ConfigError
 from cachemux.semantic.identity import callable_identity
 from cachemux.semantic.keys import check_text, exact_key, model_id, normalize_prompt, partition_id
 
-__all__ = ["Locator", "Prepared", "model_groups"]
+__all__ = ["KEEP_CHARS", "Locator", "Prepared", "llm_id", "model_groups", "written_by"]
+
+KEEP_CHARS = 2_000  # of each prompt and llm_string kept in an entry, for inspection only
 
 Groups = Mapping[str, Iterable[str]] | Callable[[str], "str | None"] | None
 
@@ -117,3 +119,15 @@ def model_groups(groups: Groups) -> Callable[[str], str | None] | None:
         "utf-8", "surrogatepass"), digest_size=12).hexdigest() for g in set(member.values())}
     keyed = {llm: f"{g}\x00{tag[g]}" for llm, g in member.items()}
     return keyed.get
+
+
+def llm_id(llm_string: str) -> str:
+    # entries keep only the head of a long llm_string for inspection: clear(llm_string=) matches this
+    return hashlib.blake2b(llm_string.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def written_by(meta: Mapping[str, Any], llm_string: str, llm_id: str) -> bool:
+    if "llm_id" in meta:
+        return meta["llm_id"] == llm_id
+    # an entry from before llm_id: its "llm" is exact only when it was not cut
+    return len(llm_string) < KEEP_CHARS and meta.get("llm") == llm_string

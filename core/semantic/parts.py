@@ -8,7 +8,6 @@ the store: a put and the index update it implies happen under the mirror's lock,
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -26,7 +25,9 @@ from cachemux.semantic.flight import SingleFlight
 from cachemux.semantic.gate import EmbeddingGate, make_embedder, usable
 from cachemux.semantic.keys import check_text
 from cachemux.semantic.limits import MAX_VALUE_BYTES, Limits
-from cachemux.semantic.locator import Locator, Prepared
+from cachemux.semantic.locator import KEEP_CHARS, Locator, Prepared
+from cachemux.semantic.locator import llm_id as _llm_id
+from cachemux.semantic.locator import written_by as _written_by
 from cachemux.semantic.match import Match
 from cachemux.semantic.matcher import CosineMatcher, Matcher, default_matcher, load_matcher
 from cachemux.semantic.mirror import IndexMirror
@@ -41,7 +42,7 @@ log = logging.getLogger("cachemux.cache")
 
 __all__ = ["FLIGHT_TIMEOUT_S", "PROMPT_KEEP_CHARS", "CacheParts"]
 
-PROMPT_KEEP_CHARS = 2_000   # of each prompt kept in its entry, for inspection only
+PROMPT_KEEP_CHARS = KEEP_CHARS  # of each prompt kept in its entry, for inspection only
 FLIGHT_TIMEOUT_S = 30.0  # default flight_timeout: the longest an identical miss waits for its leader
 
 
@@ -380,18 +381,6 @@ class CacheParts:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _llm_id(llm_string: str) -> str:
-    # entries keep only the head of a long llm_string for inspection: clear(llm_string=) matches this
-    return hashlib.blake2b(llm_string.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-def _written_by(meta: Mapping[str, Any], llm_string: str, llm_id: str) -> bool:
-    if "llm_id" in meta:
-        return meta["llm_id"] == llm_id
-    # an entry from before llm_id: its "llm" is exact only when it was not cut
-    return len(llm_string) < PROMPT_KEEP_CHARS and meta.get("llm") == llm_string
 
 
 def _check_vector(vec: object) -> np.ndarray:
