@@ -174,6 +174,7 @@ def test_running_holder_without_commits_is_waited_for_up_to_busy_timeout(
     finally:
         child.kill()
         child.wait(10)
+        child.stdout.close()
     store.close()
 
 
