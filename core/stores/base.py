@@ -19,7 +19,7 @@ import numpy as np
 
 from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError
 
-__all__ = ["CHANGES_RESET", "Entry", "PutResult", "Signer", "Store", "check_key"]
+__all__ = ["CHANGES_RESET", "Entry", "PutResult", "Signer", "Store", "check_key", "parse_entry", "read_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,26 @@ class Signer:
             suppressed, self._suppressed, self._last_warning = self._suppressed, 0, now
         more = f" ({suppressed} more since the last warning)" if suppressed else ""
         log.warning("%s; served as a miss%s", exc, more)
+
+
+def parse_entry(signer: Signer | None, where: str, key: str, text: str | bytes) -> Entry:
+    """A stored value as an ``Entry``, opened by ``signer`` when the store signs: a corrupt one
+    raises ``CorruptEntryError`` naming the store (``where``) and ``key``, an unsigned or altered
+    one ``ForgedEntryError`` (a ``CorruptEntryError`` too)."""
+    try:
+        return Entry.from_json(text if signer is None else signer.open(key, text))
+    except CorruptEntryError as exc:
+        raise type(exc)(f"{where}: entry {key!r}: {exc}") from None
+
+
+def read_entry(signer: Signer | None, where: str, key: str, text: str | bytes) -> Entry | None:
+    """``parse_entry`` for reads: a value failing its signature check is a miss (counted, logged)."""
+    try:
+        return parse_entry(signer, where, key, text)
+    except ForgedEntryError as exc:
+        assert signer is not None
+        signer.rejected(exc)
+        return None
 
 
 @dataclass(frozen=True)

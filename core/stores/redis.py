@@ -37,13 +37,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError, InvariantError, StoreError
+from cachemux.errors import ConfigError, InvariantError, StoreError
 from cachemux.stores import _redis_guard
 from cachemux.stores import _redis_lua as lua
 from cachemux.stores._redis_config import FORMAT_VERSION, check_policy, namespace_config, stored_config
 from cachemux.stores._policy import StorePolicy, resolve_policy
 from cachemux.stores._shares import REST, check_share_state, check_shares, share_part
-from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Signer, Store, check_key
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Signer, Store, check_key, parse_entry, read_entry
 from cachemux.stores.breaker import CircuitBreaker, Unavailable
 
 __all__ = ["RedisStore"]
@@ -210,18 +210,10 @@ class RedisStore(Store):
             raise self._error(exc) from exc
 
     def _parse(self, key: str, text: Any) -> Entry:
-        try:
-            return Entry.from_json(text if self._signer is None else self._signer.open(key, text))
-        except CorruptEntryError as exc:
-            raise type(exc)(f"{self._where}: entry {key!r}: {exc}") from None
+        return parse_entry(self._signer, self._where, key, text)
 
     def _entry(self, key: str, text: Any) -> Entry | None:
-        """``_parse`` for reads: a value failing its signature check is a miss (counted, logged)."""
-        try:
-            return self._parse(key, text)
-        except ForgedEntryError as exc:
-            self._signer.rejected(exc)  # type: ignore[union-attr]
-            return None
+        return read_entry(self._signer, self._where, key, text)
 
     # ---- the Store API --------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachemux.errors import ConfigError, CorruptEntryError, ForgedEntryError, StoreError
+from cachemux.errors import ConfigError, CorruptEntryError, StoreError
 from cachemux.stores._policy import StorePolicy, resolve_policy
 from cachemux.stores._shares import REST as _REST
 from cachemux.stores._shares import check_shares, share_part
-from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Signer, Store, check_key
+from cachemux.stores.base import CHANGES_RESET, Entry, PutResult, Signer, Store, check_key, parse_entry, read_entry
 from cachemux.stores.breaker import CircuitBreaker
 from cachemux.stores.disk import checks
 from cachemux.stores.disk.directory import StoreDirectory, StoreGoneError, _disk_full
@@ -69,6 +69,7 @@ class DiskStore(Store):
                  signing_key: bytes | str | None = None,
                  **policy_options: Any) -> None:
         self.directory = Path(directory).expanduser()
+        self._where = f"disk store {self.directory}"  # how errors name this store
         self.read_only_reason: str | None = None  # why it opened read-only
         if readonly not in (None, True, False):
             raise ConfigError(f"readonly must be None (detect), True or False, got {readonly!r}")
@@ -176,18 +177,10 @@ class DiskStore(Store):
         return self._db.cache.get(key)
 
     def _parse(self, key: str, text: str) -> Entry:
-        try:
-            return Entry.from_json(text if self._signer is None else self._signer.open(key, text))
-        except CorruptEntryError as exc:
-            raise type(exc)(f"disk store {self.directory}: entry {key!r}: {exc}") from None
+        return parse_entry(self._signer, self._where, key, text)
 
     def _entry(self, key: str, text: str) -> Entry | None:
-        """``_parse`` for reads: a value failing its signature check is a miss (counted, logged)."""
-        try:
-            return self._parse(key, text)
-        except ForgedEntryError as exc:
-            self._signer.rejected(exc)  # type: ignore[union-attr]
-            return None
+        return read_entry(self._signer, self._where, key, text)
 
     # ---- the Store API --------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:

@@ -8,12 +8,9 @@ skipped, with the reason)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import uuid
-from pathlib import Path
 
 import pytest
+from small_fs import fill_up, mounted
 
 from cachemux.cache import SemanticCache
 from cachemux.semantic import Embedder
@@ -24,26 +21,7 @@ LLM = "full-llm"
 
 @pytest.fixture
 def small_fs(tmp_path):
-    mnt = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def _fill_up(folder: Path) -> None:
-    with open(folder / "filler", "wb", buffering=0) as f:  # unbuffered: nothing left to fail at close
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
+    yield from mounted(tmp_path, "2M")
 
 
 def test_full_disk_serves_every_committed_entry(small_fs):
@@ -51,7 +29,7 @@ def test_full_disk_serves_every_committed_entry(small_fs):
     answers = {f"question {i}": f"answer {i} " * 20 for i in range(25)}
     for q, a in answers.items():
         assert cache.update(q, LLM, a, cost=1.0)
-    _fill_up(small_fs)
+    fill_up(small_fs)
     served = sum(cache.lookup(q, LLM) == a for q, a in answers.items())
     assert served == 25
     assert cache.stats()["errors"] == 0 and cache.store.stats()["uncounted"] == 25
@@ -68,7 +46,7 @@ def test_full_disk_serves_every_committed_entry(small_fs):
 def test_full_disk_semantic_hit_and_index_save_fault(small_fs):
     cache = SemanticCache(DiskStore(small_fs / "store", capacity=100), embedder=Embedder().load(), threshold=0.9)
     cache.update("What is the capital of France?", LLM, "Paris", cost=1.0)
-    _fill_up(small_fs)
+    fill_up(small_fs)
     assert cache.lookup("What's the capital city of France?", LLM) == "Paris"  # semantic, served uncounted
     assert not cache.save_index()  # the snapshot cannot be written: a logged fault, no exception
     assert cache.stats()["errors"] == 1

@@ -11,14 +11,13 @@ as an app restarting on that disk would.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
+from small_fs import fill_up, mounted
 
 from cachemux.errors import StoreError
 from cachemux.stores import DiskStore, Entry
@@ -26,28 +25,7 @@ from cachemux.stores import DiskStore, Entry
 
 @pytest.fixture
 def small_fs(tmp_path):
-    mnt = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def _fill_up(folder: Path) -> None:
-    with open(folder / "filler", "wb", buffering=0) as f:
-        for chunk in (65536, 4096, 1):  # down to the last byte
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
-    assert os.statvfs(folder).f_bavail == 0
+    yield from mounted(tmp_path, "4M")
 
 
 REOPEN = textwrap.dedent("""
@@ -87,7 +65,7 @@ def test_full_disk_reopens_read_only_and_serves(small_fs, other):
         assert store.put(f"k{i}", Entry(value=f"v{i}" * 20, cost=1.0)).admitted
     if other == "closed":
         store.close()  # SQLite folds the WAL into cache.db and removes -wal and -shm
-    _fill_up(small_fs)
+    fill_up(small_fs)
     got = _reopen(d)
     print(f"\nfull disk, {other}: {got}")
     assert "error" not in got, got["error"]
@@ -114,7 +92,7 @@ def test_only_a_damaged_file_is_called_damaged(tmp_path, small_fs):
     d = small_fs / "store"
     store = DiskStore(d, capacity=100)
     store.put("k0", Entry(value="v0" * 20, cost=1.0))
-    _fill_up(small_fs)
+    fill_up(small_fs)
     refused = _reopen(d, readonly="False")["error"].replace(str(d), "<dir>")  # must write: refused, says why
     print(f"\nfull disk, readonly=False: {refused}")
     assert "disk is full" in refused and "readonly=False" in refused
