@@ -114,7 +114,7 @@ class PolicyCache:
             self._made.pop(key, None)
             return None
         model, paid, price = self._made.get(key, (None, None, 0.0))
-        return Hit(answer, "exact", 1.0, price, model, paid)
+        return Hit(answer, kind="exact", similarity=1.0, price=price, model=model, paid=paid)
 
     def admit(self, request: Any, answer: Any, price: float, size: float = 1, *,
               model: str | None = None, paid: float | None = None, place: Any = None) -> bool:
@@ -170,11 +170,11 @@ class SemanticPort:
     def locate(self, request: Request) -> Lookup:
         """``lookup`` with the request's place in the cache, keyed once for the whole request."""
         where = self._place(request)
-        return Lookup(self._hit(self.cache.match(request.prompt, request.config, where=where)), where)
+        return Lookup(hit=self._hit(self.cache.match(request.prompt, request.config, where=where)), place=where)
 
     async def alocate(self, request: Request) -> Lookup:
         where = self._place(request)
-        return Lookup(self._hit(await self.cache.amatch(request.prompt, request.config, where=where)), where)
+        return Lookup(hit=self._hit(await self.cache.amatch(request.prompt, request.config, where=where)), place=where)
 
     def release(self, request: Request, owner: object, served: Any = None, *, place: Any = None) -> None:
         """The engine's routed request ended without ``admit`` taking its answer: identical

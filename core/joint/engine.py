@@ -305,7 +305,7 @@ class JointEngine:
                     if isinstance(item, Generation):
                         gen = item
                     else:
-                        yield Chunk(model, item)
+                        yield Chunk(model=model, value=item)
                 flow.record(model, _settled(gen, model), time.perf_counter() - t0, streamed=True)
             served = flow.finish()
         finally:  # also when the consumer abandons the stream
@@ -338,7 +338,7 @@ class JointEngine:
                     if isinstance(item, Generation):
                         last = item
                     else:
-                        yield Chunk(model, item)
+                        yield Chunk(model=model, value=item)
                 flow.record(model, _settled(last, model), time.perf_counter() - t0, streamed=True)
             served = await asyncio.to_thread(flow.finish)
         finally:  # also when the consumer abandons the stream
@@ -443,7 +443,7 @@ class _Flow:
                     check = got
             self._check = check
             return None
-        return Served(hit.answer, True, 0.0, kind=hit.kind, similarity=hit.similarity, model=hit.model,
+        return Served(hit.answer, hit=True, cost=0.0, kind=hit.kind, similarity=hit.similarity, model=hit.model,
                       price=hit.price, saved=saved)
 
     def release(self, served: Served | None) -> None:
@@ -486,7 +486,7 @@ class _Flow:
         ok = gen.success
         if ok is None and eng.judge is not None:
             ok = eng.judge(self.query, model, gen.text if gen.text is not None else str(gen.answer))
-        self.attempts.append(Attempt(model, gen.answer, cost, ok, latency))
+        self.attempts.append(Attempt(model=model, answer=gen.answer, cost=cost, success=ok, latency=latency))
         self._gen = gen
         self._streamed = streamed
         self._i += 1
@@ -526,9 +526,9 @@ class _Flow:
         if self._cache is not None:
             admitted = offer and self._cache.admit(self.request, final.answer, price, self._gen.size,
                                                    model=final.model, paid=paid, place=self._place)
-        return Served(final.answer, False, paid, route, tuple(ran), tuple(attempts), model=final.model,
-                      price=price, admitted=admitted, expected_cost=self.expected, route_costs=estimates,
-                      streamed=self._streamed, checked=checked)
+        return Served(final.answer, hit=False, cost=paid, route=route, models=tuple(ran), attempts=tuple(attempts),
+                      model=final.model, price=price, admitted=admitted, expected_cost=self.expected,
+                      route_costs=estimates, streamed=self._streamed, checked=checked)
 
     def _verify(self, final: Attempt) -> bool | None:
         """Compare the cached neighbour's answer with this run's and report it to the cache."""

@@ -140,7 +140,7 @@ class SemanticCache(CacheParts):
         self.counters.add(lookups=1)
         entry = self._read(key)
         if entry is not None and self._servable(key, entry):
-            return self._hit(Match(entry.value, "exact", key, 1.0, entry.cost))
+            return self._hit(Match(entry.value, kind="exact", key=key, similarity=1.0, cost=entry.cost))
         vec = None
         loss = self.gate.loss(text) if self.semantic else "off"
         if loss is None:
@@ -190,7 +190,7 @@ class SemanticCache(CacheParts):
                 if self.store.peek(key) is not None:
                     entry = self.store.get(key)  # counts the request on the entry that serves it
                     if entry is not None and self._servable(key, entry):
-                        return Match(entry.value, "exact", key, 1.0, entry.cost)
+                        return Match(entry.value, kind="exact", key=key, similarity=1.0, cost=entry.cost)
         except Exception as exc:
             self.fault("lease", exc)
         return None
@@ -207,7 +207,8 @@ class SemanticCache(CacheParts):
         if value is None:
             self.flights.abandon(key, caller() if owner is None else owner)
         else:
-            self.flights.publish(key, Match(check_text("value", value), "exact", key, 1.0, check_cost("cost", cost)))
+            self.flights.publish(key, Match(check_text("value", value), kind="exact", key=key, similarity=1.0,
+                                               cost=check_cost("cost", cost)))
 
     def unserved(self, reason: str, cost: float = 0.0) -> None:
         """A semantic hit this cache returned that the caller did not serve: it ran the model
@@ -248,7 +249,7 @@ class SemanticCache(CacheParts):
             if not self._servable(mkey, entry):  # too large, or expired
                 continue
             if plain:
-                return Match(entry.value, "semantic", mkey, sim, entry.cost, sim)
+                return Match(entry.value, kind="semantic", key=mkey, similarity=sim, cost=entry.cost, score=sim)
             verdict = decider.consider(text, entry.meta.get("q", entry.prompt), sim, entry, qkey, mkey, first)
             first = False
             if verdict is None:
@@ -263,7 +264,8 @@ class SemanticCache(CacheParts):
             verify = decider.check(text, served.value, qkey, mkey, verdict)
             if verify is None:
                 return None
-            return Match(served.value, "semantic", mkey, sim, served.cost, verdict.score, verify, verdict.p_wrong)
+            return Match(served.value, kind="semantic", key=mkey, similarity=sim, cost=served.cost, score=verdict.score,
+                         verify=verify, p_wrong=verdict.p_wrong)
         return None
 
     # ---- error-bounded mode -------------------------------------------------------------------------

@@ -188,7 +188,8 @@ class CacheParts:
             return self._update(where, prompt, llm_string, value, cost, size, info, embedding, tokens, priced)
         finally:
             if self.flights is not None and isinstance(value, str):
-                self.flights.publish(where.key, Match(value, "exact", where.key, 1.0, priced[-1] if priced else 0.0))
+                self.flights.publish(where.key, Match(value, kind="exact", key=where.key, similarity=1.0,
+                                                         cost=priced[-1] if priced else 0.0))
 
     def seconds_per_token(self) -> float:
         """The fallback price per estimated token: seconds per token over this cache's
@@ -222,7 +223,7 @@ class CacheParts:
         self.counters.add(updates=1)
         pending, now = self.clock.take(key)
         latency = None if pending is None else max(0.0, now - pending[1])
-        cost = self.clock.price(cost, latency, tokens, CostInfo(prompt, llm_string, value, latency, info))
+        cost = self.clock.price(cost, latency, tokens, CostInfo(prompt=prompt, llm_string=llm_string, value=value, latency=latency, info=info))
         priced.append(cost)
         vec = pending[2] if pending is not None else None
         if embedding is not None and self.semantic:
