@@ -113,7 +113,7 @@ class SemanticCache(CacheParts):
         while an identical one is in flight waits for its answer (``flight_timeout``). ``where``:
         the request's ``place``, when the caller placed it already (then ``embed_text`` and
         ``scope`` are not read again)."""
-        got = self._begin(prompt, llm_string, embed_text, scope, caller(), where)
+        got = self._begin(prompt, llm_string, embed_text, scope, None, where)  # owner: this thread, if it misses
         if isinstance(got, tuple):
             return self._end(got[0].wait(), got[1], got[2])
         return got
@@ -132,13 +132,18 @@ class SemanticCache(CacheParts):
     def _begin(self, prompt: str, llm_string: str, embed_text: str | bool | None, scope: str, owner: object,
                where: Prepared | None = None) -> Match | None | tuple[Flight, str, np.ndarray | None]:
         """The lookup up to the wait: a hit, a miss (None: the caller makes the call), or the
-        flight to wait for with the miss's key and embedding (``_end`` after the wait)."""
+        flight to wait for with the miss's key and embedding (``_end`` after the wait).
+        ``owner``: who looks up (None: the calling task or thread, worked out only on a miss)."""
         since = self.flights.mark() if self.flights is not None else 0
         if where is None:
             where = self._prepare(prompt, llm_string, embed_text, scope)
         key, text = where.key, where.text
-        self.counters.add(lookups=1)
-        entry = self._read(key)
+        self.counters.count("lookups")
+        try:
+            entry = self.store.get(key)
+        except Exception as exc:  # a store fault is a miss
+            self.fault("lookup", exc)
+            entry = None
         if entry is not None and self._servable(key, entry):
             return self._hit(Match(entry.value, kind="exact", key=key, similarity=1.0, cost=entry.cost))
         vec = None
@@ -152,7 +157,7 @@ class SemanticCache(CacheParts):
         elif self.semantic:  # empty, embed_text=False, or an embedding that would lose part of it
             self.gate.exact_only(loss)
         if self.flights is not None:
-            state, got = self.flights.join(key, owner, since)
+            state, got = self.flights.join(key, caller() if owner is None else owner, since)
             if state == DONE:  # published while this lookup read the store
                 return self._coalesced(got)
             if state == WAIT:
@@ -220,7 +225,7 @@ class SemanticCache(CacheParts):
         self.counters.add(**{"semantic_hits": -1, "misses": 1, f"semantic_{reason}": 1, "cost_saved": -float(cost)})
 
     def _hit(self, m: Match) -> Match:
-        self.counters.add(**{"exact_hits" if m.kind == "exact" else "semantic_hits": 1, "cost_saved": m.cost})
+        self.counters.hit(m.kind, m.cost)
         return m
 
     def _nearest(self, part: str, vec: np.ndarray, text: str, qkey: str) -> Match | None:

@@ -92,9 +92,9 @@ class SingleFlight:
             return len(self._flights)
 
     def mark(self) -> int:
-        """Taken when a lookup begins, before it reads the store (see ``join``)."""
-        with self._lock:
-            return self._published
+        """Taken when a lookup begins, before it reads the store (see ``join``). A plain read: an
+        int attribute is read whole, and a publication it misses is one ``join`` then sees."""
+        return self._published
 
     def join(self, key: str, owner: object, since: int) -> tuple[str, Any]:
         """After a miss: ``(DONE, answer)`` for an answer published since ``since``, ``(WAIT,

@@ -36,6 +36,14 @@ class Limits:
             return False
         return len(value) > limit or len(value.encode("utf-8", "surrogatepass")) > limit
 
+    def refuses(self, entry: Entry) -> str | None:
+        """Why ``entry`` may not be served ("too_large", "expired"), or None."""
+        if self.max_value_bytes is not None and self.too_large(entry.value):
+            return "too_large"
+        if (self.ttl is not None or entry.expires is not None) and self.stale(entry):
+            return "expired"
+        return None
+
     def stale(self, entry: Entry, now: float | None = None) -> bool:
         """Past this cache's ``ttl`` or the ``expires`` its writer gave it."""
         now = time.time() if now is None else now

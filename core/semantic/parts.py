@@ -252,22 +252,16 @@ class CacheParts:
         return result.admitted
 
     # ---- reading entries --------------------------------------------------------------------------
-    def _read(self, key: str) -> Entry | None:
-        try:
-            return self.store.get(key)
-        except Exception as exc:  # a store fault is a miss
-            self.fault("lookup", exc)
-            return None
-
     def _servable(self, key: str, entry: Entry) -> bool:
         """False (counted) for an entry over ``max_value_bytes`` or past its ``ttl`` or the
         ``expires`` its writer gave it (then deleted)."""
-        if self.limits.too_large(entry.value):
-            self.counters.add(too_large_skipped=1)
-            return False
-        if not self.limits.stale(entry):
+        why = self.limits.refuses(entry)
+        if why is None:
             return True
-        self.counters.add(expired=1)
+        if why == "too_large":
+            self.counters.count("too_large_skipped")
+            return False
+        self.counters.count("expired")
         try:
             self.store.delete(key)
         except Exception as exc:

@@ -67,6 +67,20 @@ class CacheStats:
                 else:
                     setattr(self, name, getattr(self, name) + n)
 
+    def count(self, name: str) -> None:
+        """Add one to a plain counter (the per-request path: no keyword dict)."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def hit(self, kind: str, cost: float) -> None:
+        """Count a hit of ``kind`` ("exact" or "semantic") that saved ``cost``."""
+        with self._lock:
+            if kind == "exact":
+                self.exact_hits += 1
+            else:
+                self.semantic_hits += 1
+            self.cost_saved += cost
+
     def get(self, name: str) -> float:
         with self._lock:
             if name.startswith("exact_only_"):
