@@ -60,7 +60,7 @@ from langchain_core.runnables.config import run_in_executor
 
 from cachemux import ConfigError, CostInfo, SemanticCache, Store, estimate_tokens
 from cachemux.cache import FLIGHT_TIMEOUT_S, MAX_VALUE_BYTES
-from cachemux.joint.engine import empty_answer
+from cachemux.joint.answers import empty_answer
 from cachemux.semantic.flight import ANY
 
 from langchain_cachemux.embeddings import as_embedder

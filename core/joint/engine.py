@@ -57,11 +57,10 @@ from typing import Any
 
 from cachemux.errors import ConfigError
 from cachemux.joint.answers import Compare, Judge, empty_answer, same_text
-from cachemux.joint.answers import answer_text as _text  # noqa: F401 - its name here before answers.py
 from cachemux.joint.caches import CachePort, Coalescing, Placing, PolicyCache, Reporting, Verifiable, as_cache_port
 from cachemux.joint.costs import CostModel, Costs
 from cachemux.joint.flow import Flow as _Flow
-from cachemux.joint.types import Generation, Request, Served
+from cachemux.joint.types import Generation, Served
 from cachemux.multiplexer.selectors import Selector
 from cachemux.semantic.flight import caller
 
@@ -224,7 +223,7 @@ class JointEngine:
 
         find = None if self._coalescing is None else (
             self._placing.alocate if self._placing is not None else self._coalescing.alookup)
-        if find is None or (type(flow.request) is Request and not flow.request.cacheable):
+        if find is None or flow.cache is None:
             return await asyncio.to_thread(flow.lookup)
         flow.owner = caller()
         return await asyncio.to_thread(flow.lookup, await find(flow.request))

@@ -25,7 +25,7 @@ class Flow:
     """One request's decisions, free of I/O: the drivers above only run the models it names."""
 
     __slots__ = ("engine", "request", "query", "route", "attempts", "expected", "_i", "_done", "_streamed",
-                 "_gen", "_check", "_cache", "_refused", "_place", "owner")
+                 "_gen", "_check", "cache", "_refused", "_place", "owner")
 
     _NONE: Any = object()  # no neighbour to compare with
 
@@ -33,6 +33,8 @@ class Flow:
         self.engine = engine
         self.request = request
         self.query = request.query if type(request) is Request else request
+        # the cache this request reads and fills: none for a request whose configuration cannot be keyed
+        self.cache = engine.cache if type(request) is not Request or request.cacheable else None
         self.attempts: list[Attempt] = []
         self._i = 0
         self._done = False
@@ -47,15 +49,14 @@ class Flow:
         verification, or declined by the route pricing, is routed and compared in ``finish``).
         ``found``: the port's answer when the driver looked up already (``alookup``)."""
         eng = self.engine
-        self._cache = eng.cache if type(self.request) is not Request or self.request.cacheable else None
         if found is Flow._NONE:
-            self.owner = caller() if self._cache is not None else None
-            if self._cache is None:
+            self.owner = caller() if self.cache is not None else None
+            if self.cache is None:
                 found = None
             elif eng._placing is not None:  # keyed once: the place goes back with admit/feedback
                 found = eng._placing.locate(self.request)
             else:
-                found = self._cache.lookup(self.request)
+                found = self.cache.lookup(self.request)
         if type(found) is Lookup:
             self._place = found.place
             found = found.hit
@@ -92,7 +93,7 @@ class Flow:
         if unserved is not None and eng._verifiable is not None:  # the cache counted it as a hit
             eng._verifiable.unserved(*unserved)
         if hit is None:
-            if check is Flow._NONE and eng._learns and self._cache is not None:  # the neighbour the learned rule refused
+            if check is Flow._NONE and eng._learns and self.cache is not None:  # the neighbour the learned rule refused
                 got = eng._verifiable.candidate(self.request, place=self._place)  # type: ignore[union-attr]
                 if got is not None:
                     check = got
@@ -178,8 +179,8 @@ class Flow:
             eng.answered[final.model] = eng.answered.get(final.model, 0) + 1
         checked = None if self._check is Flow._NONE else self._verify(final)
         admitted = None
-        if self._cache is not None:
-            admitted = offer and self._cache.admit(self.request, final.answer, price, self._gen.size,
+        if self.cache is not None:
+            admitted = offer and self.cache.admit(self.request, final.answer, price, self._gen.size,
                                                    model=final.model, paid=paid, place=self._place)
         return Served(final.answer, hit=False, cost=paid, route=route, models=tuple(ran), attempts=tuple(attempts),
                       model=final.model, price=price, admitted=admitted, expected_cost=self.expected,

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from at_once import at_once as together
 from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -48,20 +48,6 @@ class CountingChat(GenericFakeChatModel):
 
 def chat(**kw: Any) -> CountingChat:
     return CountingChat(messages=iter(()), **kw)
-
-
-def together(n: int, fn) -> list:
-    barrier = threading.Barrier(n)
-
-    def run(i: int):
-        barrier.wait()
-        try:
-            return fn(i)
-        except Exception as exc:
-            return exc
-
-    with ThreadPoolExecutor(n) as ex:
-        return list(ex.map(run, range(n)))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage
 
 from cachemux import MemoryStore, SemanticCache, StaticSelector
-from cachemux.joint.engine import _text, same_text
+from cachemux.joint.answers import answer_text as _text, same_text
 from cachemux.semantic import Embedder
 from langchain_cachemux import CacheMuxRouter
 from warm_bound import warm

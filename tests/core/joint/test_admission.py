@@ -10,7 +10,7 @@ import pytest
 
 from cachemux import MemoryStore, SemanticCache, StaticSelector
 from cachemux.joint import Generation, JointEngine, Request
-from cachemux.joint.engine import empty_answer
+from cachemux.joint.answers import empty_answer
 
 ONE = StaticSelector(("m",))
 CASCADE = StaticSelector(("small", "large"))

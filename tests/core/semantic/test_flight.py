@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from at_once import at_once as threads
 
 from cachemux.cache import SemanticCache
 from cachemux.errors import ConfigError
@@ -52,21 +53,6 @@ class Model:
 
     def generate(self, request: Request, model: str) -> Generation:
         return Generation(self.call(request.prompt), cost=1.0)
-
-
-def threads(n: int, fn) -> list:
-    """Run ``fn(i)`` in ``n`` threads started together; their results (or exceptions)."""
-    barrier = threading.Barrier(n)
-
-    def run(i: int):
-        barrier.wait()
-        try:
-            return fn(i)
-        except Exception as exc:
-            return exc
-
-    with ThreadPoolExecutor(n) as ex:
-        return list(ex.map(run, range(n)))
 
 
 def cached_call(cache: SemanticCache, model: Model, prompt: str, llm: str = LLM) -> str:
